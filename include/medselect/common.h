@@ -1,0 +1,161 @@
+/* medselect/common.h: status codes, error messages, the seeded random generator, threads,
+ * progress bars and atomic file output shared by every module.
+ *
+ * Errors come in two tiers. A programmer error (a contract violation such as a NULL
+ * argument or K > pool size reaching a kernel) aborts through MS_CHECK with file:line.
+ * A data or I/O error (a malformed CSV, a missing HDF5 dataset, NaN in the embeddings)
+ * returns a non-zero ms_status and records one line, naming the file and the problem,
+ * that ms_last_error() returns. Library code never calls exit(); only the CLI decides exit
+ * codes (data errors exit 2).
+ */
+#ifndef MEDSELECT_COMMON_H
+#define MEDSELECT_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MS_VERSION "0.1.0"
+
+typedef enum {
+    MS_OK = 0,
+    MS_ERR_IO = 1,     /* a file could not be opened, read or written */
+    MS_ERR_DATA = 2,   /* the content is malformed or inconsistent */
+    MS_ERR_ARG = 3,    /* an option value is out of range or unknown */
+    MS_ERR_NOMEM = 4,  /* an allocation failed */
+} ms_status;
+
+/* Records the thread's last error message (printf-style, one line, no newline).
+ * Returns `code` so that callers can write `return ms_fail(MS_ERR_DATA, "...")`. */
+ms_status ms_fail(ms_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The calling thread's last error message ("" when none). Valid until the next ms_fail. */
+const char *ms_last_error(void);
+
+/* Contract check: aborts with file:line and the expression when `cond` is false. */
+#define MS_CHECK(cond)                                                                      \
+    do {                                                                                    \
+        if (!(cond)) ms_abort_at(__FILE__, __LINE__, #cond);                                \
+    } while (0)
+void ms_abort_at(const char *file, int line, const char *what) __attribute__((noreturn));
+
+/* Allocation that aborts on failure (out of memory is not a recoverable data error here).
+ * The caller frees the result with free(). ms_xcalloc zeroes. */
+void *ms_xmalloc(size_t bytes);
+void *ms_xcalloc(size_t count, size_t size);
+void *ms_xrealloc(void *p, size_t bytes);
+char *ms_xstrdup(const char *s);
+
+/* ---------------------------------------------------------------------------------------
+ * Random numbers. xoshiro256** seeded through splitmix64 from (seed, stream, index):
+ * the generator for task i of stream s is a pure function of (seed, s, i), so tasks can be
+ * built in any order, on any thread, and reproduce exactly.
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    uint64_t s[4];
+} ms_rng;
+
+void ms_rng_init(ms_rng *r, uint64_t seed, uint64_t stream, uint64_t index);
+uint64_t ms_rng_next(ms_rng *r);
+double ms_rng_uniform(ms_rng *r);          /* [0, 1) with 53 random bits */
+uint32_t ms_rng_below(ms_rng *r, uint32_t n); /* uniform in [0, n), unbiased; n > 0 */
+double ms_rng_normal(ms_rng *r);           /* standard normal (Box-Muller, no cached pair) */
+double ms_rng_gumbel(ms_rng *r);           /* standard Gumbel: -log(-log(U)), U in (0,1) */
+void ms_rng_shuffle(ms_rng *r, int *a, int n); /* Fisher-Yates */
+/* Draws k distinct values from [0, n) into out (in random order). Uses `scratch` of n ints. */
+void ms_rng_choose(ms_rng *r, int n, int k, int *out, int *scratch);
+
+/* Well-known stream numbers so that different uses of one seed never share a sequence. */
+enum {
+    MS_STREAM_TASK = 1,      /* task sampling */
+    MS_STREAM_STRATEGY = 2,  /* a strategy's own random choices */
+    MS_STREAM_BASELINE = 3,  /* the random-selection baseline during training */
+    MS_STREAM_POLICY = 4,    /* the selector's sampled draws */
+    MS_STREAM_BOOTSTRAP = 5, /* bootstrap confidence intervals */
+    MS_STREAM_PERMUTE = 6,   /* permutation tests */
+    MS_STREAM_INIT = 7,      /* model initialization */
+    MS_STREAM_SYNTH = 8,     /* the synthetic demo data */
+};
+
+/* ---------------------------------------------------------------------------------------
+ * Threads. ms_set_threads sets OpenMP's and OpenBLAS's thread counts (n <= 0: all cores).
+ * Results never depend on it: work is split by task, and each task's arithmetic runs on one
+ * thread in a fixed order.
+ * ------------------------------------------------------------------------------------- */
+void ms_set_threads(int n);
+int ms_get_threads(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Progress bar on stderr, drawn only when stderr is a terminal (and MS_PROGRESS is not 0).
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const char *label;
+    long total;
+    long done;
+    double t0;
+    double last_draw;
+    int enabled;
+} ms_progress;
+
+void ms_progress_begin(ms_progress *p, const char *label, long total);
+void ms_progress_add(ms_progress *p, long n); /* thread-safe */
+void ms_progress_end(ms_progress *p);
+
+double ms_now(void); /* monotonic seconds */
+
+/* ---------------------------------------------------------------------------------------
+ * Atomic output: write to "<path>.tmp.<pid>", then rename over <path> on success, so that
+ * a failed or interrupted run never leaves a partial file.
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    FILE *f;
+    char *path;
+    char *tmp;
+} ms_outfile;
+
+/* Opens the temporary file ("-" means stdout: no temporary, commit is a flush). */
+ms_status ms_out_open(ms_outfile *o, const char *path);
+/* Flushes, fsyncs and renames into place. Records an error naming the path on failure. */
+ms_status ms_out_commit(ms_outfile *o);
+/* Removes the temporary file (safe to call after commit or on a zeroed struct). */
+void ms_out_abort(ms_outfile *o);
+
+/* Writes `n` bytes atomically to `path`. */
+ms_status ms_write_file_atomic(const char *path, const void *data, size_t n);
+
+/* ---------------------------------------------------------------------------------------
+ * Workspace arena: per-thread scratch memory for hot loops. ms_arena_alloc bumps a pointer;
+ * ms_arena_reset releases everything at once (and, if the arena had to grow, merges its
+ * blocks into one so that the next round allocates nothing). After the first task of a
+ * loop, no malloc happens. Returned memory is 64-byte aligned and not zeroed.
+ * ------------------------------------------------------------------------------------- */
+typedef struct ms_arena_block ms_arena_block;
+typedef struct {
+    ms_arena_block *head; /* current block; older blocks chained behind it */
+    size_t total;         /* bytes handed out since the last reset */
+    size_t peak;          /* largest total seen */
+} ms_arena;
+
+void ms_arena_init(ms_arena *a);
+void *ms_arena_alloc(ms_arena *a, size_t bytes);
+#define MS_ARENA_NEW(a, type, count) ((type *)ms_arena_alloc((a), sizeof(type) * (size_t)(count)))
+void ms_arena_reset(ms_arena *a);
+void ms_arena_free(ms_arena *a);
+
+/* ---------------------------------------------------------------------------------------
+ * Small helpers.
+ * ------------------------------------------------------------------------------------- */
+/* Splits "a,b,c" on commas into a newly allocated array of trimmed strings; *n gets the
+ * count. The caller frees with ms_strv_free. */
+char **ms_split_list(const char *s, int *n);
+void ms_strv_free(char **v, int n);
+/* 64-bit FNV-1a over bytes, for data fingerprints. */
+uint64_t ms_fnv1a(const void *data, size_t n, uint64_t h);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

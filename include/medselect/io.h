@@ -1,0 +1,121 @@
+/* medselect/io.h: reading labeled (or unlabeled) image embeddings.
+ *
+ * The reference layout, per split: a positives CSV (images with at least one finding) and a
+ * normals CSV ("No Finding"), each with a Path column, one column per condition (1 positive,
+ * 0 negative, -1 uncertain, blank = 0) and optional Age, Sex, Frontal/Lateral or View columns.
+ * Next to each CSV an HDF5 file with the same base name (".hdf5" or ".h5") holds the dataset
+ * "dataset": one float32/float64 row per CSV row. Embeddings may instead come from an NPY
+ * file (float32/float64, C order, format 1.0-3.0) with the same row order.
+ *
+ * Every loader returns MS_ERR_IO / MS_ERR_DATA with one line naming the file and the problem
+ * (ms_last_error()).
+ */
+#ifndef MEDSELECT_IO_H
+#define MEDSELECT_IO_H
+
+#include "medselect/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- CSV ------------------------------------------------------------------------------
+ * RFC 4180 CSV: quoted fields with embedded commas, quotes ("") and newlines; CRLF or LF;
+ * a UTF-8 byte-order mark is skipped. The first record is the header. Every record must
+ * have the header's number of fields. */
+typedef struct {
+    int n_cols;
+    int n_rows;    /* data records (header excluded) */
+    char **header; /* n_cols names */
+    char **cell;   /* (n_rows, n_cols) strings, row-major; never NULL ("" when empty) */
+    char *path;
+} ms_csv;
+
+ms_status ms_csv_read(ms_csv *c, const char *path);
+ms_status ms_csv_parse(ms_csv *c, const char *text, size_t len, const char *name);
+int ms_csv_col(const ms_csv *c, const char *name); /* case-insensitive; -1 when absent */
+void ms_csv_free(ms_csv *c);
+/* Writes one field with quoting when needed (comma, quote, CR/LF, leading/trailing space). */
+void ms_csv_put(FILE *f, const char *field);
+
+/* ---- dense matrices ------------------------------------------------------------------- */
+/* Reads a rank-2 float32/float64 dataset into a newly allocated float32 (rows, cols) array.
+ * `dataset` NULL means "dataset". */
+ms_status ms_hdf5_read(const char *path, const char *dataset, float **out, int *rows, int *cols);
+/* Writes a (rows, cols) float32 array as dataset "dataset" (atomically: temporary + rename). */
+ms_status ms_hdf5_write(const char *path, const char *dataset, const float *x, int rows, int cols);
+ms_status ms_npy_read(const char *path, float **out, int *rows, int *cols);
+ms_status ms_npy_write(const char *path, const float *x, int rows, int cols);
+/* By extension: .hdf5/.h5/.he5 -> HDF5 dataset "dataset"; .npy -> NPY. */
+ms_status ms_matrix_read(const char *path, float **out, int *rows, int *cols);
+
+/* ---- one CSV + its embeddings --------------------------------------------------------- */
+#define MS_NCLIN 3 /* clinical features: standardized age, sex (female 1), frontal (1) */
+#define MS_AGE_MEAN 60.33
+#define MS_AGE_SD 17.92
+
+typedef struct {
+    int n, d;
+    float *emb;     /* (n, d) embeddings as stored, owned */
+    char **path;    /* (n) the Path column */
+    int n_cond;     /* condition columns: every column other than Path and the known
+                       metadata columns (Age, Sex, Frontal/Lateral, View, AP/PA, PatientID,
+                       Patient ID, Split, No Finding is a condition too) whose values are
+                       blank or numbers in {-1, 0, 1} */
+    char **cond;    /* (n_cond) names as in the header */
+    float *label;   /* (n, n_cond): 1, 0, -1, blank read as 0 */
+    float *clin;    /* (n, 3) standardized age, sex, frontal; NAN where a value is missing;
+                       NULL when none of the three columns exists */
+    int clin_cols;  /* bit 0 age, bit 1 sex, bit 2 frontal: which columns exist */
+    char *csv_path, *emb_path;
+} ms_table;
+
+/* Loads a CSV and its embeddings. emb_path NULL: the CSV's base name with .hdf5 or .h5.
+ * Checks: Path column present, row counts equal, rank 2, float dtype, all values finite. */
+ms_status ms_table_load(ms_table *t, const char *csv_path, const char *emb_path);
+void ms_table_free(ms_table *t);
+/* Finds the embedding file next to a CSV (base.hdf5, base.h5); NULL (with error) if none.
+ * The caller frees the result. */
+char *ms_find_embeddings(const char *csv_path);
+
+/* ---- a labeled split: positives then normals ------------------------------------------ */
+typedef enum {
+    MS_UNCERTAIN_POSITIVE = 0, /* the paper's choice */
+    MS_UNCERTAIN_NEGATIVE,
+    MS_UNCERTAIN_IGNORE,       /* uncertain rows never enter tasks for that condition */
+} ms_uncertain;
+
+typedef struct {
+    int n_pos, n_norm, n; /* rows [0, n_pos) come from the positives file, then normals */
+    int d;
+    float *emb;      /* (n, d) as stored */
+    float *unit;     /* (n, d) rows scaled to unit L2 norm (zero rows stay zero) */
+    float *clin;     /* (n, 3) or NULL, as in ms_table */
+    int clin_cols;   /* columns present in both files (bit mask as in ms_table) */
+    char **path;     /* (n) */
+    int n_cond;
+    char **cond;     /* conditions of the positives file */
+    int **cond_rows; /* per condition: rows (in [0, n_pos)) positive for it */
+    int *cond_count; /* per condition: number of such rows */
+    char *pos_name, *norm_name; /* the positives/normals CSV paths, for messages */
+    uint64_t fingerprint;       /* FNV-1a of embeddings and labels */
+} ms_split;
+
+/* pos_emb/norm_emb NULL: found next to the CSVs. */
+ms_status ms_split_load(ms_split *s, const char *pos_csv, const char *pos_emb,
+                        const char *norm_csv, const char *norm_emb, ms_uncertain u);
+/* Builds a split from arrays (copies them). labels: (n_pos, n_cond) 0/1. paths may be NULL. */
+void ms_split_from_arrays(ms_split *s, const float *pos_emb, int n_pos, const float *norm_emb,
+                          int n_norm, int d, const float *labels, int n_cond,
+                          const char *const *cond_names);
+/* Condition index by name: case-insensitive, '_' and ' ' equivalent; -1 when absent. */
+int ms_split_find_condition(const ms_split *s, const char *name);
+/* Resolves a list of names into indices; an unknown name is an MS_ERR_ARG naming the file and
+ * listing the available conditions. */
+ms_status ms_split_resolve(const ms_split *s, char **names, int n, int *idx);
+void ms_split_free(ms_split *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

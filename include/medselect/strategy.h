@@ -1,0 +1,71 @@
+/* medselect/strategy.h: selection strategies. A strategy maps an unlabeled pool to K
+ * distinct item indices (in its order of preference). The learned MedSelect selector is a
+ * strategy like the baselines (see model.h / policy.h), so evaluate, select and analyze
+ * treat them all alike.
+ *
+ * Built in (see each strategy's .c file for its definition and defaults):
+ *   random      K distinct items uniformly at random
+ *   kmedoids    k-medoids (alternating, Voronoi iteration) with k-medoids++ seeding on
+ *               cosine distance; the K medoids (the paper's clustering baseline)
+ *   kmeans      k-means++ seeding, Lloyd to convergence on the unit rows, the item nearest
+ *               each centroid (distinct)
+ *   kcenter     k-center greedy (Coreset)
+ *   typiclust   TypiClust
+ *   probcover   ProbCover (delta=auto|<value>)
+ *   herding     MaxHerding (Gaussian kernel)
+ * Options follow the name: "probcover:delta=0.4", "kmeans:iters=300".
+ */
+#ifndef MEDSELECT_STRATEGY_H
+#define MEDSELECT_STRATEGY_H
+
+#include "medselect/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int n, d;
+    const float *x;    /* (n, d) rows scaled to unit L2 norm */
+    const float *raw;  /* (n, d) rows as stored */
+    const float *clin; /* (n, 3) clinical features or NULL */
+} ms_pool;
+
+typedef struct ms_strategy ms_strategy;
+struct ms_strategy {
+    char name[32];   /* short name, e.g. "kmedoids" */
+    char label[96];  /* name with its options, for tables */
+    /* Writes k distinct indices in [0, pool->n) to out. Scratch memory comes from `ws` (the
+     * caller resets it between calls). Randomness only from `seed`. Returns MS_OK or a
+     * data error (e.g. k > n). Must be safe to call from several threads at once with
+     * different ws. */
+    ms_status (*select)(const ms_strategy *s, const ms_pool *pool, int k, uint64_t seed,
+                        int *out, ms_arena *ws);
+    void *ctx;                 /* the strategy's parameters or model; owned */
+    void (*free_ctx)(void *ctx);
+};
+
+/* Creates a strategy from "name" or "name:key=value,key=value". Unknown name or option:
+ * MS_ERR_ARG with a message listing what is valid. */
+ms_status ms_strategy_create(ms_strategy **out, const char *spec);
+void ms_strategy_free(ms_strategy *s);
+/* Comma-separated names of the built-in strategies, e.g. for --help. */
+const char *ms_strategy_names(void);
+
+/* Registration hook for strategy families: each builtin file defines
+ *   ms_status ms_<family>_create(ms_strategy *s, const char *name, const char *opts);
+ * filling select/ctx/free_ctx; opts is the part after ':' ("" when none). */
+typedef ms_status (*ms_strategy_ctor)(ms_strategy *s, const char *opts);
+
+/* Parses "key=value" pairs from opts; helpers for ctors. *found 1 when present.
+ * Returns MS_ERR_ARG for a malformed value. */
+ms_status ms_opt_double(const char *opts, const char *key, double *val, int *found);
+ms_status ms_opt_int(const char *opts, const char *key, int *val, int *found);
+ms_status ms_opt_string(const char *opts, const char *key, char *buf, size_t n, int *found);
+/* MS_ERR_ARG naming the first key in opts not in the NULL-terminated list `known`. */
+ms_status ms_opt_check(const char *strategy, const char *opts, const char *const *known);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

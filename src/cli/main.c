@@ -1,0 +1,104 @@
+/* main.c: `medselect COMMAND [OPTIONS]`: dispatch to the commands and the top-level help. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} commands[] = {
+    {"demo", ms_cmd_demo, "run the whole method on built-in synthetic data and print the comparison"},
+    {"evaluate", ms_cmd_evaluate, "compare selection strategies over meta-test tasks (AUROC, CIs, paired tests)"},
+    /* MS_CLI_COMMANDS: further commands are listed here */
+};
+#define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "medselect %s: choose which medical images to label when labels are expensive\n"
+            "(MedSelect, Smit et al., MIDL 2022).\n\n"
+            "Usage: medselect COMMAND [OPTIONS]\n\nCommands:\n",
+            MS_VERSION);
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f,
+            "\nRun 'medselect COMMAND --help' for a command's options.\n"
+            "Exit codes: 0 success, 1 usage error, 2 bad input data or I/O failure.\n"
+            "Environment: MS_PROGRESS=0 hides progress bars, MS_PROGRESS=1 forces them.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return MS_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return MS_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("medselect %s\n", MS_VERSION);
+        return MS_EXIT_OK;
+    }
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "medselect: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return MS_EXIT_USAGE;
+}
+
+int ms_cli_fail(const char *cmd, ms_status st) {
+    fprintf(stderr, "medselect %s: %s\n", cmd, ms_last_error());
+    return st == MS_ERR_ARG ? MS_EXIT_USAGE : MS_EXIT_DATA;
+}
+
+int ms_cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "medselect %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'medselect %s --help'.\n", cmd);
+    return MS_EXIT_USAGE;
+}
+
+int ms_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi)
+        return ms_cli_usage_error(cmd, "%s: '%s' is not an integer in [%ld, %ld]", opt, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int ms_cli_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= lo && v <= hi))
+        return ms_cli_usage_error(cmd, "%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int ms_cli_int_list(const char *cmd, const char *opt, const char *s, int *out, int max) {
+    int n = 0;
+    char **v = ms_split_list(s, &n);
+    int ok = n > 0 && n <= max;
+    for (int i = 0; ok && i < n; i++) {
+        long x;
+        if (ms_cli_int(cmd, opt, v[i], 1, 1000000, &x)) {
+            ms_strv_free(v, n);
+            return -1;
+        }
+        out[i] = (int)x;
+    }
+    ms_strv_free(v, n);
+    if (!ok) {
+        ms_cli_usage_error(cmd, "%s: expected 1 to %d comma-separated integers, got '%s'", opt, max, s);
+        return -1;
+    }
+    return n;
+}

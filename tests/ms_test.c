@@ -1,0 +1,203 @@
+/* ms_test.c: implementation of the test harness (see ms_test.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "ms_test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "medselect/io.h"
+
+int ms_test_passed = 0, ms_test_failed = 0;
+
+void ms_test_expect(int ok, const char *file, int line, const char *what) {
+    if (ok) {
+        ms_test_passed++;
+    } else {
+        ms_test_failed++;
+        fprintf(stderr, "FAIL %s:%d: %s\n", file, line, what);
+    }
+}
+
+#define CLOSE_BODY(T)                                                                        \
+    size_t worst = 0;                                                                        \
+    double worst_excess = 0, worst_diff = 0, maxdiff = 0;                                    \
+    int ok = 1;                                                                              \
+    for (size_t i = 0; i < n; i++) {                                                         \
+        double g = (double)got[i], r = (double)ref[i];                                       \
+        double diff = fabs(g - r), tol = atol + rtol * fabs(r);                              \
+        if (diff > maxdiff || isnan(diff)) maxdiff = diff;                                   \
+        if (!(diff <= tol)) {                                                                \
+            double ex = isnan(diff) ? INFINITY : diff - tol;                                 \
+            if (ok || ex > worst_excess) worst = i, worst_excess = ex, worst_diff = diff;    \
+            ok = 0;                                                                          \
+        }                                                                                    \
+    }                                                                                        \
+    if (ok) {                                                                                \
+        ms_test_passed++;                                                                    \
+    } else {                                                                                 \
+        ms_test_failed++;                                                                    \
+        fprintf(stderr,                                                                      \
+                "FAIL %s: element %zu got %.9g ref %.9g diff %.3g (atol %.1g rtol %.1g); "   \
+                "largest difference %.3g\n",                                                 \
+                what, worst, (double)got[worst], (double)ref[worst], worst_diff, atol, rtol, \
+                maxdiff);                                                                    \
+    }                                                                                        \
+    return ok;
+
+int ms_expect_close_f(const char *what, const float *got, const float *ref, size_t n,
+                      double atol, double rtol) {
+    CLOSE_BODY(float)
+}
+
+int ms_expect_close_d(const char *what, const double *got, const double *ref, size_t n,
+                      double atol, double rtol) {
+    CLOSE_BODY(double)
+}
+
+int ms_expect_relerr_f(const char *what, const float *got, const float *ref, size_t n, double tol) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)ref[i]);
+        if (d > md || isnan(d)) md = d;
+        if (fabs((double)ref[i]) > mr) mr = fabs((double)ref[i]);
+    }
+    double rel = mr > 0 ? md / mr : md;
+    int ok = rel <= tol;
+    if (ok) ms_test_passed++;
+    else {
+        ms_test_failed++;
+        fprintf(stderr, "FAIL %s: relative error %.3g > %.1g (largest difference %.3g, max |ref| %.3g)\n",
+                what, rel, tol, md, mr);
+    }
+    return ok;
+}
+
+static const char *env_path(const char *var, const char *fallback, const char *name) {
+    static char buf[8][4096];
+    static int slot = 0;
+    const char *root = getenv(var);
+    if (!root) root = fallback;
+    char *b = buf[slot++ & 7];
+    snprintf(b, 4096, "%s/%s", root, name);
+    return b;
+}
+
+const char *ms_fixture(const char *name) { return env_path("MS_FIXTURES", "tests/fixtures", name); }
+const char *ms_shared(const char *name) { return env_path("MS_SHARED", "../shared", name); }
+const char *ms_tmp(const char *name) {
+    const char *root = getenv("MS_TMP");
+    if (!root) root = "/tmp/medselect-test";
+    mkdir(root, 0755);
+    return env_path("MS_TMP", "/tmp/medselect-test", name);
+}
+
+int ms_shared_available(void) {
+    return access(ms_shared("data/nih1000/embeddings/test_pos.csv"), R_OK) == 0;
+}
+
+int ms_file_exists(const char *path) { return access(path, F_OK) == 0; }
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = 0;
+    fclose(f);
+    return s;
+}
+
+int ms_run_cli(const char *args, char **out, char **err) {
+    const char *cli = getenv("MS_CLI");
+    if (!cli) cli = "./medselect";
+    char o[4096], e[4096];
+    snprintf(o, sizeof o, "%s", ms_tmp("cli.stdout"));
+    snprintf(e, sizeof e, "%s", ms_tmp("cli.stderr"));
+    size_t n = strlen(cli) + strlen(args) + 2 * 4096 + 64;
+    char *cmd = malloc(n);
+    snprintf(cmd, n, "%s %s >%s 2>%s </dev/null", cli, args, o, e);
+    int rc = system(cmd);
+    free(cmd);
+    if (out) *out = slurp(o);
+    if (err) *err = slurp(e);
+    if (rc == -1 || !WIFEXITED(rc)) return -1;
+    return WEXITSTATUS(rc);
+}
+
+void ms_write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        abort();
+    }
+}
+
+double *ms_load_npy_d(const char *path, int *ndim, long shape[4]) {
+    /* Minimal NPY reader for fixtures (little-endian <f4, <f8, <i8), independent of the
+     * library's reader so that a bug there cannot hide in the reference values. */
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "missing fixture %s\n", path);
+        abort();
+    }
+    unsigned char pre[10];
+    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) abort();
+    size_t hl;
+    if (pre[6] == 1) hl = pre[8] | (pre[9] << 8);
+    else {
+        unsigned char b[2];
+        if (fread(b, 1, 2, f) != 2) abort();
+        hl = pre[8] | (pre[9] << 8) | ((size_t)b[0] << 16) | ((size_t)b[1] << 24);
+    }
+    char *h = calloc(1, hl + 1);
+    if (fread(h, 1, hl, f) != hl) abort();
+    int es = strstr(h, "<f4") ? 4 : 8;
+    int isint = strstr(h, "<i8") != NULL;
+    long sh[4] = {1, 1, 1, 1};
+    int nd = 0;
+    char *p = strchr(strstr(h, "shape"), '(') + 1;
+    while (*p && *p != ')') {
+        while (*p == ' ' || *p == ',') p++;
+        if (*p == ')') break;
+        sh[nd++] = strtol(p, &p, 10);
+    }
+    long total = 1;
+    for (int i = 0; i < nd; i++) total *= sh[i];
+    double *out = malloc(sizeof(double) * (size_t)(total ? total : 1));
+    for (long i = 0; i < total; i++) {
+        unsigned char b[8];
+        if (fread(b, 1, (size_t)es, f) != (size_t)es) abort();
+        if (es == 4) {
+            float v;
+            memcpy(&v, b, 4);
+            out[i] = v;
+        } else if (isint) {
+            int64_t v;
+            memcpy(&v, b, 8);
+            out[i] = (double)v;
+        } else {
+            double v;
+            memcpy(&v, b, 8);
+            out[i] = v;
+        }
+    }
+    fclose(f);
+    free(h);
+    if (ndim) *ndim = nd;
+    if (shape)
+        for (int i = 0; i < 4; i++) shape[i] = sh[i];
+    return out;
+}
+
+int ms_test_summary(void) {
+    printf("%d passed, %d failed\n", ms_test_passed, ms_test_failed);
+    return ms_test_failed ? 1 : 0;
+}

@@ -1,0 +1,51 @@
+/* ms_test.h: the tiny test harness every tests/test_<module>.c uses.
+ *
+ * MS_EXPECT(cond) records a failure with file:line and goes on; ms_expect_close compares
+ * arrays with |got - ref| <= atol + rtol * |ref| and prints the largest difference when it
+ * fails. main() ends with `return ms_test_summary();`, which prints "N passed, M failed"
+ * and returns non-zero on any failure. Environment: MS_FIXTURES (committed fixtures),
+ * MS_SHARED (../shared), MS_CLI (the medselect binary), MS_TMP (scratch directory).
+ */
+#ifndef MS_TEST_H
+#define MS_TEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+extern int ms_test_passed, ms_test_failed;
+
+void ms_test_expect(int ok, const char *file, int line, const char *what);
+#define MS_EXPECT(cond) ms_test_expect((cond) != 0, __FILE__, __LINE__, #cond)
+
+/* Returns 1 when every |got[i] - ref[i]| <= atol + rtol * |ref[i]|; otherwise prints `what`,
+ * the index of the largest violation, both values and the difference, and returns 0. Counts
+ * as one check. */
+int ms_expect_close_f(const char *what, const float *got, const float *ref, size_t n,
+                      double atol, double rtol);
+int ms_expect_close_d(const char *what, const double *got, const double *ref, size_t n,
+                      double atol, double rtol);
+/* Relative error max|got-ref| / max|ref| <= tol (the whole-tensor form used for gradient
+ * parity). */
+int ms_expect_relerr_f(const char *what, const float *got, const float *ref, size_t n, double tol);
+
+/* Paths: "$MS_FIXTURES/name", "$MS_SHARED/name", "$MS_TMP/name" (MS_TMP is created).
+ * Return a static buffer per call site rotation (8 slots). */
+const char *ms_fixture(const char *name);
+const char *ms_shared(const char *name);
+const char *ms_tmp(const char *name);
+int ms_shared_available(void); /* 1 when MS_SHARED points at a readable data folder */
+
+/* Runs `$MS_CLI args` through the shell with stdout/stderr captured to files; returns the
+ * exit code (or -1). *out / *err (if not NULL) receive malloc'd contents. */
+int ms_run_cli(const char *args, char **out, char **err);
+int ms_file_exists(const char *path);
+/* Writes a text file (aborts on failure). */
+void ms_write_text(const char *path, const char *text);
+
+/* Reads an NPY fixture (float32/float64/int64 -> double) into a malloc'd array;
+ * shape[0..ndim) filled when shape != NULL. Aborts with a message if missing. */
+double *ms_load_npy_d(const char *path, int *ndim, long shape[4]);
+
+int ms_test_summary(void);
+
+#endif
