@@ -114,7 +114,7 @@ uint32_t ms_rng_below(ms_rng *r, uint32_t n) {
 double ms_rng_normal(ms_rng *r) {
     double u1 = 1.0 - ms_rng_uniform(r); /* (0, 1] */
     double u2 = ms_rng_uniform(r);
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586476925 * u2);
 }
 
 double ms_rng_gumbel(ms_rng *r) {
