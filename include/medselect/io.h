@@ -21,8 +21,10 @@ extern "C" {
 
 /* ---- CSV ------------------------------------------------------------------------------
  * RFC 4180 CSV: quoted fields with embedded commas, quotes ("") and newlines; CRLF or LF;
- * a UTF-8 byte-order mark is skipped. The first record is the header. Every record must
- * have the header's number of fields. */
+ * a UTF-8 byte-order mark is skipped; blank lines are skipped. The first record is the
+ * header. Every record must have the header's number of fields, else MS_ERR_DATA
+ * "FILE: line N has X fields, the header has Y" (N: the line where the record starts).
+ * An empty file is an error; a header-only file parses with n_rows 0. */
 typedef struct {
     int n_cols;
     int n_rows;    /* data records (header excluded) */
@@ -32,21 +34,33 @@ typedef struct {
 } ms_csv;
 
 ms_status ms_csv_read(ms_csv *c, const char *path);
+/* Parses `len` bytes of text (not necessarily NUL-terminated); `name` is used in messages
+ * and stored as c->path. On failure *c is left zeroed. Free with ms_csv_free. */
 ms_status ms_csv_parse(ms_csv *c, const char *text, size_t len, const char *name);
 int ms_csv_col(const ms_csv *c, const char *name); /* case-insensitive; -1 when absent */
 void ms_csv_free(ms_csv *c);
 /* Writes one field with quoting when needed (comma, quote, CR/LF, leading/trailing space). */
 void ms_csv_put(FILE *f, const char *field);
 
-/* ---- dense matrices ------------------------------------------------------------------- */
+/* ---- dense matrices -------------------------------------------------------------------
+ * The readers allocate *out (rows, cols) row-major float32 (the caller frees it); float64
+ * data is narrowed, so values beyond the float32 range become +-inf. On failure *out is
+ * NULL. Values are returned as stored (ms_table_load checks that they are finite). Errors:
+ * MS_ERR_IO when the file cannot be opened or read; MS_ERR_DATA for a file that is not
+ * HDF5/NPY, a missing dataset, a rank other than 2, an empty or non-float array, and for
+ * NPY a big-endian dtype, Fortran order or truncated data. */
 /* Reads a rank-2 float32/float64 dataset into a newly allocated float32 (rows, cols) array.
  * `dataset` NULL means "dataset". */
 ms_status ms_hdf5_read(const char *path, const char *dataset, float **out, int *rows, int *cols);
-/* Writes a (rows, cols) float32 array as dataset "dataset" (atomically: temporary + rename). */
+/* Writes a (rows, cols) float32 array as `dataset` (NULL: "dataset"), atomically: written
+ * to "<path>.tmp.<pid>" in the same directory, then renamed over path. */
 ms_status ms_hdf5_write(const char *path, const char *dataset, const float *x, int rows, int cols);
+/* NPY format 1.0, 2.0 or 3.0 with dtype '<f4' or '<f8', C order, rank 2. */
 ms_status ms_npy_read(const char *path, float **out, int *rows, int *cols);
+/* Writes format 1.0 '<f4' (x is (rows, cols)), atomically. */
 ms_status ms_npy_write(const char *path, const float *x, int rows, int cols);
-/* By extension: .hdf5/.h5/.he5 -> HDF5 dataset "dataset"; .npy -> NPY. */
+/* By extension (case-insensitive): .hdf5/.h5/.he5 -> HDF5 dataset "dataset"; .npy -> NPY;
+ * any other extension is MS_ERR_ARG. */
 ms_status ms_matrix_read(const char *path, float **out, int *rows, int *cols);
 
 /* ---- one CSV + its embeddings --------------------------------------------------------- */
