@@ -1,0 +1,29 @@
+/* ms_train_internal.h: pieces of the trainer shared between its files and tests. */
+#ifndef MS_TRAIN_INTERNAL_H
+#define MS_TRAIN_INTERNAL_H
+
+#include "medselect/train.h"
+
+/* One Adam step (PyTorch's rule) on n parameters; t is the 1-based step count. */
+void ms_adam_step(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
+                  double b1, double b2, double eps);
+
+typedef struct {
+    long iteration;     /* iterations completed */
+    double best_val;
+    int best_iteration;
+    double random_val;
+} ms_train_state;
+
+/* The resumable state: weights, Adam moments and progress in one safetensors file, with the
+ * run signature in its metadata (a resume with other settings is refused). */
+ms_status ms_train_state_save(const char *path, const char *signature, const ms_lstm_params *p,
+                              const ms_lstm_params *m, const ms_lstm_params *v,
+                              const ms_train_state *st);
+ms_status ms_train_state_load(const char *path, const char *signature, ms_lstm_params *p,
+                              ms_lstm_params *m, ms_lstm_params *v, ms_train_state *st);
+
+/* Mean of clinical feature j over the rows where it is present (0 when none). */
+float ms_split_clin_mean(const ms_split *s, int j);
+
+#endif
