@@ -1,0 +1,493 @@
+/* ms_lstm.c: the selector's bidirectional LSTM + per-item linear layer (see model.h):
+ * parameter tables and initialisation, the batched forward/backward built on sgemm with
+ * fused, vectorised gate loops, and the plain double-precision reference kernels.
+ *
+ * Layout of the fast path (all batch-major, as the caller's x (B, T, D)):
+ *   gates (B, T, 8H): per item [i f g o]_fwd [i f g o]_rev. The input projection writes the
+ *         pre-activations x W_ih^T; each recurrent step adds h_{t-1} W_hh^T for the B tasks
+ *         (one sgemm, leading dimension T*8H) and the gate loop replaces the pre-activations
+ *         by the activations. The backward replaces those by dL/d(pre-activation).
+ *   c, h  (B, T, 2H): [fwd | rev] cell and hidden states.
+ * Direction d's recurrence is independent of the other direction's, so the two run on two
+ * OpenMP threads; inside that region OpenBLAS is single-threaded, which also makes the
+ * recurrence independent of the thread count.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "medselect/model.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- parameter table ----------------------------------------------------------------- */
+
+static const char *const tensor_names[MS_LSTM_NTENSORS] = {
+    "LSTM.weight_ih_l0",         "LSTM.weight_ih_l0_reverse", "LSTM.weight_hh_l0",
+    "LSTM.weight_hh_l0_reverse", "LSTM.bias_ih_l0",           "LSTM.bias_hh_l0",
+    "LSTM.bias_ih_l0_reverse",   "LSTM.bias_hh_l0_reverse",   "linear.weight",
+    "linear.bias",
+};
+
+const char *ms_lstm_tensor_name(int i) {
+    MS_CHECK(i >= 0 && i < MS_LSTM_NTENSORS);
+    return tensor_names[i];
+}
+
+int ms_lstm_tensor_find(const char *name) {
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++)
+        if (strcmp(name, tensor_names[i]) == 0) return i;
+    return -1;
+}
+
+int ms_lstm_tensor_shape(int i, int D, int H, int64_t shape[2]) {
+    switch (i) {
+    case MS_LSTM_W_IH:
+    case MS_LSTM_W_IH_R: shape[0] = 4 * (int64_t)H; shape[1] = D; return 2;
+    case MS_LSTM_W_HH:
+    case MS_LSTM_W_HH_R: shape[0] = 4 * (int64_t)H; shape[1] = H; return 2;
+    case MS_LSTM_B_IH:
+    case MS_LSTM_B_HH:
+    case MS_LSTM_B_IH_R:
+    case MS_LSTM_B_HH_R: shape[0] = 4 * (int64_t)H; return 1;
+    case MS_LSTM_LIN_W: shape[0] = 1; shape[1] = 2 * (int64_t)H; return 2;
+    case MS_LSTM_LIN_B: shape[0] = 1; return 1;
+    default: MS_CHECK(!"tensor index out of range"); return 0;
+    }
+}
+
+/* 64-byte aligned, zeroed allocation (aligned_alloc needs a multiple of the alignment). */
+static void *alloc64(size_t bytes) {
+    size_t n = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (!p) ms_abort_at(__FILE__, __LINE__, "out of memory");
+    memset(p, 0, n ? n : 64);
+    return p;
+}
+
+void ms_lstm_params_init(ms_lstm_params *p, int D, int H) {
+    MS_CHECK(p && D > 0 && H > 0);
+    memset(p, 0, sizeof *p);
+    p->D = D;
+    p->H = H;
+    size_t off = 0;
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+        int64_t shape[2];
+        int nd = ms_lstm_tensor_shape(i, D, H, shape);
+        size_t n = 1;
+        for (int k = 0; k < nd; k++) n *= (size_t)shape[k];
+        p->size[i] = n;
+        p->offset[i] = off;
+        off += n;
+    }
+    p->count = off;
+    p->memory = alloc64(sizeof(float) * off);
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) p->t[i] = p->memory + p->offset[i];
+}
+
+void ms_lstm_params_free(ms_lstm_params *p) {
+    if (!p) return;
+    free(p->memory);
+    memset(p, 0, sizeof *p);
+}
+
+void ms_lstm_params_zero(ms_lstm_params *p) { memset(p->memory, 0, sizeof(float) * p->count); }
+
+void ms_lstm_params_copy(ms_lstm_params *dst, const ms_lstm_params *src) {
+    MS_CHECK(dst->D == src->D && dst->H == src->H);
+    memcpy(dst->memory, src->memory, sizeof(float) * src->count);
+}
+
+void ms_lstm_params_randomize(ms_lstm_params *p, uint64_t seed) {
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+        double k = i < MS_LSTM_LIN_W ? 1.0 / sqrt((double)p->H) : 1.0 / sqrt(2.0 * p->H);
+        ms_rng r;
+        ms_rng_init(&r, seed, MS_STREAM_INIT, (uint64_t)i);
+        for (size_t j = 0; j < p->size[i]; j++)
+            p->t[i][j] = (float)(k * (2.0 * ms_rng_uniform(&r) - 1.0));
+    }
+}
+
+/* ---- cache ---------------------------------------------------------------------------- */
+
+/* Carves the cache's buffers out of `base` (NULL: only count). Returns the bytes needed. */
+static size_t cache_carve(ms_lstm_cache *c, char *base, int H, int Bmax, int Tmax) {
+    size_t off = 0, BT = (size_t)Bmax * (size_t)Tmax, h = (size_t)H;
+#define CARVE(field, type, n)                                                              \
+    do {                                                                                   \
+        if (base) c->field = (type *)(base + off);                                         \
+        off += ((sizeof(type) * (n)) + 63) / 64 * 64;                                      \
+    } while (0)
+    CARVE(gates, float, BT * 8 * h);
+    CARVE(c, float, BT * 2 * h);
+    CARVE(h, float, BT * 2 * h);
+    CARVE(bias, float, 8 * h);
+    CARVE(dh, float, 2 * (size_t)Bmax * h);
+    CARVE(dc, float, 2 * (size_t)Bmax * h);
+    CARVE(dacc, double, 2 * 5 * h);
+    CARVE(zeros, float, h);
+#undef CARVE
+    return off;
+}
+
+size_t ms_lstm_cache_bytes(int D, int H, int Bmax, int Tmax) {
+    (void)D;
+    ms_lstm_cache tmp;
+    return cache_carve(&tmp, NULL, H, Bmax, Tmax);
+}
+
+void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax) {
+    MS_CHECK(c && D > 0 && H > 0 && Bmax > 0 && Tmax > 0);
+    memset(c, 0, sizeof *c);
+    c->D = D;
+    c->H = H;
+    c->Bmax = Bmax;
+    c->Tmax = Tmax;
+    c->bytes = cache_carve(c, NULL, H, Bmax, Tmax);
+    c->memory = alloc64(c->bytes);
+    cache_carve(c, c->memory, H, Bmax, Tmax);
+}
+
+void ms_lstm_cache_free(ms_lstm_cache *c) {
+    if (!c) return;
+    free(c->memory);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- vectorisable exp, sigmoid, tanh ---------------------------------------------------
+ * glibc's expf/tanhf are scalar calls that the compiler cannot vectorise without
+ * -ffast-math; the gate loops evaluate ~5 of them per hidden unit, which would cost more
+ * than the recurrent GEMM. These are pure float arithmetic and bit operations, so a
+ * `#pragma omp simd` loop vectorises them. Accuracy: a few float ulps (Cephes-style
+ * range reduction and degree-6 polynomial for exp; tanh switches to its odd Taylor series
+ * below |x| = 0.3 where (1 - e^{-2|x|}) / (1 + e^{-2|x|}) would lose relative precision). */
+
+typedef union {
+    float f;
+    uint32_t u;
+} fbits;
+
+static inline float fast_expf(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* x = n ln2 + r, n = round(x / ln2) by the 1.5 * 2^23 trick (exact for |n| < 2^22) */
+    fbits m;
+    m.f = x * 1.44269504088896341f + 12582912.0f;
+    float n = m.f - 12582912.0f;
+    uint32_t ni = m.u - 0x4B400000u; /* the integer n, two's complement */
+    float r = x - n * 0.693359375f;  /* ln2 split in two: the product by the short */
+    r = r - n * -2.12194440e-4f;     /* high part is exact */
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    fbits s;
+    s.u = (ni + 127u) << 23; /* 2^n, n in [-126, 127] after the clamp */
+    return p * s.f;
+}
+
+static inline float fast_sigmoid(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
+
+static inline float fast_tanh(float x) {
+    float ax = x < 0 ? -x : x;
+    float e = fast_expf(-2.0f * ax);
+    float big = (1.0f - e) / (1.0f + e);
+    float z = ax * ax;
+    float small = ax * (1.0f + z * (-1.0f / 3.0f + z * (2.0f / 15.0f +
+                                    z * (-17.0f / 315.0f + z * (62.0f / 2835.0f)))));
+    float r = ax < 0.3f ? small : big;
+    return x < 0 ? -r : r;
+}
+
+/* ---- fast forward ---------------------------------------------------------------------- */
+
+/* One direction's recurrence over all B tasks. Called by one thread; its BLAS calls are
+ * single-threaded when two directions run concurrently. */
+static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int dir, int B,
+                              int T) {
+    const int H = p->H;
+    const size_t H4 = 4 * (size_t)H, ldg = (size_t)T * 8 * H, ldh = (size_t)T * 2 * H;
+    const float *W_hh = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
+    const float *bias = cache->bias + dir * H4;                     /* (4H) */
+    for (int s = 0; s < T; s++) {
+        int t = dir ? T - 1 - s : s, tp = dir ? t + 1 : t - 1;
+        float *G = cache->gates + (size_t)t * 8 * H + dir * H4; /* row b at G + b*ldg */
+        if (s > 0) /* G_t (B, 4H) += h_{t-1} (B, H) W_hh^T (H, 4H) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, (int)H4, H, 1.0f,
+                        cache->h + (size_t)tp * 2 * H + dir * H, (int)ldh, W_hh, H, 1.0f, G,
+                        (int)ldg);
+        for (int b = 0; b < B; b++) {
+            float *g = G + (size_t)b * ldg;
+            size_t row = ((size_t)b * T + t) * 2 * H + dir * H;
+            const float *cp = s > 0 ? cache->c + ((size_t)b * T + tp) * 2 * H + dir * H
+                                    : cache->zeros;
+            float *cc = cache->c + row, *hh = cache->h + row;
+#pragma omp simd
+            for (int j = 0; j < H; j++) {
+                float gi = fast_sigmoid(g[j] + bias[j]);
+                float gf = fast_sigmoid(g[H + j] + bias[H + j]);
+                float gg = fast_tanh(g[2 * H + j] + bias[2 * H + j]);
+                float go = fast_sigmoid(g[3 * H + j] + bias[3 * H + j]);
+                float cv = gf * cp[j] + gi * gg;
+                g[j] = gi;
+                g[H + j] = gf;
+                g[2 * H + j] = gg;
+                g[3 * H + j] = go;
+                cc[j] = cv;
+                hh[j] = go * fast_tanh(cv);
+            }
+        }
+    }
+}
+
+/* Threads for the two independent directions: 2 when allowed, else 1. */
+static int direction_threads(void) { return omp_get_max_threads() >= 2 ? 2 : 1; }
+
+void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
+                     const ms_lstm_params *p, int B, int T) {
+    MS_CHECK(logits && cache && x && p);
+    MS_CHECK(p->D == cache->D && p->H == cache->H);
+    MS_CHECK(B >= 1 && B <= cache->Bmax && T >= 1 && T <= cache->Tmax);
+    const int D = p->D, H = p->H;
+    const size_t BT = (size_t)B * T;
+    cache->B = B;
+    cache->T = T;
+    for (int d = 0; d < 2; d++)
+        for (int r = 0; r < 4 * H; r++)
+            cache->bias[d * 4 * H + r] = p->t[d ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
+                                         p->t[d ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
+    /* gates (B*T, 8H) = x (B*T, D) [W_ih; W_ih_reverse]^T (D, 8H): both directions, all
+     * tasks, one multi-threaded GEMM */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, 8 * H, D, 1.0f, x, D,
+                p->t[MS_LSTM_W_IH], D, 0.0f, cache->gates, 8 * H);
+    int nt = direction_threads();
+#pragma omp parallel num_threads(nt)
+    {
+        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
+            forward_direction(cache, p, dir, B, T);
+    }
+    /* logits (B*T) = h (B*T, 2H) linear.weight^T + linear.bias; rows are independent */
+    const float *w = p->t[MS_LSTM_LIN_W];
+    const double bias = p->t[MS_LSTM_LIN_B][0];
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)BT; r++) {
+        const float *hr = cache->h + (size_t)r * 2 * H;
+        double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+        for (int j = 0; j < 2 * H; j++) acc += (double)hr[j] * (double)w[j];
+        logits[r] = (float)(acc + bias);
+    }
+}
+
+/* ---- fast backward --------------------------------------------------------------------- */
+
+/* Backward through time for one direction over all B tasks: turns the activations in
+ * gates into dL/d(pre-activation), and accumulates the direction's bias gradient and its
+ * half of the linear-weight gradient into cache->dacc (doubles, fixed order). */
+static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
+                               const ms_lstm_params *p, int dir) {
+    const int H = p->H, B = cache->B, T = cache->T;
+    const size_t H4 = 4 * (size_t)H, ldg = (size_t)T * 8 * H;
+    const float *W_hh = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
+    const float *w = p->t[MS_LSTM_LIN_W] + dir * H;                 /* (H) */
+    float *dh = cache->dh + (size_t)dir * cache->Bmax * H;          /* (B, H) */
+    float *dc = cache->dc + (size_t)dir * cache->Bmax * H;          /* (B, H) */
+    double *db = cache->dacc + (size_t)dir * 5 * H;                 /* (4H) */
+    double *dw = db + H4;                                           /* (H) */
+    memset(dh, 0, sizeof(float) * (size_t)B * H);
+    memset(dc, 0, sizeof(float) * (size_t)B * H);
+    memset(db, 0, sizeof(double) * 5 * (size_t)H);
+    for (int s = T - 1; s >= 0; s--) {
+        int t = dir ? T - 1 - s : s, tp = dir ? t + 1 : t - 1;
+        float *G = cache->gates + (size_t)t * 8 * H + dir * H4; /* row b at G + b*ldg */
+        for (int b = 0; b < B; b++) {
+            float *g = G + (size_t)b * ldg;
+            size_t row = ((size_t)b * T + t) * 2 * H + dir * H;
+            const float *cc = cache->c + row, *hh = cache->h + row;
+            const float *cp = s > 0 ? cache->c + ((size_t)b * T + tp) * 2 * H + dir * H
+                                    : cache->zeros;
+            const float dl = dlogits[(size_t)b * T + t];
+            float *dhb = dh + (size_t)b * H, *dcb = dc + (size_t)b * H;
+#pragma omp simd
+            for (int j = 0; j < H; j++) {
+                float gi = g[j], gf = g[H + j], gg = g[2 * H + j], go = g[3 * H + j];
+                float tc = fast_tanh(cc[j]);
+                float dhv = dhb[j] + dl * w[j]; /* from step t+1 (recurrent) and the logit */
+                float dcv = dcb[j] + dhv * go * (1.0f - tc * tc);
+                dcb[j] = dcv * gf; /* dL/dc_{t-1} */
+                g[j] = dcv * gg * gi * (1.0f - gi);
+                g[H + j] = dcv * cp[j] * gf * (1.0f - gf);
+                g[2 * H + j] = dcv * gi * (1.0f - gg * gg);
+                g[3 * H + j] = dhv * tc * go * (1.0f - go);
+            }
+#pragma omp simd
+            for (size_t r = 0; r < H4; r++) db[r] += (double)g[r];
+#pragma omp simd
+            for (int j = 0; j < H; j++) dw[j] += (double)dl * (double)hh[j];
+        }
+        if (s > 0) /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, (int)H4, 1.0f, G,
+                        (int)ldg, W_hh, H, 0.0f, dh, H);
+    }
+}
+
+void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache *cache,
+                      const float *x, const ms_lstm_params *p) {
+    MS_CHECK(grads && dlogits && cache && x && p);
+    MS_CHECK(cache->B > 0); /* a forward must precede each backward */
+    MS_CHECK(p->D == cache->D && p->H == cache->H && grads->D == p->D && grads->H == p->H);
+    const int D = p->D, H = p->H, B = cache->B, T = cache->T;
+    const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H;
+    int nt = direction_threads();
+#pragma omp parallel num_threads(nt)
+    {
+        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
+            backward_direction(cache, dlogits, p, dir);
+    }
+    /* biases: both b_ih and b_hh receive the sum of the pre-activation gradients */
+    for (int d = 0; d < 2; d++) {
+        const double *db = cache->dacc + (size_t)d * 5 * H, *dw = db + H4;
+        float *gbi = grads->t[d ? MS_LSTM_B_IH_R : MS_LSTM_B_IH];
+        float *gbh = grads->t[d ? MS_LSTM_B_HH_R : MS_LSTM_B_HH];
+        for (size_t r = 0; r < H4; r++) {
+            gbi[r] += (float)db[r];
+            gbh[r] += (float)db[r];
+        }
+        for (int j = 0; j < H; j++) grads->t[MS_LSTM_LIN_W][d * H + j] += (float)dw[j];
+    }
+    double sb = 0.0;
+    for (size_t r = 0; r < BT; r++) sb += dlogits[r];
+    grads->t[MS_LSTM_LIN_B][0] += (float)sb;
+    float *dG = cache->gates; /* (B*T, 8H) pre-activation gradients */
+    /* [dW_ih; dW_ih_reverse] (8H, D) += dG^T (8H, B*T) x (B*T, D) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 8 * H, D, (int)BT, 1.0f, dG, 8 * H,
+                x, D, 1.0f, grads->t[MS_LSTM_W_IH], D);
+    /* dW_hh = sum over (b, t) of dG_t^T h_{t-1}. In the flattened (b, t) row order the
+     * forward direction's h_{t-1} is the previous row and the reverse direction's is the
+     * next row, except across task boundaries, where the true previous state is zero: zero
+     * the gradient rows that would pair with another task's state (they are not needed any
+     * more), then one GEMM per direction over B*T-1 rows. */
+    for (int b = 0; b < B; b++) {
+        if (b > 0) memset(dG + (size_t)b * T * 8 * H, 0, sizeof(float) * H4);
+        if (b < B - 1) memset(dG + ((size_t)b * T + T - 1) * 8 * H + H4, 0, sizeof(float) * H4);
+    }
+    if (BT > 1) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H4, H, (int)(BT - 1), 1.0f,
+                    dG + 8 * (size_t)H, 8 * H, cache->h, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH],
+                    H);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H4, H, (int)(BT - 1), 1.0f,
+                    dG + H4, 8 * H, cache->h + 3 * (size_t)H, 2 * H, 1.0f,
+                    grads->t[MS_LSTM_W_HH_R], H);
+    }
+    cache->B = 0; /* consumed */
+}
+
+/* ---- reference kernels ------------------------------------------------------------------
+ * cache layout: for direction d and item t, 6H doubles at ((d*T + t) * 6H):
+ * activated gates i f g o (4H), then c_t (H), then h_t (H). */
+
+size_t ms_lstm_ref_cache_size(int T, int H) { return (size_t)12 * T * H; }
+
+static double sigmoid_d(double a) { return 1.0 / (1.0 + exp(-a)); }
+
+void ms_lstm_forward_ref(double *logits, double *cache, const float *x, const ms_lstm_params *p,
+                         int T) {
+    const int D = p->D, H = p->H;
+    for (int d = 0; d < 2; d++) {
+        const float *W_ih = p->t[d ? MS_LSTM_W_IH_R : MS_LSTM_W_IH];
+        const float *W_hh = p->t[d ? MS_LSTM_W_HH_R : MS_LSTM_W_HH];
+        const float *b_ih = p->t[d ? MS_LSTM_B_IH_R : MS_LSTM_B_IH];
+        const float *b_hh = p->t[d ? MS_LSTM_B_HH_R : MS_LSTM_B_HH];
+        for (int s = 0; s < T; s++) {
+            int t = d ? T - 1 - s : s, tp = d ? t + 1 : t - 1;
+            double *cur = cache + ((size_t)d * T + t) * 6 * H;
+            const double *prev = s > 0 ? cache + ((size_t)d * T + tp) * 6 * H : NULL;
+            for (int r = 0; r < 4 * H; r++) {
+                double a = (double)b_ih[r] + (double)b_hh[r];
+                for (int k = 0; k < D; k++) a += (double)W_ih[r * D + k] * x[(size_t)t * D + k];
+                if (prev)
+                    for (int k = 0; k < H; k++) a += (double)W_hh[r * H + k] * prev[5 * H + k];
+                cur[r] = a;
+            }
+            for (int j = 0; j < H; j++) {
+                double i = sigmoid_d(cur[j]), f = sigmoid_d(cur[H + j]);
+                double g = tanh(cur[2 * H + j]), o = sigmoid_d(cur[3 * H + j]);
+                double c = f * (prev ? prev[4 * H + j] : 0.0) + i * g;
+                cur[j] = i;
+                cur[H + j] = f;
+                cur[2 * H + j] = g;
+                cur[3 * H + j] = o;
+                cur[4 * H + j] = c;
+                cur[5 * H + j] = o * tanh(c);
+            }
+        }
+    }
+    const float *w = p->t[MS_LSTM_LIN_W];
+    for (int t = 0; t < T; t++) {
+        double a = p->t[MS_LSTM_LIN_B][0];
+        for (int d = 0; d < 2; d++)
+            for (int j = 0; j < H; j++)
+                a += (double)w[d * H + j] * cache[((size_t)d * T + t) * 6 * H + 5 * H + j];
+        logits[t] = a;
+    }
+}
+
+void ms_lstm_backward_ref(double *dparams, const double *dlogits, const double *cache,
+                          const float *x, const ms_lstm_params *p, int T) {
+    const int D = p->D, H = p->H;
+    double *dh = ms_xcalloc((size_t)H, sizeof(double)), *dc = ms_xcalloc((size_t)H, sizeof(double));
+    double *da = ms_xcalloc((size_t)4 * H, sizeof(double));
+    const float *w = p->t[MS_LSTM_LIN_W];
+    double *dw = dparams + p->offset[MS_LSTM_LIN_W];
+    for (int t = 0; t < T; t++) {
+        dparams[p->offset[MS_LSTM_LIN_B]] += dlogits[t];
+        for (int d = 0; d < 2; d++)
+            for (int j = 0; j < H; j++)
+                dw[d * H + j] += dlogits[t] * cache[((size_t)d * T + t) * 6 * H + 5 * H + j];
+    }
+    for (int d = 0; d < 2; d++) {
+        const float *W_hh = p->t[d ? MS_LSTM_W_HH_R : MS_LSTM_W_HH];
+        double *dW_ih = dparams + p->offset[d ? MS_LSTM_W_IH_R : MS_LSTM_W_IH];
+        double *dW_hh = dparams + p->offset[d ? MS_LSTM_W_HH_R : MS_LSTM_W_HH];
+        double *db_ih = dparams + p->offset[d ? MS_LSTM_B_IH_R : MS_LSTM_B_IH];
+        double *db_hh = dparams + p->offset[d ? MS_LSTM_B_HH_R : MS_LSTM_B_HH];
+        memset(dh, 0, sizeof(double) * (size_t)H);
+        memset(dc, 0, sizeof(double) * (size_t)H);
+        for (int s = T - 1; s >= 0; s--) {
+            int t = d ? T - 1 - s : s, tp = d ? t + 1 : t - 1;
+            const double *cur = cache + ((size_t)d * T + t) * 6 * H;
+            const double *prev = s > 0 ? cache + ((size_t)d * T + tp) * 6 * H : NULL;
+            for (int j = 0; j < H; j++) {
+                double i = cur[j], f = cur[H + j], g = cur[2 * H + j], o = cur[3 * H + j];
+                double tc = tanh(cur[4 * H + j]);
+                double dhv = dh[j] + dlogits[t] * w[d * H + j];
+                double dcv = dc[j] + dhv * o * (1.0 - tc * tc);
+                double cprev = prev ? prev[4 * H + j] : 0.0;
+                dc[j] = dcv * f;
+                da[j] = dcv * g * i * (1.0 - i);
+                da[H + j] = dcv * cprev * f * (1.0 - f);
+                da[2 * H + j] = dcv * i * (1.0 - g * g);
+                da[3 * H + j] = dhv * tc * o * (1.0 - o);
+            }
+            for (int r = 0; r < 4 * H; r++) {
+                db_ih[r] += da[r];
+                db_hh[r] += da[r];
+                for (int k = 0; k < D; k++) dW_ih[r * D + k] += da[r] * x[(size_t)t * D + k];
+                if (prev)
+                    for (int k = 0; k < H; k++) dW_hh[r * H + k] += da[r] * prev[5 * H + k];
+            }
+            for (int k = 0; k < H; k++) {
+                double a = 0.0;
+                for (int r = 0; r < 4 * H; r++) a += da[r] * (double)W_hh[r * H + k];
+                dh[k] = a;
+            }
+        }
+    }
+    free(dh);
+    free(dc);
+    free(da);
+}

@@ -1,0 +1,378 @@
+/* test_model.c: the selector network (fast batched kernel, reference kernel, PyTorch
+ * parity, finite differences, thread independence), the selection policies, safetensors
+ * and checkpoints. Reference values come from tests/fixtures/gen_model.py. */
+#define _POSIX_C_SOURCE 200809L
+#include "medselect/model.h"
+#include "ms_test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers --------------------------------------------------------------------------- */
+
+static const char *fx(const char *fmt, const char *a, const char *b) {
+    static char buf[8][512];
+    static int slot = 0;
+    char name[400];
+    snprintf(name, sizeof name, fmt, a, b);
+    char *out = buf[slot++ & 7];
+    snprintf(out, 512, "%s", ms_fixture(name));
+    return out;
+}
+
+/* Loads a fixture into a malloc'd float array; checks the element count when n > 0. */
+static float *load_f(const char *path, size_t n) {
+    int nd;
+    long sh[4];
+    double *d = ms_load_npy_d(path, &nd, sh);
+    size_t total = 1;
+    for (int i = 0; i < nd; i++) total *= (size_t)sh[i];
+    if (n && total != n) {
+        fprintf(stderr, "%s: %zu values, expected %zu\n", path, total, n);
+        abort();
+    }
+    float *f = malloc(sizeof(float) * (total ? total : 1));
+    for (size_t i = 0; i < total; i++) f[i] = (float)d[i];
+    free(d);
+    return f;
+}
+
+static double *load_d(const char *path, size_t *n) {
+    int nd;
+    long sh[4];
+    double *d = ms_load_npy_d(path, &nd, sh);
+    size_t total = 1;
+    for (int i = 0; i < nd; i++) total *= (size_t)sh[i];
+    if (n) *n = total;
+    return d;
+}
+
+static void fill_normal(float *a, size_t n, uint64_t seed, double scale) {
+    ms_rng r;
+    ms_rng_init(&r, seed, 99, 0);
+    for (size_t i = 0; i < n; i++) a[i] = (float)(scale * ms_rng_normal(&r));
+}
+
+/* The integer-hash parameters of the "big" fixture (gen_model.py: hash_params). */
+static uint64_t splitmix_fin(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void hash_params(ms_lstm_params *p) {
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+        double k = i < 8 ? 1.0 / sqrt((double)p->H) : 1.0 / sqrt(2.0 * p->H);
+        for (size_t j = 0; j < p->size[i]; j++) {
+            double u = (double)(splitmix_fin(((uint64_t)i << 32) | j) >> 40) / 16777216.0;
+            p->t[i][j] = (float)(k * (2.0 * u - 1.0));
+        }
+    }
+}
+
+/* ---- PyTorch parity ------------------------------------------------------------------- */
+
+static void test_pytorch_case(const char *tag, int B, int T, int D, int H, int hashed) {
+    printf("-- PyTorch parity %s (B=%d T=%d D=%d H=%d)\n", tag, B, T, D, H);
+    ms_lstm_params p, g;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_init(&g, D, H);
+    if (hashed) hash_params(&p);
+    else
+        for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+            float *v = load_f(fx("model/%s_p_%s.npy", tag, ms_lstm_tensor_name(i)), p.size[i]);
+            memcpy(p.t[i], v, sizeof(float) * p.size[i]);
+            free(v);
+        }
+    size_t BT = (size_t)B * T;
+    float *x = load_f(fx("model/%s_%s.npy", tag, "x"), BT * D);
+    float *R = load_f(fx("model/%s_%s.npy", tag, "R"), BT);
+    float *ref_logits = load_f(fx("model/%s_%s.npy", tag, "logits"), BT);
+    float *logits = malloc(sizeof(float) * BT);
+    ms_lstm_cache cache;
+    ms_lstm_cache_init(&cache, D, H, B + 1, T + 3); /* larger than needed on purpose */
+    ms_lstm_forward(logits, &cache, x, &p, B, T);
+    ms_expect_close_f("logits vs PyTorch", logits, ref_logits, BT, 1e-5, 1e-4);
+    ms_expect_relerr_f("logits vs PyTorch (relerr)", logits, ref_logits, BT, 1e-4);
+    ms_lstm_backward(&g, R, &cache, x, &p);
+
+    /* the double-precision reference kernel, task by task, on the same fixtures */
+    double *rl = malloc(sizeof(double) * T), *rc = malloc(sizeof(double) * ms_lstm_ref_cache_size(T, H));
+    double *rg = calloc(p.count, sizeof(double)), *dl = malloc(sizeof(double) * T);
+    float *rlf = malloc(sizeof(float) * BT);
+    for (int b = 0; b < B; b++) {
+        ms_lstm_forward_ref(rl, rc, x + (size_t)b * T * D, &p, T);
+        for (int t = 0; t < T; t++) {
+            rlf[(size_t)b * T + t] = (float)rl[t];
+            dl[t] = R[(size_t)b * T + t];
+        }
+        ms_lstm_backward_ref(rg, dl, rc, x + (size_t)b * T * D, &p, T);
+    }
+    ms_expect_relerr_f("reference logits vs PyTorch", rlf, ref_logits, BT, 1e-4);
+
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+        const char *name = ms_lstm_tensor_name(i);
+        char what[160];
+        float *rgf = malloc(sizeof(float) * p.size[i]);
+        for (size_t j = 0; j < p.size[i]; j++) rgf[j] = (float)rg[p.offset[i] + j];
+        if (hashed && p.size[i] > 4096) {
+            size_t n;
+            double *idx = load_d(fx("model/%s_i_%s.npy", tag, name), &n);
+            float *ref = load_f(fx("model/%s_g_%s.npy", tag, name), n);
+            float *got = malloc(sizeof(float) * n), *got_ref = malloc(sizeof(float) * n);
+            for (size_t k = 0; k < n; k++) {
+                got[k] = g.t[i][(size_t)idx[k]];
+                got_ref[k] = rgf[(size_t)idx[k]];
+            }
+            snprintf(what, sizeof what, "grad %s vs PyTorch (%zu sampled entries)", name, n);
+            ms_expect_relerr_f(what, got, ref, n, 1e-4);
+            snprintf(what, sizeof what, "reference grad %s vs PyTorch (sampled)", name);
+            ms_expect_relerr_f(what, got_ref, ref, n, 1e-4);
+            free(idx);
+            free(ref);
+            free(got);
+            free(got_ref);
+        } else {
+            float *ref = load_f(fx("model/%s_g_%s.npy", tag, name), p.size[i]);
+            snprintf(what, sizeof what, "grad %s vs PyTorch", name);
+            ms_expect_relerr_f(what, g.t[i], ref, p.size[i], 1e-4);
+            snprintf(what, sizeof what, "reference grad %s vs PyTorch", name);
+            ms_expect_relerr_f(what, rgf, ref, p.size[i], 1e-4);
+            free(ref);
+        }
+        free(rgf);
+    }
+    free(rl);
+    free(rc);
+    free(rg);
+    free(dl);
+    free(rlf);
+    free(x);
+    free(R);
+    free(ref_logits);
+    free(logits);
+    ms_lstm_cache_free(&cache);
+    ms_lstm_params_free(&p);
+    ms_lstm_params_free(&g);
+}
+
+/* ---- finite differences in double on the reference kernel ------------------------------ */
+
+static double ref_loss(const ms_lstm_params *p, const float *x, const double *R, int T,
+                       double *logits, double *cache) {
+    ms_lstm_forward_ref(logits, cache, x, p, T);
+    double L = 0;
+    for (int t = 0; t < T; t++) L += R[t] * logits[t];
+    return L;
+}
+
+static void test_finite_differences(void) {
+    printf("-- finite differences (D=3 H=2 T=4)\n");
+    enum { D = 3, H = 2, T = 4 };
+    ms_lstm_params p;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_randomize(&p, 11);
+    for (size_t i = 0; i < p.count; i++) p.memory[i] *= 2.0f; /* larger weights: livelier */
+    float x[T * D];
+    fill_normal(x, (size_t)T * D, 12, 1.0);
+    double R[T] = {0.7, -1.3, 0.4, 2.0}, logits[T];
+    double *cache = malloc(sizeof(double) * ms_lstm_ref_cache_size(T, H));
+    double *grad = calloc(p.count, sizeof(double)), *fd = calloc(p.count, sizeof(double));
+    ref_loss(&p, x, R, T, logits, cache);
+    ms_lstm_backward_ref(grad, R, cache, x, &p, T);
+    for (size_t k = 0; k < p.count; k++) {
+        float v = p.memory[k];
+        float up = v + 1e-3f, dn = v - 1e-3f;
+        p.memory[k] = up;
+        double Lu = ref_loss(&p, x, R, T, logits, cache);
+        p.memory[k] = dn;
+        double Ld = ref_loss(&p, x, R, T, logits, cache);
+        p.memory[k] = v;
+        fd[k] = (Lu - Ld) / ((double)up - (double)dn);
+    }
+    ms_expect_close_d("reference gradient vs central differences", grad, fd, p.count, 1e-7, 1e-5);
+    /* the fast kernel on the same problem (float32) */
+    ms_lstm_params g;
+    ms_lstm_params_init(&g, D, H);
+    ms_lstm_cache c;
+    ms_lstm_cache_init(&c, D, H, 1, T);
+    float lf[T], Rf[T];
+    for (int t = 0; t < T; t++) Rf[t] = (float)R[t];
+    ms_lstm_forward(lf, &c, x, &p, 1, T);
+    ms_lstm_backward(&g, Rf, &c, x, &p);
+    float *fdf = malloc(sizeof(float) * p.count);
+    for (size_t k = 0; k < p.count; k++) fdf[k] = (float)fd[k];
+    ms_expect_close_f("fast gradient vs central differences", g.memory, fdf, p.count, 1e-5, 1e-4);
+    free(fdf);
+    free(cache);
+    free(grad);
+    free(fd);
+    ms_lstm_cache_free(&c);
+    ms_lstm_params_free(&g);
+    ms_lstm_params_free(&p);
+}
+
+/* ---- fast vs reference ----------------------------------------------------------------- */
+
+static void test_fast_vs_ref(int B, int T, int D, int H, uint64_t seed) {
+    printf("-- fast vs reference (B=%d T=%d D=%d H=%d)\n", B, T, D, H);
+    ms_lstm_params p, g;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_init(&g, D, H);
+    ms_lstm_params_randomize(&p, seed);
+    size_t BT = (size_t)B * T;
+    float *x = malloc(sizeof(float) * BT * D), *dlog = malloc(sizeof(float) * BT);
+    float *logits = malloc(sizeof(float) * BT), *rlf = malloc(sizeof(float) * BT);
+    fill_normal(x, BT * D, seed + 1, 1.0);
+    fill_normal(dlog, BT, seed + 2, 1.0);
+    ms_lstm_cache c;
+    ms_lstm_cache_init(&c, D, H, B + 2, T + 5);
+    ms_lstm_forward(logits, &c, x, &p, B, T);
+    ms_lstm_backward(&g, dlog, &c, x, &p);
+    double *rl = malloc(sizeof(double) * T), *rc = malloc(sizeof(double) * ms_lstm_ref_cache_size(T, H));
+    double *rg = calloc(p.count, sizeof(double)), *dl = malloc(sizeof(double) * T);
+    for (int b = 0; b < B; b++) {
+        ms_lstm_forward_ref(rl, rc, x + (size_t)b * T * D, &p, T);
+        for (int t = 0; t < T; t++) {
+            rlf[(size_t)b * T + t] = (float)rl[t];
+            dl[t] = dlog[(size_t)b * T + t];
+        }
+        ms_lstm_backward_ref(rg, dl, rc, x + (size_t)b * T * D, &p, T);
+    }
+    ms_expect_close_f("fast logits vs reference", logits, rlf, BT, 1e-5, 1e-4);
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+        float *r = malloc(sizeof(float) * p.size[i]);
+        for (size_t j = 0; j < p.size[i]; j++) r[j] = (float)rg[p.offset[i] + j];
+        char what[128];
+        snprintf(what, sizeof what, "fast grad %s vs reference", ms_lstm_tensor_name(i));
+        ms_expect_relerr_f(what, g.t[i], r, p.size[i], 1e-4);
+        free(r);
+    }
+    /* backward accumulates: a second forward/backward doubles the gradient */
+    ms_lstm_params g2;
+    ms_lstm_params_init(&g2, D, H);
+    ms_lstm_params_copy(&g2, &g);
+    ms_lstm_forward(logits, &c, x, &p, B, T);
+    ms_lstm_backward(&g2, dlog, &c, x, &p);
+    for (size_t k = 0; k < p.count; k++) g.memory[k] *= 2.0f;
+    ms_expect_close_f("backward accumulates (+=)", g2.memory, g.memory, p.count, 1e-6, 1e-5);
+    ms_lstm_params_free(&g2);
+    free(rl);
+    free(rc);
+    free(rg);
+    free(dl);
+    free(x);
+    free(dlog);
+    free(logits);
+    free(rlf);
+    ms_lstm_cache_free(&c);
+    ms_lstm_params_free(&p);
+    ms_lstm_params_free(&g);
+}
+
+/* ---- 1 versus 2 threads --------------------------------------------------------------- */
+
+static void run_threads(int nthreads, float *logits, ms_lstm_params *g, const float *x,
+                        const float *dlog, const ms_lstm_params *p, int B, int T) {
+    ms_set_threads(nthreads);
+    ms_lstm_cache c;
+    ms_lstm_cache_init(&c, p->D, p->H, B, T);
+    ms_lstm_params_zero(g);
+    ms_lstm_forward(logits, &c, x, p, B, T);
+    ms_lstm_backward(g, dlog, &c, x, p);
+    ms_lstm_cache_free(&c);
+}
+
+static void test_threads(void) {
+    const int B = 16, T = 64, D = 128, H = 64;
+    printf("-- 1 vs 2 threads (B=%d T=%d D=%d H=%d)\n", B, T, D, H);
+    ms_lstm_params p, g1, g2;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_init(&g1, D, H);
+    ms_lstm_params_init(&g2, D, H);
+    ms_lstm_params_randomize(&p, 21);
+    size_t BT = (size_t)B * T;
+    float *x = malloc(sizeof(float) * BT * D), *dlog = malloc(sizeof(float) * BT);
+    float *l1 = malloc(sizeof(float) * BT), *l2 = malloc(sizeof(float) * BT);
+    fill_normal(x, BT * D, 22, 1.0);
+    fill_normal(dlog, BT, 23, 1.0);
+    run_threads(1, l1, &g1, x, dlog, &p, B, T);
+    run_threads(2, l2, &g2, x, dlog, &p, B, T);
+    ms_set_threads(0);
+    ms_expect_relerr_f("logits 2 threads vs 1", l2, l1, BT, 1e-6);
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+        char what[128];
+        snprintf(what, sizeof what, "grad %s 2 threads vs 1", ms_lstm_tensor_name(i));
+        ms_expect_relerr_f(what, g2.t[i], g1.t[i], p.size[i], 1e-6);
+    }
+    int identical = memcmp(l1, l2, sizeof(float) * BT) == 0 &&
+                    memcmp(g1.memory, g2.memory, sizeof(float) * p.count) == 0;
+    printf("   1 and 2 threads bitwise identical: %s\n", identical ? "yes" : "no");
+    free(x);
+    free(dlog);
+    free(l1);
+    free(l2);
+    ms_lstm_params_free(&p);
+    ms_lstm_params_free(&g1);
+    ms_lstm_params_free(&g2);
+}
+
+/* ---- parameters ----------------------------------------------------------------------- */
+
+static void test_params(void) {
+    printf("-- parameter table and initialisation\n");
+    ms_lstm_params p;
+    ms_lstm_params_init(&p, 512, 256);
+    MS_EXPECT(p.count == 2 * (1024 * 512 + 1024 * 256 + 2 * 1024) + 512 + 1);
+    MS_EXPECT(p.t[MS_LSTM_W_IH_R] == p.t[MS_LSTM_W_IH] + 1024 * 512); /* (8H, D) together */
+    MS_EXPECT(ms_lstm_tensor_find("LSTM.bias_hh_l0_reverse") == MS_LSTM_B_HH_R);
+    MS_EXPECT(ms_lstm_tensor_find("linear.weight") == MS_LSTM_LIN_W);
+    MS_EXPECT(ms_lstm_tensor_find("LSTM.weight") == -1);
+    int64_t sh[2];
+    MS_EXPECT(ms_lstm_tensor_shape(MS_LSTM_LIN_W, 512, 256, sh) == 2 && sh[0] == 1 && sh[1] == 512);
+    ms_lstm_params_randomize(&p, 5);
+    /* bounds and spread: U(-k, k) has mean 0 and variance k^2 / 3 */
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+        double k = i < MS_LSTM_LIN_W ? 1.0 / 16.0 : 1.0 / sqrt(512.0);
+        double m = 0, v = 0, mx = 0;
+        for (size_t j = 0; j < p.size[i]; j++) {
+            double a = p.t[i][j];
+            m += a;
+            v += a * a;
+            if (fabs(a) > mx) mx = fabs(a);
+        }
+        m /= (double)p.size[i];
+        v /= (double)p.size[i];
+        MS_EXPECT(mx <= k);
+        if (p.size[i] > 1000) {
+            /* 5 standard errors: sd(mean) = k / sqrt(3n), sd(v / (k^2/3)) = sqrt(0.8 / n) */
+            double n = (double)p.size[i];
+            MS_EXPECT(fabs(m) < 5.0 * k / sqrt(3.0 * n));
+            MS_EXPECT(fabs(v / (k * k / 3.0) - 1.0) < 5.0 * sqrt(0.8 / n));
+        }
+    }
+    ms_lstm_params q;
+    ms_lstm_params_init(&q, 512, 256);
+    ms_lstm_params_randomize(&q, 5);
+    MS_EXPECT(memcmp(p.memory, q.memory, sizeof(float) * p.count) == 0);
+    ms_lstm_params_randomize(&q, 6);
+    MS_EXPECT(memcmp(p.memory, q.memory, sizeof(float) * p.count) != 0);
+    ms_lstm_params_free(&p);
+    ms_lstm_params_free(&q);
+}
+
+int main(void) {
+    test_params();
+    test_pytorch_case("s1", 2, 7, 5, 3, 0);
+    test_pytorch_case("s2", 3, 11, 16, 8, 0);
+    test_pytorch_case("big", 1, 6, 512, 256, 1);
+    test_finite_differences();
+    test_fast_vs_ref(4, 13, 10, 6, 31);
+    test_fast_vs_ref(3, 9, 7, 16, 32);
+    test_fast_vs_ref(1, 1, 4, 5, 33);
+    test_threads();
+    return ms_test_summary();
+}
