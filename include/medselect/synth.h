@@ -30,7 +30,7 @@ typedef struct {
     int n_cond;        /* conditions (default 8) */
     int n_seen;        /* first n_seen are "seen" (default 6) */
     int n_modes;       /* sub-clusters (default 6) */
-    double noise;      /* per-coordinate noise sd relative to unit mode spread (default 0.55) */
+    double noise;      /* per-coordinate noise sd relative to unit mode spread (default 1.0) */
     double effect;     /* condition shift scale (default 1.0) */
     double comorbid;   /* probability of a second condition (default 0.2) */
     double outlier_frac; /* default 0.05 */

@@ -13,7 +13,7 @@ void ms_synth_defaults(ms_synth_config *c) {
     c->n_cond = 8;
     c->n_seen = 6;
     c->n_modes = 6;
-    c->noise = 0.55;
+    c->noise = 1.0;
     c->effect = 1.0;
     c->comorbid = 0.2;
     c->outlier_frac = 0.05;
