@@ -92,7 +92,16 @@ const char *ms_shared(const char *name) { return env_path("MS_SHARED", "../share
 const char *ms_tmp(const char *name) {
     const char *root = getenv("MS_TMP");
     if (!root) root = "/tmp/medselect-test";
-    mkdir(root, 0755);
+    /* mkdir -p: each test has its own folder so that tests can run in parallel */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", root);
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    mkdir(dir, 0755);
     return env_path("MS_TMP", "/tmp/medselect-test", name);
 }
 

@@ -13,6 +13,8 @@ static const struct {
 } commands[] = {
     {"demo", ms_cmd_demo, "run the whole method on built-in synthetic data and print the comparison"},
     {"evaluate", ms_cmd_evaluate, "compare selection strategies over meta-test tasks (AUROC, CIs, paired tests)"},
+    {"train", ms_cmd_train, "meta-train the MedSelect selector (REINFORCE) and save a checkpoint"},
+    {"select", ms_cmd_select, "write a labeling worklist: the K images a selector or strategy chooses"},
     /* MS_CLI_COMMANDS: further commands are listed here */
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
