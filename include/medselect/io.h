@@ -21,8 +21,10 @@ extern "C" {
 
 /* ---- CSV ------------------------------------------------------------------------------
  * RFC 4180 CSV: quoted fields with embedded commas, quotes ("") and newlines; CRLF or LF;
- * a UTF-8 byte-order mark is skipped. The first record is the header. Every record must
- * have the header's number of fields. */
+ * a UTF-8 byte-order mark is skipped; blank lines are skipped. The first record is the
+ * header. Every record must have the header's number of fields, else MS_ERR_DATA
+ * "FILE: line N has X fields, the header has Y" (N: the line where the record starts).
+ * An empty file is an error; a header-only file parses with n_rows 0. */
 typedef struct {
     int n_cols;
     int n_rows;    /* data records (header excluded) */
@@ -32,21 +34,33 @@ typedef struct {
 } ms_csv;
 
 ms_status ms_csv_read(ms_csv *c, const char *path);
+/* Parses `len` bytes of text (not necessarily NUL-terminated); `name` is used in messages
+ * and stored as c->path. On failure *c is left zeroed. Free with ms_csv_free. */
 ms_status ms_csv_parse(ms_csv *c, const char *text, size_t len, const char *name);
 int ms_csv_col(const ms_csv *c, const char *name); /* case-insensitive; -1 when absent */
 void ms_csv_free(ms_csv *c);
 /* Writes one field with quoting when needed (comma, quote, CR/LF, leading/trailing space). */
 void ms_csv_put(FILE *f, const char *field);
 
-/* ---- dense matrices ------------------------------------------------------------------- */
+/* ---- dense matrices -------------------------------------------------------------------
+ * The readers allocate *out (rows, cols) row-major float32 (the caller frees it); float64
+ * data is narrowed, so values beyond the float32 range become +-inf. On failure *out is
+ * NULL. Values are returned as stored (ms_table_load checks that they are finite). Errors:
+ * MS_ERR_IO when the file cannot be opened or read; MS_ERR_DATA for a file that is not
+ * HDF5/NPY, a missing dataset, a rank other than 2, an empty or non-float array, and for
+ * NPY a big-endian dtype, Fortran order or truncated data. */
 /* Reads a rank-2 float32/float64 dataset into a newly allocated float32 (rows, cols) array.
  * `dataset` NULL means "dataset". */
 ms_status ms_hdf5_read(const char *path, const char *dataset, float **out, int *rows, int *cols);
-/* Writes a (rows, cols) float32 array as dataset "dataset" (atomically: temporary + rename). */
+/* Writes a (rows, cols) float32 array as `dataset` (NULL: "dataset"), atomically: written
+ * to "<path>.tmp.<pid>" in the same directory, then renamed over path. */
 ms_status ms_hdf5_write(const char *path, const char *dataset, const float *x, int rows, int cols);
+/* NPY format 1.0, 2.0 or 3.0 with dtype '<f4' or '<f8', C order, rank 2. */
 ms_status ms_npy_read(const char *path, float **out, int *rows, int *cols);
+/* Writes format 1.0 '<f4' (x is (rows, cols)), atomically. */
 ms_status ms_npy_write(const char *path, const float *x, int rows, int cols);
-/* By extension: .hdf5/.h5/.he5 -> HDF5 dataset "dataset"; .npy -> NPY. */
+/* By extension (case-insensitive): .hdf5/.h5/.he5 -> HDF5 dataset "dataset"; .npy -> NPY;
+ * any other extension is MS_ERR_ARG. */
 ms_status ms_matrix_read(const char *path, float **out, int *rows, int *cols);
 
 /* ---- one CSV + its embeddings --------------------------------------------------------- */
@@ -60,22 +74,29 @@ typedef struct {
     char **path;    /* (n) the Path column */
     int n_cond;     /* condition columns: every column other than Path and the known
                        metadata columns (Age, Sex, Frontal/Lateral, View, AP/PA, PatientID,
-                       Patient ID, Split, No Finding is a condition too) whose values are
-                       blank or numbers in {-1, 0, 1} */
+                       Patient ID, Split, Unnamed: 0, index, an unnamed column; matched
+                       case-insensitively) whose values are all blank or numbers in
+                       {-1, 0, 1} ("1", "1.0", "-1.0"). No Finding is a condition too.
+                       Other columns (text, counts) are ignored. */
     char **cond;    /* (n_cond) names as in the header */
     float *label;   /* (n, n_cond): 1, 0, -1, blank read as 0 */
-    float *clin;    /* (n, 3) standardized age, sex, frontal; NAN where a value is missing;
-                       NULL when none of the three columns exists */
+    float *clin;    /* (n, 3) standardized age (age - MS_AGE_MEAN) / MS_AGE_SD; sex
+                       (Female/F/1 -> 1, Male/M/0 -> 0); frontal (Frontal/1 -> 1,
+                       Lateral/0 -> 0; without a Frontal/Lateral column, from View: PA/AP
+                       -> 1, LL/RL/LAT/LATERAL -> 0). NAN where a value is missing or
+                       unreadable; NULL when none of the three columns exists */
     int clin_cols;  /* bit 0 age, bit 1 sex, bit 2 frontal: which columns exist */
     char *csv_path, *emb_path;
 } ms_table;
 
-/* Loads a CSV and its embeddings. emb_path NULL: the CSV's base name with .hdf5 or .h5.
- * Checks: Path column present, row counts equal, rank 2, float dtype, all values finite. */
+/* Loads a CSV and its embeddings. emb_path NULL: found by ms_find_embeddings.
+ * Checks: at least one data row, Path column present, row counts equal, rank 2, float
+ * dtype, all values finite. On failure *t is left zeroed. Free with ms_table_free. */
 ms_status ms_table_load(ms_table *t, const char *csv_path, const char *emb_path);
 void ms_table_free(ms_table *t);
-/* Finds the embedding file next to a CSV (base.hdf5, base.h5); NULL (with error) if none.
- * The caller frees the result. */
+/* Finds the embedding file next to a CSV: base.hdf5, base.h5, then base.npy, where base is
+ * the path without ".csv". NULL (with an MS_ERR_IO message) if none exists. The caller
+ * frees the result. */
 char *ms_find_embeddings(const char *csv_path);
 
 /* ---- a labeled split: positives then normals ------------------------------------------ */
@@ -84,6 +105,12 @@ typedef enum {
     MS_UNCERTAIN_NEGATIVE,
     MS_UNCERTAIN_IGNORE,       /* uncertain rows never enter tasks for that condition */
 } ms_uncertain;
+/* Tasks draw negatives from the normals file only, so a positives-file row enters a
+ * condition's tasks only as a positive: NEGATIVE and IGNORE select the same rows. */
+
+/* "positive", "negative", "ignore" (case-insensitive) -> *u; else MS_ERR_ARG. */
+ms_status ms_uncertain_parse(const char *s, ms_uncertain *u);
+const char *ms_uncertain_name(ms_uncertain u); /* the inverse; a static string */
 
 typedef struct {
     int n_pos, n_norm, n; /* rows [0, n_pos) come from the positives file, then normals */
@@ -95,16 +122,22 @@ typedef struct {
     char **path;     /* (n) */
     int n_cond;
     char **cond;     /* conditions of the positives file */
-    int **cond_rows; /* per condition: rows (in [0, n_pos)) positive for it */
+    int **cond_rows; /* per condition: rows (in [0, n_pos)) positive for it, ascending */
     int *cond_count; /* per condition: number of such rows */
     char *pos_name, *norm_name; /* the positives/normals CSV paths, for messages */
-    uint64_t fingerprint;       /* FNV-1a of embeddings and labels */
+    uint64_t fingerprint;       /* FNV-1a of the shape, embeddings, condition names and
+                                   cond_rows (labels after the uncertain policy) */
 } ms_split;
 
-/* pos_emb/norm_emb NULL: found next to the CSVs. */
+/* pos_emb/norm_emb NULL: found next to the CSVs. Both files must have the same embedding
+ * dimension. Clinical columns are kept when present in both files. On failure *s is left
+ * zeroed. Free with ms_split_free. */
 ms_status ms_split_load(ms_split *s, const char *pos_csv, const char *pos_emb,
                         const char *norm_csv, const char *norm_emb, ms_uncertain u);
-/* Builds a split from arrays (copies them). labels: (n_pos, n_cond) 0/1. paths may be NULL. */
+/* Builds a split from arrays (copies them). pos_emb (n_pos, d), norm_emb (n_norm, d),
+ * labels (n_pos, n_cond) with 1 = positive (> 0.5), cond_names (n_cond) or NULL ("cond0",
+ * ...). The split has no clinical features (clin NULL), stand-in paths "pos/<i>" and
+ * "norm/<i>" and the names "(positives array)" / "(normals array)" in messages. */
 void ms_split_from_arrays(ms_split *s, const float *pos_emb, int n_pos, const float *norm_emb,
                           int n_norm, int d, const float *labels, int n_cond,
                           const char *const *cond_names);

@@ -20,7 +20,7 @@ int ms_cmd_bench(int argc, char **argv);
 /* Prints "medselect CMD: <ms_last_error()>" on stderr and returns MS_EXIT_DATA (or
  * MS_EXIT_USAGE for MS_ERR_ARG). */
 int ms_cli_fail(const char *cmd, ms_status st);
-/* Prints "medselect CMD: <message>" and "Try 'medselect CMD --help'." and returns 1. */
+/* Prints the one line "medselect CMD: <message> (see 'medselect CMD --help')" and returns 1. */
 int ms_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Strict number parsing for options; on error prints a usage error and returns non-zero. */
@@ -30,3 +30,74 @@ int ms_cli_double(const char *cmd, const char *opt, const char *s, double lo, do
 int ms_cli_int_list(const char *cmd, const char *opt, const char *s, int *out, int max);
 
 #endif
+
+/* ---- options shared by evaluate, train, analyze and demo -------------------------------- */
+#include "medselect/evaluate.h"
+
+/* getopt_long ids of the shared options (single letters use their character) */
+enum {
+    MS_OPT_POS_CSV = 1000, MS_OPT_NORM_CSV, MS_OPT_POS_EMB, MS_OPT_NORM_EMB, MS_OPT_UNCERTAIN,
+    MS_OPT_CONDITIONS, MS_OPT_SEEN, MS_OPT_UNSEEN, MS_OPT_POOL, MS_OPT_POS_FRAC, MS_OPT_QUERY,
+    MS_OPT_QUERY_POS_FRAC, MS_OPT_TASKS, MS_OPT_SEED, MS_OPT_THREADS, MS_OPT_PREDICTOR,
+    MS_OPT_JSON, MS_OPT_STRATEGIES, MS_OPT_BOOTSTRAP, MS_OPT_MODEL,
+    MS_OPT_FIRST_FREE = 1100
+};
+
+/* The long options above, for inclusion in a command's option table. */
+#define MS_CLI_DATA_OPTIONS                                                                   \
+    {"pos-csv", required_argument, 0, MS_OPT_POS_CSV},                                        \
+    {"norm-csv", required_argument, 0, MS_OPT_NORM_CSV},                                      \
+    {"pos-emb", required_argument, 0, MS_OPT_POS_EMB},                                        \
+    {"norm-emb", required_argument, 0, MS_OPT_NORM_EMB},                                      \
+    {"uncertain", required_argument, 0, MS_OPT_UNCERTAIN}
+#define MS_CLI_TASK_OPTIONS                                                                   \
+    {"conditions", required_argument, 0, MS_OPT_CONDITIONS},                                  \
+    {"seen", required_argument, 0, MS_OPT_SEEN},                                              \
+    {"unseen", required_argument, 0, MS_OPT_UNSEEN},                                          \
+    {"pool", required_argument, 0, MS_OPT_POOL},                                              \
+    {"pos-frac", required_argument, 0, MS_OPT_POS_FRAC},                                      \
+    {"query", required_argument, 0, MS_OPT_QUERY},                                            \
+    {"query-pos-frac", required_argument, 0, MS_OPT_QUERY_POS_FRAC},                          \
+    {"tasks", required_argument, 0, MS_OPT_TASKS},                                            \
+    {"seed", required_argument, 0, MS_OPT_SEED},                                              \
+    {"threads", required_argument, 0, MS_OPT_THREADS},                                        \
+    {"predictor", required_argument, 0, MS_OPT_PREDICTOR},                                    \
+    {"k", required_argument, 0, 'k'}
+
+typedef struct {
+    const char *pos_csv, *norm_csv, *pos_emb, *norm_emb;
+    ms_uncertain uncertain;
+    const char *conditions, *seen, *unseen;
+    ms_task_shape shape;
+    int n_k;
+    int k[MS_MAX_K];
+    long tasks;
+    uint64_t seed;
+    int threads;
+    ms_pred_kind pred;
+} ms_cli_common;
+
+/* Defaults of the reference code: pool 1000 (half positive), query 100 (half positive),
+ * K 20, 1000 tasks, seed 0, all cores, cosine predictor, uncertain as positive. */
+void ms_cli_common_defaults(ms_cli_common *c);
+/* Handles one shared option. Returns 0 when handled, -1 when `opt` is not a shared option,
+ * or a positive exit code after printing a usage error. */
+int ms_cli_common_option(const char *cmd, int opt, const char *arg, ms_cli_common *c);
+/* The help text of the shared options. */
+extern const char ms_cli_data_help[];
+extern const char ms_cli_task_help[];
+/* Loads the split named by the options (both CSVs required). Returns an exit code. */
+int ms_cli_load_split(const char *cmd, const ms_cli_common *c, ms_split *s);
+/* Builds the evaluation config: groups from --conditions ("all"), or --seen/--unseen (each
+ * given list becomes a group), or the paper's seen/unseen sets. Group condition arrays are
+ * allocated (free with ms_cli_config_free). Returns an exit code. */
+int ms_cli_eval_config(const char *cmd, const ms_cli_common *c, const ms_split *s, ms_eval_config *cfg);
+void ms_cli_config_free(ms_eval_config *cfg);
+/* Loads a trained selector checkpoint as a strategy named "medselect" (greedy top-K), checking
+ * that its input dimension matches the split (D, or D + 3 with clinical features). Returns an
+ * exit code. */
+int ms_cli_model_strategy(const char *cmd, const char *path, const ms_split *s, ms_strategy **out);
+/* Meta-trains the demo's small selector (hidden 64) on the seen group of cfg using train and
+ * val, with the demo's task shape, and returns it as a strategy. Returns an exit code. */
+int ms_cli_demo_train(const char *cmd, const ms_split *train, const ms_split *val,
+                      const ms_eval_config *cfg, uint64_t seed, ms_strategy **out);

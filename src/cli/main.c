@@ -61,7 +61,7 @@ int ms_cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry 'medselect %s --help'.\n", cmd);
+    fprintf(stderr, " (see 'medselect %s --help')\n", cmd);
     return MS_EXIT_USAGE;
 }
 

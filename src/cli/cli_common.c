@@ -1,0 +1,176 @@
+/* cli_common.c: options shared by the commands that sample tasks (evaluate, train,
+ * analyze, demo): data files, task shape, K values, seed, threads. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char *const paper_seen = "Consolidation,Lung Opacity,Pleural Effusion,Pneumothorax,Enlarged Cardiomediastinum,Cardiomegaly";
+static const char *const paper_unseen = "Atelectasis,Edema";
+
+const char ms_cli_data_help[] =
+    "Data (the reference layout: a positives CSV and a normals CSV, each with an HDF5 file\n"
+    "of the same base name holding dataset \"dataset\", one embedding row per CSV row):\n"
+    "      --pos-csv FILE       images with at least one finding (Path + condition columns)\n"
+    "      --norm-csv FILE      \"No Finding\" images\n"
+    "      --pos-emb FILE       embeddings of the positives (.hdf5/.h5 or .npy; default: next\n"
+    "                           to the CSV with the same base name)\n"
+    "      --norm-emb FILE      embeddings of the normals (same rules)\n"
+    "      --uncertain MODE     label -1: positive (default, the paper's), negative, ignore\n";
+
+const char ms_cli_task_help[] =
+    "Tasks:\n"
+    "      --conditions A,B     sample tasks from these conditions (one group, \"all\")\n"
+    "      --seen A,B           seen-condition group (default: the paper's six CheXpert names)\n"
+    "      --unseen A,B         unseen-condition group (default: Atelectasis,Edema)\n"
+    "      --pool N             unlabeled pool size (default 1000)\n"
+    "      --pos-frac F         fraction of positives in the pool (default 0.5)\n"
+    "      --query N            query set size (default 100)\n"
+    "      --query-pos-frac F   fraction of positives in the query set (default 0.5)\n"
+    "  -k, --k LIST             labeling budgets, e.g. 10,20,40 (default 20)\n"
+    "      --tasks N            tasks per group (default 1000)\n"
+    "      --seed S             seed of every random choice (default 0)\n"
+    "      --threads T          worker threads (default: all cores); results do not depend on it\n"
+    "      --predictor KIND     cosine (default) or euclidean\n";
+
+void ms_cli_common_defaults(ms_cli_common *c) {
+    memset(c, 0, sizeof *c);
+    c->uncertain = MS_UNCERTAIN_POSITIVE;
+    c->shape.pool = 1000;
+    c->shape.pos_frac = 0.5;
+    c->shape.query = 100;
+    c->shape.query_pos_frac = 0.5;
+    c->n_k = 1;
+    c->k[0] = 20;
+    c->tasks = 1000;
+    c->seed = 0;
+    c->threads = 0;
+    c->pred = MS_PRED_COSINE;
+}
+
+int ms_cli_common_option(const char *cmd, int opt, const char *arg, ms_cli_common *c) {
+    long v;
+    switch (opt) {
+    case MS_OPT_POS_CSV: c->pos_csv = arg; return 0;
+    case MS_OPT_NORM_CSV: c->norm_csv = arg; return 0;
+    case MS_OPT_POS_EMB: c->pos_emb = arg; return 0;
+    case MS_OPT_NORM_EMB: c->norm_emb = arg; return 0;
+    case MS_OPT_UNCERTAIN:
+        if (!strcmp(arg, "positive")) c->uncertain = MS_UNCERTAIN_POSITIVE;
+        else if (!strcmp(arg, "negative")) c->uncertain = MS_UNCERTAIN_NEGATIVE;
+        else if (!strcmp(arg, "ignore")) c->uncertain = MS_UNCERTAIN_IGNORE;
+        else return ms_cli_usage_error(cmd, "--uncertain: '%s' is not positive, negative or ignore", arg);
+        return 0;
+    case MS_OPT_CONDITIONS: c->conditions = arg; return 0;
+    case MS_OPT_SEEN: c->seen = arg; return 0;
+    case MS_OPT_UNSEEN: c->unseen = arg; return 0;
+    case MS_OPT_POOL:
+        if (ms_cli_int(cmd, "--pool", arg, 2, 10000000, &v)) return MS_EXIT_USAGE;
+        c->shape.pool = (int)v;
+        return 0;
+    case MS_OPT_QUERY:
+        if (ms_cli_int(cmd, "--query", arg, 2, 10000000, &v)) return MS_EXIT_USAGE;
+        c->shape.query = (int)v;
+        return 0;
+    case MS_OPT_POS_FRAC:
+        return ms_cli_double(cmd, "--pos-frac", arg, 0.0, 1.0, &c->shape.pos_frac) ? MS_EXIT_USAGE : 0;
+    case MS_OPT_QUERY_POS_FRAC:
+        return ms_cli_double(cmd, "--query-pos-frac", arg, 0.0, 1.0, &c->shape.query_pos_frac) ? MS_EXIT_USAGE : 0;
+    case 'k': {
+        int n = ms_cli_int_list(cmd, "-k", arg, c->k, MS_MAX_K);
+        if (n < 0) return MS_EXIT_USAGE;
+        c->n_k = n;
+        return 0;
+    }
+    case MS_OPT_TASKS:
+        if (ms_cli_int(cmd, "--tasks", arg, 1, 100000000, &v)) return MS_EXIT_USAGE;
+        c->tasks = v;
+        return 0;
+    case MS_OPT_SEED: {
+        char *end;
+        unsigned long long s = strtoull(arg, &end, 10);
+        if (end == arg || *end || arg[0] == '-') return ms_cli_usage_error(cmd, "--seed: '%s' is not a non-negative integer", arg);
+        c->seed = s;
+        return 0;
+    }
+    case MS_OPT_THREADS:
+        if (ms_cli_int(cmd, "--threads", arg, 0, 1024, &v)) return MS_EXIT_USAGE;
+        c->threads = (int)v;
+        return 0;
+    case MS_OPT_PREDICTOR:
+        if (ms_pred_kind_parse(arg, &c->pred)) return ms_cli_usage_error(cmd, "%s", ms_last_error());
+        return 0;
+    default: return -1;
+    }
+}
+
+int ms_cli_load_split(const char *cmd, const ms_cli_common *c, ms_split *s) {
+    if (!c->pos_csv || !c->norm_csv)
+        return ms_cli_usage_error(cmd, "--pos-csv and --norm-csv are required");
+    ms_status st = ms_split_load(s, c->pos_csv, c->pos_emb, c->norm_csv, c->norm_emb, c->uncertain);
+    if (st) return ms_cli_fail(cmd, st);
+    return MS_EXIT_OK;
+}
+
+static int add_group(const char *cmd, const ms_split *s, ms_eval_config *cfg, const char *name,
+                     const char *list) {
+    int n = 0;
+    char **names = ms_split_list(list, &n);
+    if (n == 0) {
+        ms_strv_free(names, n);
+        return ms_cli_usage_error(cmd, "empty condition list for the %s group", name);
+    }
+    ms_eval_group *g = &cfg->group[cfg->n_groups];
+    snprintf(g->name, sizeof g->name, "%s", name);
+    g->cond = ms_xmalloc(sizeof(int) * (size_t)n);
+    g->n_cond = n;
+    cfg->n_groups++;
+    ms_status st = ms_split_resolve(s, names, n, g->cond);
+    ms_strv_free(names, n);
+    if (st) return ms_cli_fail(cmd, MS_ERR_DATA);
+    return MS_EXIT_OK;
+}
+
+int ms_cli_eval_config(const char *cmd, const ms_cli_common *c, const ms_split *s, ms_eval_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->shape = c->shape;
+    cfg->n_k = c->n_k;
+    memcpy(cfg->k, c->k, sizeof cfg->k);
+    cfg->tasks = (int)c->tasks;
+    cfg->seed = c->seed;
+    cfg->pred = c->pred;
+    for (int i = 0; i < c->n_k; i++)
+        if (c->k[i] > c->shape.pool)
+            return ms_cli_usage_error(cmd, "K = %d is larger than the pool (%d)", c->k[i], c->shape.pool);
+    int rc = 0;
+    if (c->conditions) {
+        if (c->seen || c->unseen) return ms_cli_usage_error(cmd, "--conditions excludes --seen/--unseen");
+        rc = add_group(cmd, s, cfg, "all", c->conditions);
+    } else if (c->seen || c->unseen) {
+        if (c->seen) rc = add_group(cmd, s, cfg, "seen", c->seen);
+        if (!rc && c->unseen) rc = add_group(cmd, s, cfg, "unseen", c->unseen);
+    } else {
+        rc = add_group(cmd, s, cfg, "seen", paper_seen);
+        if (!rc) rc = add_group(cmd, s, cfg, "unseen", paper_unseen);
+    }
+    if (rc) {
+        ms_cli_config_free(cfg);
+        return rc;
+    }
+    for (int g = 0; g < cfg->n_groups; g++) {
+        ms_status st = ms_task_check(s, &cfg->shape, cfg->group[g].cond, cfg->group[g].n_cond);
+        if (st) {
+            ms_cli_config_free(cfg);
+            return ms_cli_fail(cmd, st);
+        }
+    }
+    return MS_EXIT_OK;
+}
+
+void ms_cli_config_free(ms_eval_config *cfg) {
+    for (int g = 0; g < cfg->n_groups; g++) free(cfg->group[g].cond);
+    cfg->n_groups = 0;
+}

@@ -1,0 +1,188 @@
+/* ms_evaluate.c: the meta-test protocol (see evaluate.h). Each thread owns an arena that
+ * holds one task's gathered pool and query rows and every strategy's scratch; after the first
+ * task the loop allocates nothing. */
+#include "medselect/evaluate.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t ms_eval_task_seed(uint64_t seed, int g, long i) {
+    ms_rng r;
+    ms_rng_init(&r, seed, MS_STREAM_STRATEGY, ((uint64_t)g << 40) ^ (uint64_t)i);
+    return ms_rng_next(&r);
+}
+
+/* Evaluates every strategy and K on task i of group g; writes AUROCs into res. */
+static ms_status eval_one(ms_eval_result *res, const ms_split *s, const ms_eval_config *cfg,
+                          ms_strategy *const *strats, int n_strat, int g, int i, ms_arena *ws) {
+    const int P = cfg->shape.pool, Q = cfg->shape.query, D = s->d;
+    int kmax = res->kmax;
+    ms_task t;
+    ms_task_alloc(&t, &cfg->shape, ws);
+    int *scratch = MS_ARENA_NEW(ws, int, s->n_pos > s->n_norm ? s->n_pos : s->n_norm);
+    const ms_eval_group *grp = &cfg->group[g];
+    ms_task_sample(&t, s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, (uint64_t)g, (uint64_t)i, scratch);
+    res->task_cond[g * res->tasks + i] = t.cond;
+
+    /* the predictor compares unit rows (cosine) or raw rows (euclidean) */
+    const float *feat = cfg->pred == MS_PRED_COSINE ? s->unit : s->emb;
+    float *pool_x = MS_ARENA_NEW(ws, float, (size_t)P * D);
+    float *pool_raw = MS_ARENA_NEW(ws, float, (size_t)P * D);
+    float *qry = MS_ARENA_NEW(ws, float, (size_t)Q * D);
+    float *pool_clin = s->clin ? MS_ARENA_NEW(ws, float, (size_t)P * MS_NCLIN) : NULL;
+    ms_gather_rows(pool_x, s->unit, t.pool, P, D);
+    ms_gather_rows(pool_raw, s->emb, t.pool, P, D);
+    ms_gather_rows(qry, feat, t.query, Q, D);
+    if (pool_clin) ms_gather_rows(pool_clin, s->clin, t.pool, P, MS_NCLIN);
+    ms_pool pool = {.n = P, .d = D, .x = pool_x, .raw = pool_raw, .clin = pool_clin};
+
+    int *pick = MS_ARENA_NEW(ws, int, kmax);
+    float *sel = MS_ARENA_NEW(ws, float, (size_t)kmax * D);
+    uint8_t *sel_y = MS_ARENA_NEW(ws, uint8_t, kmax);
+    float *scores = MS_ARENA_NEW(ws, float, Q);
+    float *work = MS_ARENA_NEW(ws, float, (size_t)Q * kmax + Q + kmax);
+    int *awork = MS_ARENA_NEW(ws, int, 2 * Q);
+    uint64_t tseed = ms_eval_task_seed(cfg->seed, g, i);
+    /* strategies allocate after this mark; rewinding is done by resetting the whole arena
+     * per task in the caller, which keeps this function simple */
+    for (int ki = 0; ki < cfg->n_k; ki++) {
+        int K = cfg->k[ki];
+        for (int si = 0; si < n_strat; si++) {
+            ms_status st = strats[si]->select(strats[si], &pool, K, tseed, pick, ws);
+            if (st) return st;
+            for (int j = 0; j < K; j++) {
+                MS_CHECK(pick[j] >= 0 && pick[j] < P);
+                sel_y[j] = t.pool_y[pick[j]];
+                memcpy(sel + (size_t)j * D, (cfg->pred == MS_PRED_COSINE ? pool_x : pool_raw) + (size_t)pick[j] * D,
+                       sizeof(float) * (size_t)D);
+            }
+            ms_predict(scores, qry, Q, sel, sel_y, K, D, cfg->pred, work);
+            double auc;
+            st = ms_auroc(scores, t.query_y, Q, &auc, awork);
+            if (st) return st;
+            size_t idx = ((size_t)(g * res->n_k + ki) * n_strat + si) * res->tasks + i;
+            res->auroc[idx] = auc;
+            if (res->sel) memcpy(res->sel + idx * kmax, pick, sizeof(int) * (size_t)K);
+        }
+    }
+    return MS_OK;
+}
+
+ms_status ms_evaluate(ms_eval_result *res, const ms_split *s, const ms_eval_config *cfg,
+                      ms_strategy *const *strats, int n_strat, ms_progress *prog) {
+    memset(res, 0, sizeof *res);
+    MS_CHECK(cfg->n_groups >= 1 && cfg->n_groups <= MS_MAX_GROUPS && cfg->n_k >= 1 && n_strat >= 1);
+    for (int g = 0; g < cfg->n_groups; g++) {
+        ms_status st = ms_task_check(s, &cfg->shape, cfg->group[g].cond, cfg->group[g].n_cond);
+        if (st) return st;
+    }
+    int kmax = 0;
+    for (int ki = 0; ki < cfg->n_k; ki++) {
+        if (cfg->k[ki] > cfg->shape.pool)
+            return ms_fail(MS_ERR_ARG, "K = %d is larger than the pool (%d items)", cfg->k[ki], cfg->shape.pool);
+        if (cfg->k[ki] > kmax) kmax = cfg->k[ki];
+    }
+    res->n_groups = cfg->n_groups;
+    res->n_k = cfg->n_k;
+    res->n_strat = n_strat;
+    res->tasks = cfg->tasks;
+    res->kmax = kmax;
+    size_t cells = (size_t)cfg->n_groups * cfg->n_k * n_strat * cfg->tasks;
+    res->auroc = ms_xcalloc(cells, sizeof(double));
+    res->task_cond = ms_xcalloc((size_t)cfg->n_groups * cfg->tasks, sizeof(int));
+    if (cfg->keep_selections) res->sel = ms_xcalloc(cells * (size_t)kmax, sizeof(int));
+
+    double t0 = ms_now();
+    long total = (long)cfg->n_groups * cfg->tasks;
+    ms_status first = MS_OK;
+    char first_msg[1024] = "";
+#pragma omp parallel
+    {
+        ms_arena ws;
+        ms_arena_init(&ws);
+#pragma omp for schedule(dynamic, 1)
+        for (long j = 0; j < total; j++) {
+            int g = (int)(j / cfg->tasks), i = (int)(j % cfg->tasks);
+            ms_status st;
+#pragma omp atomic read
+            st = first;
+            if (st) continue;
+            ms_arena_reset(&ws);
+            st = eval_one(res, s, cfg, strats, n_strat, g, i, &ws);
+            if (st) {
+#pragma omp critical(ms_eval_error)
+                if (!first) {
+                    first = st;
+                    snprintf(first_msg, sizeof first_msg, "%s", ms_last_error());
+                }
+            }
+            if (prog) ms_progress_add(prog, 1);
+        }
+        ms_arena_free(&ws);
+    }
+    res->seconds = ms_now() - t0;
+    if (first) {
+        ms_eval_result_free(res);
+        return ms_fail(first, "%s", first_msg);
+    }
+    return MS_OK;
+}
+
+void ms_eval_result_free(ms_eval_result *r) {
+    free(r->auroc);
+    free(r->task_cond);
+    free(r->sel);
+    memset(r, 0, sizeof *r);
+}
+
+/* Summary of one (g, ki, s, cond) cell over its tasks. */
+static void summarize_cell(const ms_eval_result *r, int g, int ki, int si, int cond, int boot_reps,
+                           uint64_t seed, double *x, double *d, ms_eval_row *row) {
+    const double *a = r->auroc + ((size_t)(g * r->n_k + ki) * r->n_strat + si) * r->tasks;
+    const double *b = r->auroc + ((size_t)(g * r->n_k + ki) * r->n_strat + 0) * r->tasks;
+    int n = 0;
+    for (int i = 0; i < r->tasks; i++) {
+        if (cond >= 0 && r->task_cond[g * r->tasks + i] != cond) continue;
+        x[n] = a[i];
+        d[n] = a[i] - b[i];
+        n++;
+    }
+    row->g = g, row->ki = ki, row->s = si, row->cond = cond, row->n = n;
+    uint64_t stream = ((uint64_t)g << 48) ^ ((uint64_t)ki << 40) ^ ((uint64_t)si << 32) ^ (uint64_t)(cond + 1);
+    if (n == 0) {
+        row->auroc.mean = row->auroc.lo = row->auroc.hi = NAN;
+        row->diff = row->auroc;
+        row->p = NAN;
+        return;
+    }
+    row->auroc = ms_bootstrap_mean(x, n, boot_reps, seed, stream);
+    if (si == 0) {
+        row->diff.mean = row->diff.lo = row->diff.hi = 0;
+        row->p = NAN;
+    } else {
+        row->diff = ms_bootstrap_mean(d, n, boot_reps, seed, stream ^ 0x5555ULL);
+        row->p = ms_wilcoxon(d, n, NULL);
+    }
+}
+
+void ms_eval_summarize(const ms_eval_result *r, const ms_eval_config *cfg, int boot_reps,
+                       ms_eval_row **rows, int *n_rows) {
+    int cap = 0;
+    for (int g = 0; g < r->n_groups; g++) cap += (cfg->group[g].n_cond + 1) * r->n_k * r->n_strat;
+    ms_eval_row *out = ms_xcalloc((size_t)cap, sizeof *out);
+    double *x = ms_xmalloc(sizeof(double) * (size_t)r->tasks);
+    double *d = ms_xmalloc(sizeof(double) * (size_t)r->tasks);
+    int n = 0;
+    for (int g = 0; g < r->n_groups; g++)
+        for (int c = -1; c < cfg->group[g].n_cond; c++)
+            for (int ki = 0; ki < r->n_k; ki++)
+                for (int si = 0; si < r->n_strat; si++)
+                    summarize_cell(r, g, ki, si, c < 0 ? -1 : cfg->group[g].cond[c], boot_reps,
+                                   cfg->seed, x, d, &out[n++]);
+    free(x);
+    free(d);
+    *rows = out;
+    *n_rows = n;
+}
