@@ -3,7 +3,8 @@
 # layout (CSV rows copied in order + HDF5 "dataset"), NPY output, paths relative to the CSV
 # or to --root, --on-error fail (exit 2, one line naming the file, nothing written) and skip
 # (rows left out of both outputs and listed in OUT.skipped.csv), usage errors (exit 1).
-# Embeddings are compared with PyTorch's (tests/fixtures/embed/pipe_out.npy) through h5py.
+# Embeddings are compared with PyTorch's (tests/fixtures/embed/pipe_out.npy) through h5py;
+# tools/convert_checkpoint.py is checked on a MoCo-style checkpoint against torchvision.
 set -u
 CLI=${MS_CLI:?MS_CLI must point at the medselect binary}
 FIX=${MS_FIXTURES:?}/embed
@@ -90,6 +91,55 @@ printf 'File\na.png\n' > "$T/nopath.csv"
 "$CLI" embed --model "$T/model" --images "$T/nopath.csv" --out "$T/x.csv" 2> "$T/e6"
 check "list without Path column exits 2" grep -q "nopath.csv: no Path column" "$T/e6"
 check "nothing written on errors" test ! -e "$T/x.csv"
+
+# 6. tools/convert_checkpoint.py on a MoCo-style checkpoint of a torchvision resnet18 (random
+#    weights and batch-norm statistics), then embed with the converted folder and compare with
+#    torchvision's own forward; a missing and a misshapen tensor are errors naming the tensor.
+if $PY -c "import torch, torchvision" 2> /dev/null; then
+    cat > "$T/moco.py" <<'PYEOF'
+import sys, numpy as np, torch, torchvision
+from PIL import Image
+T, FIX = sys.argv[1], sys.argv[2]
+torch.manual_seed(0)
+net = torchvision.models.resnet18()
+for m in net.modules():
+    if isinstance(m, torch.nn.BatchNorm2d):
+        m.running_mean.normal_(0, 0.1); m.running_var.uniform_(0.5, 2); m.weight.data.uniform_(0.5, 1.5)
+sd = {}
+for k, v in net.state_dict().items():
+    if not k.startswith("fc."):
+        sd["module.encoder_q." + k] = v
+        sd["module.encoder_k." + k] = v.clone()
+sd["module.encoder_q.fc.0.weight"] = torch.randn(512, 512); sd["module.encoder_q.fc.2.weight"] = torch.randn(128, 512)
+torch.save({"epoch": 200, "arch": "resnet18", "state_dict": sd, "queue": torch.randn(128, 16)}, T + "/moco.pth.tar")
+bad = dict(sd); del bad["module.encoder_q.layer2.1.bn1.running_mean"]
+torch.save({"state_dict": bad}, T + "/moco_missing.pth.tar")
+bad = dict(sd); bad["module.encoder_q.layer3.0.downsample.0.weight"] = torch.randn(256, 128, 3, 3)
+torch.save({"state_dict": bad}, T + "/moco_shape.pth.tar")
+net.fc = torch.nn.Identity(); net.eval()
+xs = [(torch.as_tensor(np.array(Image.open("%s/pipe_%d.png" % (FIX, i)).convert("L"))).float() / 255.0 - 0.5) / 0.25
+      for i in (0, 1)]
+with torch.no_grad():
+    np.save(T + "/moco_ref.npy", net(torch.stack(xs).unsqueeze(1).expand(-1, 3, -1, -1)).numpy())
+PYEOF
+    $PY "$T/moco.py" "$T" "$FIX"
+    check "MoCo checkpoint written" test -f "$T/moco.pth.tar"
+    $PY "$(dirname "$0")/../tools/convert_checkpoint.py" "$T/moco.pth.tar" "$T/moco" --input-size 40,36 \
+        --channels gray --mean 0.5 --std 0.25 > "$T/c1" 2>&1
+    check "convert_checkpoint.py exits 0" test $? -eq 0
+    printf 'Path\npipe_0.png\npipe_1.png\n' > "$T/moco.csv"
+    "$CLI" embed --model "$T/moco" --images "$T/moco.csv" --root "$FIX" --out "$T/moco_out.csv" 2> "$T/e7"
+    check "embed with the converted model exits 0" test $? -eq 0
+    check "converted model matches torchvision" $PY "$T/cmp.py" "$T/moco_ref.npy" "$T/moco_out.hdf5" 0,1
+    $PY "$(dirname "$0")/../tools/convert_checkpoint.py" "$T/moco_missing.pth.tar" "$T/m2" > /dev/null 2> "$T/c2"
+    check "missing tensor exits 2" test $? -eq 2
+    check "missing tensor named" grep -q "tensor module.encoder_q.layer2.1.bn1.running_mean: missing" "$T/c2"
+    $PY "$(dirname "$0")/../tools/convert_checkpoint.py" "$T/moco_shape.pth.tar" "$T/m3" > /dev/null 2> "$T/c3"
+    check "misshapen tensor exits 2" test $? -eq 2
+    check "misshapen tensor named" grep -q "tensor module.encoder_q.layer3.0.downsample.0.weight: has shape \[256, 128, 3, 3\], expected \[256, 128, 1, 1\]" "$T/c3"
+else
+    echo "skip: convert_checkpoint.py checks (no torch in /usr/bin/python3)"
+fi
 
 echo "$fails failed"
 exit $((fails > 0))
