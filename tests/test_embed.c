@@ -281,14 +281,24 @@ static void test_decode(void) {
         MS_EXPECT(st == MS_ERR_DATA && strstr(ms_last_error(), tr) && strstr(ms_last_error(), "corrupt"));
         if (st != MS_ERR_DATA) fprintf(stderr, "truncated %s: status %d\n", tr, st);
     }
-    /* DICOM magic without DICOM support gives the documented error */
-#ifndef MS_HAVE_DICOM
     unsigned char dcm[200] = {0};
     memcpy(dcm + 128, "DICM", 4);
     const char *dp = ms_tmp("embed_x.dcm");
     FILE *f = fopen(dp, "wb");
     fwrite(dcm, 1, sizeof dcm, f);
     fclose(f);
+#ifdef MS_HAVE_DICOM
+    /* a DICOM preamble without a data set */
+    MS_EXPECT(ms_image_load(&im, dp) == MS_ERR_DATA && strstr(ms_last_error(), dp));
+    /* DICOM through GDCM: MONOCHROME2 with rescale and min-max, MONOCHROME1 with a window
+     * (RLE lossless), RGB planar; YBR_FULL is refused naming the interpretation */
+    expect_image("embed/dcm_mono2.dcm", "embed/dcm_mono2_ref.npy", 1);
+    expect_image("embed/dcm_mono1.dcm", "embed/dcm_mono1_ref.npy", 1);
+    expect_image("embed/dcm_rgb.dcm", "embed/dcm_rgb_ref.npy", 3);
+    MS_EXPECT(ms_image_load(&im, ms_fixture("embed/dcm_ybr.dcm")) == MS_ERR_DATA &&
+              strstr(ms_last_error(), "dcm_ybr.dcm") && strstr(ms_last_error(), "YBR_FULL"));
+#else
+    /* DICOM magic without DICOM support gives the documented error */
     MS_EXPECT(ms_image_load(&im, dp) == MS_ERR_DATA && strstr(ms_last_error(), "DICOM support not built"));
 #endif
     ms_image_free(&im);

@@ -11,6 +11,10 @@
 
 #include "medselect/embed.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* A convolution with its batch norm folded in: y = w * x + b. */
 typedef struct {
     int cin, cout, k, stride, pad;
@@ -102,4 +106,7 @@ ms_status ms_st_shape(const ms_st_file *f, const char *name, int *ndim, int shap
 ms_status ms_dicom_load(ms_image *im, const char *path);
 int ms_is_dicom(const unsigned char *head, size_t n);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -181,6 +181,11 @@ ms_status ms_image_load(ms_image *im, const char *path) {
     if (!fp) return ms_fail(MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     unsigned char head[132];
     size_t n = fread(head, 1, sizeof head, fp);
+    if (n < sizeof head && ferror(fp)) { /* e.g. a directory */
+        ms_status e = ms_fail(MS_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+        fclose(fp);
+        return e;
+    }
     ms_status st;
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (n >= 8 && !memcmp(head, png_sig, 8)) {
