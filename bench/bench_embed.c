@@ -1,0 +1,70 @@
+/* bench_embed.c: ResNet-18 forward throughput (images/s) of medselect's encoder.
+ *
+ * Usage: bench_embed [MODEL_DIR] [--size S] [--batch B] [--threads T] [--reps R] [--rgb]
+ * Runs the network on random normalised input of B images of S x S (1 channel for a gray
+ * model, as `medselect embed` does, else 3; --rgb forces 3 channels), after one warm-up
+ * pass, R times, and prints one line per repetition plus the median:
+ * "medselect size=S batch=B threads=T channels=C median_img_s=X".
+ * MODEL_DIR defaults to ../shared/models/cxr-simclr-resnet18-64.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "medselect/embed.h"
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    const char *model = "../shared/models/cxr-simclr-resnet18-64";
+    int size = 64, batch = 32, threads = 2, reps = 5, rgb = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--size") && i + 1 < argc) size = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rgb")) rgb = 1;
+        else if (argv[i][0] != '-') model = argv[i];
+        else {
+            fprintf(stderr, "usage: bench_embed [MODEL_DIR] [--size S] [--batch B] [--threads T] [--reps R] [--rgb]\n");
+            return 1;
+        }
+    }
+    if (size < 1 || batch < 1 || threads < 1 || reps < 1) {
+        fprintf(stderr, "bench_embed: size, batch, threads and reps must be >= 1\n");
+        return 1;
+    }
+    ms_set_threads(threads);
+    ms_resnet *net;
+    if (ms_resnet_load(&net, model)) {
+        fprintf(stderr, "bench_embed: %s\n", ms_last_error());
+        return 2;
+    }
+    const int cin = rgb ? 3 : ms_resnet_input_channels(net), dim = ms_resnet_dim(net);
+    size_t nx = (size_t)batch * cin * size * size;
+    float *x = ms_xmalloc(sizeof(float) * nx), *out = ms_xmalloc(sizeof(float) * (size_t)batch * dim);
+    ms_rng r;
+    ms_rng_init(&r, 1, 0, 0);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)ms_rng_normal(&r);
+    ms_resnet_ws *ws = ms_resnet_ws_new(net, batch, size, size, threads);
+    ms_resnet_forward(net, ws, x, cin, batch, out); /* warm-up */
+    double *ips = ms_xmalloc(sizeof(double) * (size_t)reps);
+    for (int k = 0; k < reps; k++) {
+        double t0 = ms_now();
+        ms_resnet_forward(net, ws, x, cin, batch, out);
+        ips[k] = batch / (ms_now() - t0);
+        printf("medselect size=%d batch=%d threads=%d rep=%d img_s=%.1f\n", size, batch, threads, k, ips[k]);
+    }
+    qsort(ips, (size_t)reps, sizeof(double), cmp_d);
+    printf("medselect size=%d batch=%d threads=%d channels=%d median_img_s=%.1f\n", size, batch, threads, cin,
+           ips[reps / 2]);
+    ms_resnet_ws_free(ws);
+    ms_resnet_free(net);
+    free(ips);
+    free(x);
+    free(out);
+    return 0;
+}

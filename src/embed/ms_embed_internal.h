@@ -1,0 +1,112 @@
+/* ms_embed_internal.h: the embed module's internal pieces: the network's layout in memory,
+ * the layer kernels (exposed so that tests can check each layer against PyTorch and the
+ * optimized kernels against the plain ones), the safetensors reader and the DICOM bridge.
+ *
+ * Activations inside the network use the "CBHW" layout: (C, b, H, W), i.e. one row of
+ * b*H*W values per channel, so that a convolution over a whole micro-batch is one GEMM
+ * out(Cout, b*Ho*Wo) = W(Cout, Cin*k*k) @ col(Cin*k*k, b*Ho*Wo).
+ */
+#ifndef MS_EMBED_INTERNAL_H
+#define MS_EMBED_INTERNAL_H
+
+#include "medselect/embed.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A convolution with its batch norm folded in: y = w * x + b. */
+typedef struct {
+    int cin, cout, k, stride, pad;
+    float *w; /* (cout, cin, k, k) */
+    float *b; /* (cout) */
+} ms_conv;
+
+typedef struct {
+    ms_conv c1, c2;
+    ms_conv down; /* 1x1 stride-2 projection of the shortcut; used when has_down */
+    int has_down;
+} ms_block;
+
+struct ms_resnet {
+    ms_embed_config cfg;
+    ms_conv conv1;      /* 7x7 stride 2 pad 3, 3 -> w channels */
+    ms_conv conv1_gray; /* the same with weights summed over the 3 input channels */
+    int gray_folded;    /* conv1_gray usable: gray model with equal mean/std */
+    ms_block blk[8];    /* layer1.0, layer1.1, ..., layer4.1 */
+    int width;          /* w = conv1 output channels */
+    int dim;            /* 8 w */
+    float *params;      /* one allocation holding every w and b */
+};
+
+/* Output size of a convolution or pooling along one axis. */
+static inline int ms_conv_out(int n, int k, int stride, int pad) { return (n + 2 * pad - k) / stride + 1; }
+
+/* ---- layer kernels (CBHW layout) ----------------------------------------------------- */
+
+/* col is (cin*k*k, b*ho*wo): row (ci, ky, kx), column (img, oy, ox) holds
+ * in[ci, img, oy*s - p + ky, ox*s - p + kx], 0 outside the image. in is (cin, b, h, w). */
+void ms_im2col(float *col, const float *in, int cin, int b, int h, int w, int k, int stride,
+               int pad);
+
+/* out = act(conv(in) + bias + residual): out is (cout, b, ho, wo), in is (cin, b, h, w),
+ * residual NULL or shaped like out, relu 0/1. col is scratch of (cin*k*k, b*ho*wo) floats
+ * (unused for 1x1 stride-1 convolutions). im2col + single sgemm call. */
+void ms_conv_forward(float *out, float *col, const float *in, const float *residual,
+                     const ms_conv *c, int b, int h, int w, int relu);
+/* The plain direct loop nest, same contract (no col). */
+void ms_conv_forward_ref(float *out, const float *in, const float *residual, const ms_conv *c,
+                         int b, int h, int w, int relu);
+
+/* 3x3 stride-2 pad-1 max pooling (padding never wins): out is (c, b, ho, wo), in (c, b, h, w). */
+void ms_maxpool_forward(float *out, const float *in, int c, int b, int h, int w);
+/* out is (b, c): the mean of each plane of in (c, b, h, w). */
+void ms_avgpool_forward(float *out, const float *in, int c, int b, int h, int w);
+
+/* One residual block: out = relu(c2(relu(c1(in))) + shortcut(in)). t, d: scratch activations
+ * of out's size; col: im2col scratch. Sizes h, w are the input's; *ho, *wo receive the output's. */
+void ms_block_forward(float *out, float *t, float *d, float *col, const float *in,
+                      const ms_block *blk, int b, int h, int w, int *ho, int *wo);
+
+/* The whole network on one micro-batch with the given buffers: x is (b, cin, H, W) NCHW.
+ * bufs are 4 activation buffers, col the im2col buffer; sized by ms_resnet_ws_new.
+ * ref = 1 runs the plain kernels. */
+void ms_resnet_forward_micro(const ms_resnet *net, float *out, const float *x, int cin, int b,
+                             int H, int W, float *bufs[4], float *col, int ref);
+/* Floats needed by one activation buffer and by col for a micro-batch of b images. */
+void ms_resnet_ws_sizes(const ms_resnet *net, int b, int H, int W, size_t *act, size_t *col);
+
+/* ---- weights ------------------------------------------------------------------------- */
+
+/* A parsed safetensors file: the raw bytes and a cJSON header. */
+typedef struct {
+    char *path;
+    unsigned char *data; /* whole file */
+    size_t size;
+    size_t data_start;   /* 8 + header length */
+    void *header;        /* cJSON * */
+} ms_st_file;
+
+/* Reads and validates the layout: header length vs file size, JSON, every tensor's dtype
+ * (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL are known), shape vs byte span, offsets
+ * inside the data. MS_ERR_DATA naming the file (and tensor) otherwise. */
+ms_status ms_st_open(ms_st_file *f, const char *path);
+void ms_st_close(ms_st_file *f);
+/* Finds tensor `name`, requires dtype F32 and the given shape (ndim values; ndim 0 =
+ * scalar) and returns a pointer to its data (unaligned-safe copy into dst of prod(shape)
+ * floats). MS_ERR_DATA "FILE: tensor NAME: missing" / "has shape [..], expected [..]". */
+ms_status ms_st_get_f32(const ms_st_file *f, const char *name, int ndim, const int *shape,
+                        float *dst);
+/* Shape of tensor `name` (up to 8 dims); MS_ERR_DATA when missing. */
+ms_status ms_st_shape(const ms_st_file *f, const char *name, int *ndim, int shape[8]);
+
+/* ---- DICOM --------------------------------------------------------------------------- */
+/* Decodes a DICOM file into an 8-bit image (see ms_image_load). Implemented in ms_dicom.cpp
+ * when built with MS_HAVE_DICOM; otherwise an error "FILE: DICOM support not built". */
+ms_status ms_dicom_load(ms_image *im, const char *path);
+int ms_is_dicom(const unsigned char *head, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
