@@ -3,7 +3,7 @@
 # Sourced by scripts/demo.sh and scripts/test.sh; safe to run again (does nothing then).
 set -euo pipefail
 MS_PACKAGES=(build-essential cmake pkg-config libopenblas-openmp-dev libhdf5-dev libgsl-dev
-             libcjson-dev libpng-dev libjpeg62-turbo-dev libcairo2-dev)
+             libcjson-dev libpng-dev libjpeg62-turbo-dev libcairo2-dev libgdcm-dev)
 missing=()
 for p in "${MS_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
