@@ -21,7 +21,9 @@ static void help(void) {
            "Options:\n"
            "      --tasks N            meta-test tasks per group (default 500)\n"
            "  -k, --k LIST             labeling budgets (default 10,20)\n"
-           "      --pool N             pool size (default 100); query size is pool/2\n"
+           "      --pool N             pool size (default 100); query size is pool/2 (half positive)\n"
+           "      --pos-frac F         fraction of positives in the pool (default 0.2: a finding\n"
+           "                           that is rarer than normal images; 0.5 is the paper's setting)\n"
            "      --strategies LIST    baselines (default random,kmedoids,kmeans)\n"
            "      --no-train           skip meta-training (baselines only)\n"
            "      --write-data DIR     also write the synthetic splits in the reference layout\n"
@@ -39,6 +41,7 @@ int ms_cmd_demo(int argc, char **argv) {
     ms_cli_common c;
     ms_cli_common_defaults(&c);
     c.shape.pool = 100;
+    c.shape.pos_frac = 0.2;
     c.shape.query = 50;
     c.n_k = 2, c.k[0] = 10, c.k[1] = 20;
     c.tasks = 500;
@@ -48,6 +51,7 @@ int ms_cmd_demo(int argc, char **argv) {
         {"tasks", required_argument, 0, MS_OPT_TASKS},
         {"k", required_argument, 0, 'k'},
         {"pool", required_argument, 0, MS_OPT_POOL},
+        {"pos-frac", required_argument, 0, MS_OPT_POS_FRAC},
         {"seed", required_argument, 0, MS_OPT_SEED},
         {"threads", required_argument, 0, MS_OPT_THREADS},
         {"strategies", required_argument, 0, MS_OPT_STRATEGIES},

@@ -16,7 +16,7 @@ void ms_synth_defaults(ms_synth_config *c) {
     c->noise = 1.0;
     c->effect = 1.0;
     c->comorbid = 0.2;
-    c->outlier_frac = 0.05;
+    c->outlier_frac = 0.08;
     c->n_pos[0] = 3000, c->n_pos[1] = 800, c->n_pos[2] = 1200;
     c->n_norm[0] = 2000, c->n_norm[1] = 600, c->n_norm[2] = 900;
     c->seed = 7;
@@ -69,7 +69,7 @@ static void synth_image(const ms_synth_config *c, const synth_world *w, ms_rng *
     if (ms_rng_uniform(r) < c->outlier_frac) {
         /* corrupted image: a large random vector replaces the embedding */
         unit_vector(r, x, d);
-        for (int j = 0; j < d; j++) x[j] *= 3.0f;
+        for (int j = 0; j < d; j++) x[j] *= 8.0f;
     }
     double age = 55.0 + age_shift + 15.0 * ms_rng_normal(r);
     if (age < 18) age = 18;
