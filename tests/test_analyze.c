@@ -3,6 +3,8 @@
  * - random versus an identical random strategy: identical selections, so every Wasserstein-1
  *   distance is 0, every permutation p-value 1 (BH too), and the 2x2 tables have equal rows
  *   (chi-square 0, p 1; Fisher p 1).
+ * - both permutation schemes (task swap and pooled) on 20 independent pairs of random
+ *   strategies: p-values roughly uniform (binomial bounds on the counts below 0.1 and 0.5).
  * - random versus a test strategy that picks the K largest-norm pool items: the L2-norm
  *   distance is large with p < 0.01; the values collected for B equal, task by task, the K
  *   largest norms of the task's pool recomputed here (checks the pool-position -> row
@@ -44,6 +46,17 @@ static ms_status largest_select(const ms_strategy *s, const ms_pool *pool, int k
         }
         out[j] = best;
     }
+    return MS_OK;
+}
+
+/* A test-only random strategy with its own stream (ctx: an int id), so that several of them
+ * draw independently on the same task: the null hypothesis of the calibration check. */
+static ms_status other_select(const ms_strategy *s, const ms_pool *pool, int k, uint64_t seed,
+                              int *out, ms_arena *ws) {
+    ms_rng r;
+    ms_rng_init(&r, seed, 99, (uint64_t)*(const int *)s->ctx);
+    int *scratch = MS_ARENA_NEW(ws, int, pool->n);
+    ms_rng_choose(&r, pool->n, k, out, scratch);
     return MS_OK;
 }
 
@@ -127,7 +140,7 @@ int main(void) {
 
     /* ---- identical strategies ---- */
     ms_analysis same;
-    MS_EXPECT(ms_analyze(&same, &te, &cfg, &res, 0, 1, 1, 200, 11) == MS_OK);
+    MS_EXPECT(ms_analyze(&same, &te, &cfg, &res, 0, 1, 1, 200, 11, MS_AN_TASK_SWAP) == MS_OK);
     MS_EXPECT(same.k == 10 && same.n_sel == n_sel);
     for (int q = 0; q < MS_AN_NQUANT; q++) {
         const ms_an_quantity *qq = &same.q[q];
@@ -145,13 +158,21 @@ int main(void) {
         MS_EXPECT(pp->table[0] + pp->table[1] == n_sel * 10);
         MS_EXPECT(fabs(pp->chi2) < 1e-12 && fabs(pp->p_chi2 - 1) < 1e-12 && fabs(pp->p_fisher - 1) < 1e-9);
         MS_EXPECT(pp->p_chi2_bh > 0.05 && pp->p_fisher_bh > 0.05);
+        MS_EXPECT(pp->p_perm == 1.0 && pp->p_perm_bh == 1.0);
+    }
+    {
+        ms_analysis pooled;
+        MS_EXPECT(ms_analyze(&pooled, &te, &cfg, &res, 0, 1, 0, 100, 11, MS_AN_POOLED) == MS_OK);
+        for (int q = 0; q < MS_AN_NQUANT; q++) MS_EXPECT(pooled.q[q].w1 == 0.0 && pooled.q[q].p == 1.0);
+        ms_analysis_free(&pooled);
     }
     /* synthetic ages are plausible years */
     for (int i = 0; i < same.q[MS_AN_AGE].na; i++) MS_EXPECT(same.q[MS_AN_AGE].a[i] > 0 && same.q[MS_AN_AGE].a[i] < 120);
 
     /* ---- random versus the K largest norms ---- */
     ms_analysis an[2];
-    for (int ki = 0; ki < 2; ki++) MS_EXPECT(ms_analyze(&an[ki], &te, &cfg, &res, 0, 2, ki, 300, 11) == MS_OK);
+    for (int ki = 0; ki < 2; ki++)
+        MS_EXPECT(ms_analyze(&an[ki], &te, &cfg, &res, 0, 2, ki, 300, 11, MS_AN_TASK_SWAP) == MS_OK);
     const ms_an_quantity *l2 = &an[1].q[MS_AN_L2];
     printf("largest-norm vs random, K=10: L2 mean %.3f vs %.3f, W1 %.3f, p %.4g (BH %.4g)\n", l2->mean_b,
            l2->mean_a, l2->w1, l2->p, l2->p_bh);
@@ -166,7 +187,14 @@ int main(void) {
         for (int p = 0; p < MS_AN_NPROP; p++) {
             MS_EXPECT(an[a].prop[p].p_chi2_bh >= an[a].prop[p].p_chi2 - 1e-15);
             MS_EXPECT(an[a].prop[p].p_fisher_bh >= an[a].prop[p].p_fisher - 1e-15);
+            MS_EXPECT(an[a].prop[p].p_perm_bh >= an[a].prop[p].p_perm - 1e-15);
         }
+    }
+    {
+        ms_analysis pooled;
+        MS_EXPECT(ms_analyze(&pooled, &te, &cfg, &res, 0, 2, 1, 300, 11, MS_AN_POOLED) == MS_OK);
+        MS_EXPECT(pooled.q[MS_AN_L2].w1 == l2->w1 && pooled.q[MS_AN_L2].p < 0.01);
+        ms_analysis_free(&pooled);
     }
     /* B's L2 values are, task by task, the 10 largest norms of that task's pool */
     {
@@ -206,6 +234,45 @@ int main(void) {
         int want = mean[2] > mean[1] ? 2 : 1;
         MS_EXPECT(ms_analyze_best(&res, 0) == want);
         MS_EXPECT(ms_analyze_best(&res, 2) == (mean[1] >= mean[0] ? 0 : 1) || mean[0] == mean[1]);
+    }
+
+    /* ---- calibration under the null: 20 independent pairs of random strategies ---- */
+    {
+        enum { NPAIR = 20 };
+        ms_strategy *others[2 * NPAIR];
+        int ids[2 * NPAIR];
+        for (int j = 0; j < 2 * NPAIR; j++) {
+            ids[j] = j;
+            others[j] = ms_xcalloc(1, sizeof(ms_strategy));
+            snprintf(others[j]->name, sizeof others[j]->name, "other%d", j);
+            snprintf(others[j]->label, sizeof others[j]->label, "other%d", j);
+            others[j]->select = other_select;
+            others[j]->ctx = &ids[j];
+        }
+        ms_eval_config c2 = cfg;
+        c2.tasks = 25;
+        c2.n_k = 1;
+        c2.k[0] = 5;
+        ms_eval_result r2;
+        MS_EXPECT(ms_evaluate(&r2, &te, &c2, others, 2 * NPAIR, NULL) == MS_OK);
+        for (int scheme = 0; scheme < 2; scheme++) {
+            int below10 = 0, below50 = 0;
+            for (int j = 0; j < NPAIR; j++) {
+                ms_analysis na;
+                MS_EXPECT(ms_analyze(&na, &te, &c2, &r2, 2 * j, 2 * j + 1, 0, 99, 5 + j, (ms_an_scheme)scheme) == MS_OK);
+                double p = na.q[MS_AN_L2].p;
+                below10 += p < 0.1;
+                below50 += p < 0.5;
+                ms_analysis_free(&na);
+            }
+            printf("null calibration (%s): %d of %d p < 0.1, %d p < 0.5\n", scheme ? "pooled" : "task-swap",
+                   below10, NPAIR, below50);
+            /* Binomial(20, 0.1) >= 8 and Binomial(20, 0.5) <= 3 each have probability < 0.002 */
+            MS_EXPECT(below10 <= 7);
+            MS_EXPECT(below50 >= 4);
+        }
+        ms_eval_result_free(&r2);
+        for (int j = 0; j < 2 * NPAIR; j++) free(others[j]);
     }
 
     /* ---- report and JSON ---- */
@@ -257,6 +324,8 @@ int main(void) {
         cJSON *ps = cJSON_GetObjectItem(a1, "proportions");
         MS_EXPECT(cJSON_GetArraySize(ps) == MS_AN_NPROP);
         MS_EXPECT(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetArrayItem(ps, 0), "p_fisher_bh")));
+        MS_EXPECT(cJSON_IsNumber(cJSON_GetObjectItem(cJSON_GetArrayItem(ps, 0), "p_perm_bh")));
+        MS_EXPECT(!strcmp(cJSON_GetObjectItem(a1, "scheme")->valuestring, "task-swap"));
         MS_EXPECT(cJSON_GetArraySize(cJSON_GetObjectItem(root, "auroc")) == n_rows);
         cJSON_Delete(root);
     }

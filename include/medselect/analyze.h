@@ -14,13 +14,20 @@
  *     pair_cos     mean pairwise cosine similarity of the K selected unit rows (the lower,
  *                  the more diverse; unavailable for K = 1)
  *     pos_frac     fraction of positives among the K selected (class balance)
- * and compares A's values with B's by the Wasserstein-1 distance with a permutation p-value
- * (ms_wasserstein_perm_test). The pooled per-image values are treated as two independent
- * samples; the permutation test ignores that both strategies chose from the same pools, so
- * its p-values are approximate (conservative in practice when the pools are shared).
+ * and compares A's values with B's by the Wasserstein-1 distance (ms_wasserstein1) with a
+ * permutation p-value, (1 + #{W* >= W}) / (1 + perms), under one of two schemes:
+ *   MS_AN_TASK_SWAP (the default of the CLI): each permutation swaps A's and B's selections of
+ *     a task with probability 1/2, task by task. This is the valid test for this design: the
+ *     same tasks are shared by A and B, and on a small split the same images are picked again
+ *     and again across tasks, so the pooled values are far from independent.
+ *   MS_AN_POOLED: ms_wasserstein_perm_test on the pooled values, as if every value were an
+ *     independent draw. On real splits (hundreds of images, thousands of tasks) this is
+ *     anti-conservative: repeated picks of the same images count as new evidence.
  * Sex (female/male, clin[1]) and view (frontal/lateral, clin[2]) of the selected images form
  * 2x2 tables (rows A, B) tested with Pearson's chi-square test (ms_chi2_test) and Fisher's
- * exact test (ms_fisher_exact). The view is only frontal versus lateral: the io module maps
+ * exact test (ms_fisher_exact), which treat the pooled picks as independent (anti-conservative
+ * for the same reason), and by a task-swap permutation test of the difference of the level-0
+ * shares (p_perm), which does not. The view is only frontal versus lateral: the io module maps
  * a View column's PA and AP both to frontal, so AP versus PA is not distinguished.
  * Every available p-value of one analysis (one K) forms one family adjusted by
  * Benjamini-Hochberg (ms_bh_adjust).
@@ -35,7 +42,7 @@
  *   cfg.keep_selections = 1;
  *   ms_evaluate(&res, &split, &cfg, strats, n, NULL);
  *   ms_analysis an;
- *   ms_analyze(&an, &split, &cfg, &res, 1, ms_analyze_best(&res, 1), 0, 2000, 0);
+ *   ms_analyze(&an, &split, &cfg, &res, 1, ms_analyze_best(&res, 1), 0, 2000, 0, MS_AN_TASK_SWAP);
  *   ms_eval_summarize(&res, &cfg, 2000, &rows, &n_rows);
  *   ms_analysis_report rep = {&split, &cfg, &res, strats, &an, 1, rows, n_rows, "..."};
  *   ms_analysis_write_report("out", &rep);
@@ -60,6 +67,11 @@ typedef enum {
     MS_AN_POS_FRAC,
     MS_AN_NQUANT
 } ms_an_quantity_id;
+
+typedef enum {
+    MS_AN_TASK_SWAP = 0, /* swap A's and B's selections within tasks */
+    MS_AN_POOLED = 1,    /* shuffle the pooled values (ms_wasserstein_perm_test) */
+} ms_an_scheme;
 
 typedef struct {
     const char *name;  /* "age", "l1_norm", "l2_norm", "linf_norm", "cos_centroid",
@@ -86,6 +98,7 @@ typedef struct {
     double chi2;          /* Pearson statistic (no continuity correction) */
     int dof;              /* 1, or 0 when a row or column is empty (then p = 1) */
     double p_chi2, p_fisher, p_chi2_bh, p_fisher_bh;
+    double p_perm, p_perm_bh; /* task-swap permutation test of |share A - share B| of level 0 */
 } ms_an_prop;
 
 typedef struct {
@@ -93,6 +106,7 @@ typedef struct {
     int sa, sb;         /* strategy indices into the evaluation */
     int perms;          /* permutations per test */
     uint64_t seed;      /* seed of the permutation tests */
+    ms_an_scheme scheme; /* how the Wasserstein-1 tests permute */
     int n_sel;          /* selections per strategy: groups x tasks */
     ms_an_quantity q[MS_AN_NQUANT];
     ms_an_prop prop[MS_AN_NPROP];
@@ -101,12 +115,16 @@ typedef struct {
 /* Analyses strategies sa and sb (indices into the evaluation, may be equal) at K index ki of
  * an evaluation `res` run on split s with cfg and keep_selections set (else MS_CHECK aborts).
  * Each task is regenerated with ms_task_sample exactly as ms_evaluate draws it, to map the
- * stored pool positions to split rows. perms >= 1 permutations per test; the test of
- * quantity q uses its own random stream derived from (seed, q), so results do not depend on
- * the thread count or the order of the quantities. Quantities are tested in parallel
- * (OpenMP). On return *an owns its value arrays: free with ms_analysis_free. */
+ * stored pool positions to split rows. perms >= 1 permutations per test, under `scheme` for
+ * the Wasserstein-1 tests (the proportion tests' p_perm always swaps within tasks). The test
+ * of quantity q uses its own random stream derived from (seed, q), so results do not depend
+ * on the thread count or the order of the quantities. Quantities are tested in parallel
+ * (OpenMP). On return *an owns its value arrays: free with ms_analysis_free. The values of
+ * task i of group g are stored in task order (g * tasks + i), K per task for the per-image
+ * quantities (fewer for age when some are missing), in pick order. */
 ms_status ms_analyze(ms_analysis *an, const ms_split *s, const ms_eval_config *cfg,
-                     const ms_eval_result *res, int sa, int sb, int ki, int perms, uint64_t seed);
+                     const ms_eval_result *res, int sa, int sb, int ki, int perms, uint64_t seed,
+                     ms_an_scheme scheme);
 void ms_analysis_free(ms_analysis *an);
 
 /* The strategy other than `exclude` with the highest mean AUROC over every group, K and task
@@ -136,8 +154,8 @@ ms_status ms_analysis_write_report(const char *dir, const ms_analysis_report *r)
 /* The same numbers as JSON, atomically to path ("-": stdout). Layout: {"medselect_version",
  * "config": {...}, "analyses": [{"k", "a", "b", "permutations", "seed", "selections",
  * "quantities": [{"name", "per", "n_a", "n_b", "mean_a", "mean_b", "w1", "p", "p_bh"}],
- * "proportions": [{"name", "levels", "table", "chi2", "dof", "p_chi2", "p_fisher",
- * "p_chi2_bh", "p_fisher_bh"}]}], "auroc": [{"group", "condition", "k", "strategy",
+ * "scheme", "proportions": [{"name", "levels", "table", "chi2", "dof", "p_chi2",
+ * "p_fisher", "p_perm", "p_chi2_bh", "p_fisher_bh", "p_perm_bh"}]}], "auroc": [{"group", "condition", "k", "strategy",
  * "tasks", "mean", "lo", "hi"}]}; unavailable numbers are null. */
 ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r);
 

@@ -196,7 +196,8 @@ static void md_settings(FILE *f, const ms_analysis_report *r) {
     fprintf(f, "- **A**: %s (mean AUROC %.4f over every task and K); **B**: %s (mean AUROC %.4f)\n",
             r->strats[an0->sa]->label, strategy_mean_auroc(r->res, an0->sa), r->strats[an0->sb]->label,
             strategy_mean_auroc(r->res, an0->sb));
-    fprintf(f, "- Permutation tests: %d permutations, seed %llu\n\n", an0->perms, (unsigned long long)an0->seed);
+    fprintf(f, "- Permutation tests: %d permutations (%s scheme), seed %llu\n\n", an0->perms,
+            an0->scheme == MS_AN_POOLED ? "pooled" : "task-swap", (unsigned long long)an0->seed);
 }
 
 static void md_method(FILE *f) {
@@ -208,12 +209,17 @@ static void md_method(FILE *f) {
             "counting once per choice; per-selection quantities (mean pairwise cosine similarity "
             "of the K selected, fraction of positives) give one value per task. A and B are "
             "compared by the Wasserstein-1 distance between the empirical distributions (the "
-            "area between the two ECDFs) with a two-sided permutation p-value, "
-            "(1 + #{W* >= W}) / (1 + permutations). The test treats the two samples as "
-            "independent although both strategies chose from the same pools, so the p-values "
-            "are approximate. Sex and view proportions of the selected images are 2x2 tables "
-            "(rows A, B) tested by Pearson's chi-square test (no continuity correction) and "
-            "Fisher's exact test. All p-values of one K form one family adjusted by "
+            "area between the two ECDFs) with a permutation p-value, "
+            "(1 + #{W* >= W}) / (1 + permutations). With the task-swap scheme each permutation "
+            "exchanges A's and B's selections of a task with probability 1/2, which respects "
+            "that both strategies chose from the same pools and that the same images recur "
+            "across tasks; the pooled scheme shuffles all values as if independent and is "
+            "anti-conservative when images recur. Sex and view proportions of the selected "
+            "images are 2x2 tables (rows A, B) tested by Pearson's chi-square test (no "
+            "continuity correction) and Fisher's exact test, which count every pick as an "
+            "independent image (anti-conservative in the same way), and by a task-swap "
+            "permutation test of the difference of the shares. All p-values of one K form one "
+            "family adjusted by "
             "Benjamini-Hochberg. The view is frontal versus lateral only: a View column's PA and "
             "AP are both read as frontal, so AP versus PA is not distinguished. The cosine "
             "centroid of a pool is the normalised mean of its unit-norm embeddings; norms are of "
@@ -244,22 +250,25 @@ static void md_analysis(FILE *f, const ms_analysis_report *r, const ms_analysis 
                 q->per_selection ? "selection" : "image", q->na, q->nb, ma, mb, w, p, pb);
     }
     fprintf(f, "\nProportions of the selected images (pooled over tasks):\n\n");
-    fprintf(f, "| feature | A | B | chi2 (dof) | p (chi2) | p (chi2, BH) | p (Fisher) | p (Fisher, BH) |\n");
-    fprintf(f, "|---|---|---|---|---|---|---|---|\n");
+    fprintf(f, "| feature | A | B | chi2 (dof) | p (chi2) | p (chi2, BH) | p (Fisher) | p (Fisher, BH) "
+               "| p (task swap) | p (task swap, BH) |\n");
+    fprintf(f, "|---|---|---|---|---|---|---|---|---|---|\n");
     for (int pi = 0; pi < MS_AN_NPROP; pi++) {
         const ms_an_prop *pp = &an->prop[pi];
         if (!pp->available) {
-            fprintf(f, "| %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n", pp->name);
+            fprintf(f, "| %s | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n", pp->name);
             continue;
         }
-        char p1[32], p2[32], p3[32], p4[32];
+        char p1[32], p2[32], p3[32], p4[32], p5[32], p6[32];
         fmt_p(p1, sizeof p1, pp->p_chi2);
         fmt_p(p2, sizeof p2, pp->p_chi2_bh);
         fmt_p(p3, sizeof p3, pp->p_fisher);
         fmt_p(p4, sizeof p4, pp->p_fisher_bh);
-        fprintf(f, "| %s | %ld %s / %ld %s | %ld %s / %ld %s | %.3f (%d) | %s | %s | %s | %s |\n", pp->name,
-                pp->table[0], pp->level[0], pp->table[1], pp->level[1], pp->table[2], pp->level[0],
-                pp->table[3], pp->level[1], pp->chi2, pp->dof, p1, p2, p3, p4);
+        fmt_p(p5, sizeof p5, pp->p_perm);
+        fmt_p(p6, sizeof p6, pp->p_perm_bh);
+        fprintf(f, "| %s | %ld %s / %ld %s | %ld %s / %ld %s | %.3f (%d) | %s | %s | %s | %s | %s | %s |\n",
+                pp->name, pp->table[0], pp->level[0], pp->table[1], pp->level[1], pp->table[2],
+                pp->level[0], pp->table[3], pp->level[1], pp->chi2, pp->dof, p1, p2, p3, p4, p5, p6);
     }
     if (!s->clin)
         fprintf(f, "\nThe data have no clinical columns (Age, Sex, Frontal/Lateral or View): age, sex "
@@ -367,6 +376,7 @@ ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r) 
         cJSON_AddNumberToObject(ao, "permutations", an->perms);
         snprintf(seed, sizeof seed, "%llu", (unsigned long long)an->seed);
         cJSON_AddStringToObject(ao, "seed", seed);
+        cJSON_AddStringToObject(ao, "scheme", an->scheme == MS_AN_POOLED ? "pooled" : "task-swap");
         cJSON_AddNumberToObject(ao, "selections", an->n_sel);
         cJSON *qs = cJSON_AddArrayToObject(ao, "quantities");
         for (int qi = 0; qi < MS_AN_NQUANT; qi++) {
@@ -404,8 +414,10 @@ ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r) 
             else cJSON_AddNullToObject(po, "dof");
             add_num(po, "p_chi2", pp->p_chi2);
             add_num(po, "p_fisher", pp->p_fisher);
+            add_num(po, "p_perm", pp->p_perm);
             add_num(po, "p_chi2_bh", pp->p_chi2_bh);
             add_num(po, "p_fisher_bh", pp->p_fisher_bh);
+            add_num(po, "p_perm_bh", pp->p_perm_bh);
             cJSON_AddItemToArray(ps, po);
         }
     }
