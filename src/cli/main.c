@@ -16,6 +16,7 @@ static const struct {
     {"train", ms_cmd_train, "meta-train the MedSelect selector (REINFORCE) and save a checkpoint"},
     {"select", ms_cmd_select, "write a labeling worklist: the K images a selector or strategy chooses"},
     {"embed", ms_cmd_embed, "embed images (PNG/JPEG/DICOM) with a ResNet-18 encoder into the reference layout"},
+    {"analyze", ms_cmd_analyze, "compare what two strategies select: clinical features, embedding geometry, report with figures"},
     /* MS_CLI_COMMANDS: further commands are listed here */
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
