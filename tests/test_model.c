@@ -3,6 +3,7 @@
  * and checkpoints. Reference values come from tests/fixtures/gen_model.py. */
 #define _POSIX_C_SOURCE 200809L
 #include "medselect/model.h"
+#include "medselect/policy.h"
 #include "ms_test.h"
 
 #include <math.h>
@@ -364,6 +365,212 @@ static void test_params(void) {
     ms_lstm_params_free(&q);
 }
 
+/* ---- policy --------------------------------------------------------------------------- */
+
+static int *load_i(const char *path, size_t *n) {
+    double *d = load_d(path, n);
+    int *v = malloc(sizeof(int) * (*n ? *n : 1));
+    for (size_t i = 0; i < *n; i++) v[i] = (int)d[i];
+    free(d);
+    return v;
+}
+
+/* Central differences of f(logits) in double, with the float-rounded step. */
+typedef double (*logp_fn)(float *dl, const float *l, int T, const int *a, int K, ms_arena *ws);
+
+static double logp_mn(float *dl, const float *l, int T, const int *counts, int K, ms_arena *ws) {
+    (void)K;
+    return ms_policy_logp_multinomial(dl, l, T, counts, ws);
+}
+
+static void fd_check(const char *what, logp_fn f, const float *l0, int T, const int *a, int K) {
+    ms_arena ws;
+    ms_arena_init(&ws);
+    float *l = malloc(sizeof(float) * T), *g = malloc(sizeof(float) * T), *fd = malloc(sizeof(float) * T);
+    memcpy(l, l0, sizeof(float) * T);
+    f(g, l, T, a, K, &ws);
+    for (int i = 0; i < T; i++) {
+        float v = l[i], up = v + 1e-2f, dn = v - 1e-2f;
+        l[i] = up;
+        double fu = f(NULL, l, T, a, K, &ws);
+        l[i] = dn;
+        double fdn = f(NULL, l, T, a, K, &ws);
+        l[i] = v;
+        fd[i] = (float)((fu - fdn) / ((double)up - (double)dn));
+        ms_arena_reset(&ws);
+    }
+    ms_expect_close_f(what, g, fd, (size_t)T, 1e-5, 1e-3);
+    free(l);
+    free(g);
+    free(fd);
+    ms_arena_free(&ws);
+}
+
+static void test_policy_fixtures(void) {
+    printf("-- policy log-probabilities vs PyTorch\n");
+    ms_arena ws;
+    ms_arena_init(&ws);
+    const char *mn[] = {"mn1", "mn2"}, *pl[] = {"pl1", "pl2"};
+    for (int c = 0; c < 2; c++) {
+        size_t T, nc;
+        double *ld = load_d(fx("model/%s_%s.npy", mn[c], "logits"), &T);
+        float *l = load_f(fx("model/%s_%s.npy", mn[c], "logits"), T);
+        int *counts = load_i(fx("model/%s_%s.npy", mn[c], "counts"), &nc);
+        double *ref = load_d(fx("model/%s_%s.npy", mn[c], "logp"), NULL);
+        double *refg = load_d(fx("model/%s_%s.npy", mn[c], "grad"), NULL);
+        float *g = malloc(sizeof(float) * T), *rg = malloc(sizeof(float) * T);
+        int K = 0;
+        for (size_t i = 0; i < T; i++) K += counts[i], rg[i] = (float)refg[i];
+        double lp = ms_policy_logp_multinomial(g, l, (int)T, counts, &ws);
+        ms_expect_close_d("multinomial logp vs torch.distributions.Multinomial", &lp, ref, 1,
+                          1e-10, 1e-10);
+        ms_expect_close_f("multinomial dlogp/dlogits vs autograd", g, rg, T, 1e-6, 1e-6);
+        fd_check("multinomial dlogp/dlogits vs central differences", logp_mn, l, (int)T, counts, K);
+        ms_arena_reset(&ws);
+        free(ld), free(l), free(counts), free(ref), free(refg), free(g), free(rg);
+    }
+    for (int c = 0; c < 2; c++) {
+        size_t T, K;
+        float *l = load_f(fx("model/%s_%s.npy", pl[c], "logits"), 0);
+        double *ld = load_d(fx("model/%s_%s.npy", pl[c], "logits"), &T);
+        int *order = load_i(fx("model/%s_%s.npy", pl[c], "order"), &K);
+        double *ref = load_d(fx("model/%s_%s.npy", pl[c], "logp"), NULL);
+        double *refg = load_d(fx("model/%s_%s.npy", pl[c], "grad"), NULL);
+        float *g = malloc(sizeof(float) * T), *rg = malloc(sizeof(float) * T);
+        for (size_t i = 0; i < T; i++) rg[i] = (float)refg[i];
+        double lp = ms_policy_logp_wor(g, l, (int)T, order, (int)K, &ws);
+        ms_expect_close_d("Plackett-Luce logp vs explicit formula", &lp, ref, 1, 1e-10, 1e-10);
+        ms_expect_close_f("Plackett-Luce dlogp/dlogits vs autograd", g, rg, T, 1e-6, 1e-6);
+        if (c == 0) /* pl2's logits span +-60: differences of size 1e-2 are not small there */
+            fd_check("Plackett-Luce dlogp/dlogits vs central differences", ms_policy_logp_wor,
+                     l, (int)T, order, (int)K);
+        ms_arena_reset(&ws);
+        free(ld), free(l), free(order), free(ref), free(refg), free(g), free(rg);
+    }
+    /* stability: huge logits must not overflow */
+    float big[4] = {1000.0f, -1000.0f, 999.0f, 0.0f};
+    int ord[2] = {2, 0}, cnt[4] = {1, 0, 2, 0};
+    double lp = ms_policy_logp_wor(NULL, big, 4, ord, 2, &ws);
+    double want = (999.0 - (1000.0 + log1p(exp(-1.0)))) + 0.0; /* second draw: l0 is the max left */
+    ms_expect_close_d("Plackett-Luce logp with logits of size 1000", &lp, &want, 1, 1e-9, 1e-9);
+    lp = ms_policy_logp_multinomial(NULL, big, 4, cnt, &ws);
+    double lse = 1000.0 + log1p(exp(-1.0));
+    want = lgamma(4.0) - lgamma(3.0) + (1000.0 - lse) + 2.0 * (999.0 - lse);
+    ms_expect_close_d("multinomial logp with logits of size 1000", &lp, &want, 1, 1e-9, 1e-9);
+    ms_arena_free(&ws);
+}
+
+static void test_policy_sampling(void) {
+    printf("-- policy sampling frequencies\n");
+    /* Ordered pairs without replacement (T=4, K=2) and count vectors with replacement
+     * (T=3, K=2) against their exact probabilities: every frequency within 5 standard
+     * errors of exp(logp). */
+    const float l[4] = {0.5f, -1.0f, 1.2f, 0.1f};
+    ms_arena ws;
+    ms_arena_init(&ws);
+    ms_rng r;
+    ms_rng_init(&r, 77, MS_STREAM_POLICY, 0);
+    const int N = 200000;
+    int freq[4][4] = {{0}};
+    for (int n = 0; n < N; n++) {
+        int it[2];
+        ms_policy_sample_wor(it, l, 4, 2, &r, &ws);
+        ms_arena_reset(&ws);
+        MS_CHECK(it[0] != it[1]);
+        freq[it[0]][it[1]]++;
+    }
+    int ok = 1;
+    double worst = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) {
+            if (a == b) {
+                ok &= freq[a][b] == 0;
+                continue;
+            }
+            int ord[2] = {a, b};
+            double p = exp(ms_policy_logp_wor(NULL, l, 4, ord, 2, &ws));
+            double z = fabs(freq[a][b] / (double)N - p) / sqrt(p * (1 - p) / N);
+            if (z > worst) worst = z;
+            ok &= z < 5.0;
+        }
+    printf("   without replacement: largest deviation %.2f standard errors\n", worst);
+    MS_EXPECT(ok);
+    int cf[3][3] = {{0}}; /* counts (c0, c1) determine c2 = 2 - c0 - c1 */
+    int maxn = 0, minn = 99;
+    for (int n = 0; n < N; n++) {
+        int it[2], c[3];
+        int k = ms_policy_sample_multinomial(it, c, l, 3, 2, &r, &ws);
+        ms_arena_reset(&ws);
+        MS_CHECK(c[0] + c[1] + c[2] == 2 && k >= 1 && k <= 2 && c[it[0]] > 0);
+        if (k == 2) MS_CHECK(it[0] != it[1] && c[it[1]] > 0);
+        if (k > maxn) maxn = k;
+        if (k < minn) minn = k;
+        cf[c[0]][c[1]]++;
+    }
+    MS_EXPECT(maxn == 2 && minn == 1); /* duplicates happen, distinct count reported */
+    ok = 1;
+    worst = 0;
+    for (int a = 0; a <= 2; a++)
+        for (int b = 0; a + b <= 2; b++) {
+            int c[3] = {a, b, 2 - a - b};
+            double p = exp(ms_policy_logp_multinomial(NULL, l, 3, c, &ws));
+            double z = fabs(cf[a][b] / (double)N - p) / sqrt(p * (1 - p) / N);
+            if (z > worst) worst = z;
+            ok &= z < 5.0;
+        }
+    printf("   multinomial: largest deviation %.2f standard errors\n", worst);
+    MS_EXPECT(ok);
+    /* the probabilities of all ordered pairs / all count vectors sum to 1 */
+    double s = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++)
+            if (a != b) {
+                int ord[2] = {a, b};
+                s += exp(ms_policy_logp_wor(NULL, l, 4, ord, 2, &ws));
+            }
+    double one = 1.0;
+    ms_expect_close_d("Plackett-Luce probabilities sum to 1", &s, &one, 1, 1e-12, 0);
+
+    /* same seed, same draw; the dispatcher agrees with the parts */
+    float lg[50];
+    fill_normal(lg, 50, 5, 2.0);
+    int a1[10], a2[10], a3[10];
+    float d1[50], d2[50];
+    double lp1, lp2;
+    ms_rng_init(&r, 9, MS_STREAM_POLICY, 3);
+    int n1 = ms_policy_sample(a1, &lp1, d1, MS_SAMPLER_WOR, lg, 50, 10, &r, &ws);
+    ms_rng_init(&r, 9, MS_STREAM_POLICY, 3);
+    ms_policy_sample_wor(a2, lg, 50, 10, &r, &ws);
+    lp2 = ms_policy_logp_wor(d2, lg, 50, a2, 10, &ws);
+    MS_EXPECT(n1 == 10 && memcmp(a1, a2, sizeof a1) == 0 && lp1 == lp2 &&
+              memcmp(d1, d2, sizeof d1) == 0);
+    ms_rng_init(&r, 9, MS_STREAM_POLICY, 3);
+    int n3 = ms_policy_sample(a3, &lp1, d1, MS_SAMPLER_MULTINOMIAL, lg, 50, 10, &r, &ws);
+    MS_EXPECT(n3 >= 1 && n3 <= 10);
+    double gsum = 0;
+    for (int i = 0; i < 50; i++) gsum += d1[i]; /* c - K softmax sums to 0 */
+    MS_EXPECT(fabs(gsum) < 1e-5);
+    /* greedy top-K */
+    int tk[5];
+    ms_policy_topk(tk, lg, 50, 5, &ws);
+    int ok2 = 1;
+    for (int j = 0; j < 5; j++) {
+        int better = 0;
+        for (int i = 0; i < 50; i++) better += lg[i] > lg[tk[j]];
+        ok2 &= better == j;
+    }
+    MS_EXPECT(ok2);
+    float ties[4] = {1.0f, 2.0f, 2.0f, 0.0f};
+    ms_policy_topk(tk, ties, 4, 3, &ws);
+    MS_EXPECT(tk[0] == 1 && tk[1] == 2 && tk[2] == 0);
+    ms_sampler sm;
+    MS_EXPECT(ms_sampler_parse("multinomial", &sm) == MS_OK && sm == MS_SAMPLER_MULTINOMIAL);
+    MS_EXPECT(ms_sampler_parse("without-replacement", &sm) == MS_OK && sm == MS_SAMPLER_WOR);
+    MS_EXPECT(ms_sampler_parse("bogus", &sm) == MS_ERR_ARG && strstr(ms_last_error(), "multinomial"));
+    MS_EXPECT(strcmp(ms_sampler_name(MS_SAMPLER_WOR), "without-replacement") == 0);
+    ms_arena_free(&ws);
+}
+
 int main(void) {
     test_params();
     test_pytorch_case("s1", 2, 7, 5, 3, 0);
@@ -374,5 +581,7 @@ int main(void) {
     test_fast_vs_ref(3, 9, 7, 16, 32);
     test_fast_vs_ref(1, 1, 4, 5, 33);
     test_threads();
+    test_policy_fixtures();
+    test_policy_sampling();
     return ms_test_summary();
 }
