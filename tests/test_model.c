@@ -2,10 +2,14 @@
  * parity, finite differences, thread independence), the selection policies, safetensors
  * and checkpoints. Reference values come from tests/fixtures/gen_model.py. */
 #define _POSIX_C_SOURCE 200809L
+#include "medselect/checkpoint.h"
 #include "medselect/model.h"
+#include "medselect/policy.h"
+#include "medselect/safetensors.h"
 #include "ms_test.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,6 +368,458 @@ static void test_params(void) {
     ms_lstm_params_free(&q);
 }
 
+/* ---- policy --------------------------------------------------------------------------- */
+
+static int *load_i(const char *path, size_t *n) {
+    double *d = load_d(path, n);
+    int *v = malloc(sizeof(int) * (*n ? *n : 1));
+    for (size_t i = 0; i < *n; i++) v[i] = (int)d[i];
+    free(d);
+    return v;
+}
+
+/* Central differences of f(logits) in double, with the float-rounded step. */
+typedef double (*logp_fn)(float *dl, const float *l, int T, const int *a, int K, ms_arena *ws);
+
+static double logp_mn(float *dl, const float *l, int T, const int *counts, int K, ms_arena *ws) {
+    (void)K;
+    return ms_policy_logp_multinomial(dl, l, T, counts, ws);
+}
+
+static void fd_check(const char *what, logp_fn f, const float *l0, int T, const int *a, int K) {
+    ms_arena ws;
+    ms_arena_init(&ws);
+    float *l = malloc(sizeof(float) * T), *g = malloc(sizeof(float) * T), *fd = malloc(sizeof(float) * T);
+    memcpy(l, l0, sizeof(float) * T);
+    f(g, l, T, a, K, &ws);
+    for (int i = 0; i < T; i++) {
+        float v = l[i], up = v + 1e-2f, dn = v - 1e-2f;
+        l[i] = up;
+        double fu = f(NULL, l, T, a, K, &ws);
+        l[i] = dn;
+        double fdn = f(NULL, l, T, a, K, &ws);
+        l[i] = v;
+        fd[i] = (float)((fu - fdn) / ((double)up - (double)dn));
+        ms_arena_reset(&ws);
+    }
+    ms_expect_close_f(what, g, fd, (size_t)T, 1e-5, 1e-3);
+    free(l);
+    free(g);
+    free(fd);
+    ms_arena_free(&ws);
+}
+
+static void test_policy_fixtures(void) {
+    printf("-- policy log-probabilities vs PyTorch\n");
+    ms_arena ws;
+    ms_arena_init(&ws);
+    const char *mn[] = {"mn1", "mn2"}, *pl[] = {"pl1", "pl2"};
+    for (int c = 0; c < 2; c++) {
+        size_t T, nc;
+        double *ld = load_d(fx("model/%s_%s.npy", mn[c], "logits"), &T);
+        float *l = load_f(fx("model/%s_%s.npy", mn[c], "logits"), T);
+        int *counts = load_i(fx("model/%s_%s.npy", mn[c], "counts"), &nc);
+        double *ref = load_d(fx("model/%s_%s.npy", mn[c], "logp"), NULL);
+        double *refg = load_d(fx("model/%s_%s.npy", mn[c], "grad"), NULL);
+        float *g = malloc(sizeof(float) * T), *rg = malloc(sizeof(float) * T);
+        int K = 0;
+        for (size_t i = 0; i < T; i++) K += counts[i], rg[i] = (float)refg[i];
+        double lp = ms_policy_logp_multinomial(g, l, (int)T, counts, &ws);
+        ms_expect_close_d("multinomial logp vs torch.distributions.Multinomial", &lp, ref, 1,
+                          1e-10, 1e-10);
+        ms_expect_close_f("multinomial dlogp/dlogits vs autograd", g, rg, T, 1e-6, 1e-6);
+        fd_check("multinomial dlogp/dlogits vs central differences", logp_mn, l, (int)T, counts, K);
+        ms_arena_reset(&ws);
+        free(ld), free(l), free(counts), free(ref), free(refg), free(g), free(rg);
+    }
+    for (int c = 0; c < 2; c++) {
+        size_t T, K;
+        float *l = load_f(fx("model/%s_%s.npy", pl[c], "logits"), 0);
+        double *ld = load_d(fx("model/%s_%s.npy", pl[c], "logits"), &T);
+        int *order = load_i(fx("model/%s_%s.npy", pl[c], "order"), &K);
+        double *ref = load_d(fx("model/%s_%s.npy", pl[c], "logp"), NULL);
+        double *refg = load_d(fx("model/%s_%s.npy", pl[c], "grad"), NULL);
+        float *g = malloc(sizeof(float) * T), *rg = malloc(sizeof(float) * T);
+        for (size_t i = 0; i < T; i++) rg[i] = (float)refg[i];
+        double lp = ms_policy_logp_wor(g, l, (int)T, order, (int)K, &ws);
+        ms_expect_close_d("Plackett-Luce logp vs explicit formula", &lp, ref, 1, 1e-10, 1e-10);
+        ms_expect_close_f("Plackett-Luce dlogp/dlogits vs autograd", g, rg, T, 1e-6, 1e-6);
+        if (c == 0) /* pl2's logits span +-60: differences of size 1e-2 are not small there */
+            fd_check("Plackett-Luce dlogp/dlogits vs central differences", ms_policy_logp_wor,
+                     l, (int)T, order, (int)K);
+        ms_arena_reset(&ws);
+        free(ld), free(l), free(order), free(ref), free(refg), free(g), free(rg);
+    }
+    /* stability: huge logits must not overflow */
+    float big[4] = {1000.0f, -1000.0f, 999.0f, 0.0f};
+    int ord[2] = {2, 0}, cnt[4] = {1, 0, 2, 0};
+    double lp = ms_policy_logp_wor(NULL, big, 4, ord, 2, &ws);
+    double want = (999.0 - (1000.0 + log1p(exp(-1.0)))) + 0.0; /* second draw: l0 is the max left */
+    ms_expect_close_d("Plackett-Luce logp with logits of size 1000", &lp, &want, 1, 1e-9, 1e-9);
+    lp = ms_policy_logp_multinomial(NULL, big, 4, cnt, &ws);
+    double lse = 1000.0 + log1p(exp(-1.0));
+    want = lgamma(4.0) - lgamma(3.0) + (1000.0 - lse) + 2.0 * (999.0 - lse);
+    ms_expect_close_d("multinomial logp with logits of size 1000", &lp, &want, 1, 1e-9, 1e-9);
+    ms_arena_free(&ws);
+}
+
+static void test_policy_sampling(void) {
+    printf("-- policy sampling frequencies\n");
+    /* Ordered pairs without replacement (T=4, K=2) and count vectors with replacement
+     * (T=3, K=2) against their exact probabilities: every frequency within 5 standard
+     * errors of exp(logp). */
+    const float l[4] = {0.5f, -1.0f, 1.2f, 0.1f};
+    ms_arena ws;
+    ms_arena_init(&ws);
+    ms_rng r;
+    ms_rng_init(&r, 77, MS_STREAM_POLICY, 0);
+    const int N = 200000;
+    int freq[4][4] = {{0}};
+    for (int n = 0; n < N; n++) {
+        int it[2];
+        ms_policy_sample_wor(it, l, 4, 2, &r, &ws);
+        ms_arena_reset(&ws);
+        MS_CHECK(it[0] != it[1]);
+        freq[it[0]][it[1]]++;
+    }
+    int ok = 1;
+    double worst = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++) {
+            if (a == b) {
+                ok &= freq[a][b] == 0;
+                continue;
+            }
+            int ord[2] = {a, b};
+            double p = exp(ms_policy_logp_wor(NULL, l, 4, ord, 2, &ws));
+            double z = fabs(freq[a][b] / (double)N - p) / sqrt(p * (1 - p) / N);
+            if (z > worst) worst = z;
+            ok &= z < 5.0;
+        }
+    printf("   without replacement: largest deviation %.2f standard errors\n", worst);
+    MS_EXPECT(ok);
+    int cf[3][3] = {{0}}; /* counts (c0, c1) determine c2 = 2 - c0 - c1 */
+    int maxn = 0, minn = 99;
+    for (int n = 0; n < N; n++) {
+        int it[2], c[3];
+        int k = ms_policy_sample_multinomial(it, c, l, 3, 2, &r, &ws);
+        ms_arena_reset(&ws);
+        MS_CHECK(c[0] + c[1] + c[2] == 2 && k >= 1 && k <= 2 && c[it[0]] > 0);
+        if (k == 2) MS_CHECK(it[0] != it[1] && c[it[1]] > 0);
+        if (k > maxn) maxn = k;
+        if (k < minn) minn = k;
+        cf[c[0]][c[1]]++;
+    }
+    MS_EXPECT(maxn == 2 && minn == 1); /* duplicates happen, distinct count reported */
+    ok = 1;
+    worst = 0;
+    for (int a = 0; a <= 2; a++)
+        for (int b = 0; a + b <= 2; b++) {
+            int c[3] = {a, b, 2 - a - b};
+            double p = exp(ms_policy_logp_multinomial(NULL, l, 3, c, &ws));
+            double z = fabs(cf[a][b] / (double)N - p) / sqrt(p * (1 - p) / N);
+            if (z > worst) worst = z;
+            ok &= z < 5.0;
+        }
+    printf("   multinomial: largest deviation %.2f standard errors\n", worst);
+    MS_EXPECT(ok);
+    /* the probabilities of all ordered pairs / all count vectors sum to 1 */
+    double s = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++)
+            if (a != b) {
+                int ord[2] = {a, b};
+                s += exp(ms_policy_logp_wor(NULL, l, 4, ord, 2, &ws));
+            }
+    double one = 1.0;
+    ms_expect_close_d("Plackett-Luce probabilities sum to 1", &s, &one, 1, 1e-12, 0);
+
+    /* same seed, same draw; the dispatcher agrees with the parts */
+    float lg[50];
+    fill_normal(lg, 50, 5, 2.0);
+    int a1[10], a2[10], a3[10];
+    float d1[50], d2[50];
+    double lp1, lp2;
+    ms_rng_init(&r, 9, MS_STREAM_POLICY, 3);
+    int n1 = ms_policy_sample(a1, &lp1, d1, MS_SAMPLER_WOR, lg, 50, 10, &r, &ws);
+    ms_rng_init(&r, 9, MS_STREAM_POLICY, 3);
+    ms_policy_sample_wor(a2, lg, 50, 10, &r, &ws);
+    lp2 = ms_policy_logp_wor(d2, lg, 50, a2, 10, &ws);
+    MS_EXPECT(n1 == 10 && memcmp(a1, a2, sizeof a1) == 0 && lp1 == lp2 &&
+              memcmp(d1, d2, sizeof d1) == 0);
+    ms_rng_init(&r, 9, MS_STREAM_POLICY, 3);
+    int n3 = ms_policy_sample(a3, &lp1, d1, MS_SAMPLER_MULTINOMIAL, lg, 50, 10, &r, &ws);
+    MS_EXPECT(n3 >= 1 && n3 <= 10);
+    double gsum = 0;
+    for (int i = 0; i < 50; i++) gsum += d1[i]; /* c - K softmax sums to 0 */
+    MS_EXPECT(fabs(gsum) < 1e-5);
+    /* greedy top-K */
+    int tk[5];
+    ms_policy_topk(tk, lg, 50, 5, &ws);
+    int ok2 = 1;
+    for (int j = 0; j < 5; j++) {
+        int better = 0;
+        for (int i = 0; i < 50; i++) better += lg[i] > lg[tk[j]];
+        ok2 &= better == j;
+    }
+    MS_EXPECT(ok2);
+    float ties[4] = {1.0f, 2.0f, 2.0f, 0.0f};
+    ms_policy_topk(tk, ties, 4, 3, &ws);
+    MS_EXPECT(tk[0] == 1 && tk[1] == 2 && tk[2] == 0);
+    ms_sampler sm;
+    MS_EXPECT(ms_sampler_parse("multinomial", &sm) == MS_OK && sm == MS_SAMPLER_MULTINOMIAL);
+    MS_EXPECT(ms_sampler_parse("without-replacement", &sm) == MS_OK && sm == MS_SAMPLER_WOR);
+    MS_EXPECT(ms_sampler_parse("bogus", &sm) == MS_ERR_ARG && strstr(ms_last_error(), "multinomial"));
+    MS_EXPECT(strcmp(ms_sampler_name(MS_SAMPLER_WOR), "without-replacement") == 0);
+    ms_arena_free(&ws);
+}
+
+/* ---- safetensors ---------------------------------------------------------------------- */
+
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    MS_CHECK(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    MS_CHECK(fread(b, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void write_bytes(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    MS_CHECK(f && fwrite(b, 1, n, f) == n && fclose(f) == 0);
+}
+
+/* A file from a header text and `data_len` data bytes (0x11 each). */
+static unsigned char *make_st(const char *header, size_t data_len, size_t *n) {
+    size_t h = strlen(header);
+    *n = 8 + h + data_len;
+    unsigned char *b = malloc(*n);
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h >> (8 * i));
+    memcpy(b + 8, header, h);
+    memset(b + 8 + h, 0x11, data_len);
+    return b;
+}
+
+/* Parsing must fail with MS_ERR_DATA and a message naming the file and containing `what`. */
+static void expect_bad(const char *label, const char *header, size_t data_len, const char *what) {
+    size_t n;
+    unsigned char *b = make_st(header, data_len, &n);
+    ms_st_file f;
+    ms_status st = ms_st_parse(&f, b, n, "bad.safetensors");
+    const char *e = ms_last_error();
+    int ok = st == MS_ERR_DATA && strstr(e, "bad.safetensors: ") == e && strstr(e, what);
+    if (!ok) printf("   %s: status %d, message \"%s\" (wanted \"%s\")\n", label, st, e, what);
+    MS_EXPECT(ok);
+    MS_EXPECT(f.n == 0 && f.buf == NULL);
+    free(b);
+}
+
+static void test_safetensors(void) {
+    printf("-- safetensors\n");
+    const char *path = ms_tmp("rt.safetensors");
+    float a[6] = {1.5f, -2.0f, 3.25f, 0.0f, 1e-30f, -7.0f};
+    double d[4] = {1.0 / 3.0, -1e300, 2.0, 0.5};
+    int64_t iv = -1234567890123LL;
+    int64_t sa[2] = {2, 3}, sd[1] = {4}, se[2] = {0, 5};
+    ms_st_entry e[4] = {
+        {"alpha", MS_ST_F32, 2, sa, a},
+        {"beta\"\\name", MS_ST_F64, 1, sd, d},
+        {"scalar", MS_ST_I64, 0, NULL, &iv},
+        {"empty", MS_ST_F32, 2, se, NULL},
+    };
+    const char *meta[] = {"note", "line1\nline2 \"q\" \\ \xc3\xa9", "k", ""};
+    MS_EXPECT(ms_st_write(path, e, 4, meta, 2) == MS_OK);
+    size_t n;
+    unsigned char *raw = slurp(path, &n);
+    uint64_t N = 0;
+    for (int i = 7; i >= 0; i--) N = (N << 8) | raw[i];
+    MS_EXPECT((8 + N) % 8 == 0 && raw[8] == '{');
+    MS_EXPECT(n == 8 + N + sizeof a + sizeof d + sizeof iv);
+    ms_st_file f;
+    MS_EXPECT(ms_st_read(&f, path) == MS_OK);
+    MS_EXPECT(f.n == 4 && f.n_meta == 2);
+    const ms_st_tensor *t = ms_st_find(&f, "alpha");
+    MS_EXPECT(t && t->dtype == MS_ST_F32 && t->ndim == 2 && t->shape[0] == 2 && t->shape[1] == 3);
+    float af[6];
+    MS_EXPECT(t && ms_st_to_f32(&f, t, af) == MS_OK && memcmp(af, a, sizeof a) == 0);
+    t = ms_st_find(&f, "beta\"\\name");
+    double dd[4];
+    MS_EXPECT(t && t->dtype == MS_ST_F64 && ms_st_to_f64(&f, t, dd) == MS_OK &&
+              memcmp(dd, d, sizeof d) == 0);
+    t = ms_st_find(&f, "scalar");
+    MS_EXPECT(t && t->ndim == 0 && t->numel == 1 && ms_st_to_f64(&f, t, dd) == MS_OK &&
+              dd[0] == (double)iv);
+    t = ms_st_find(&f, "empty");
+    MS_EXPECT(t && t->numel == 0 && t->begin == t->end);
+    MS_EXPECT(ms_st_meta(&f, "note") && strcmp(ms_st_meta(&f, "note"), meta[1]) == 0);
+    MS_EXPECT(ms_st_meta(&f, "k") && ms_st_meta(&f, "k")[0] == 0 && !ms_st_meta(&f, "x"));
+    ms_st_free(&f);
+
+    /* truncated: every proper prefix is rejected */
+    const char *tp = ms_tmp("trunc.safetensors");
+    int all_bad = 1;
+    for (size_t cut = 0; cut < n; cut += (cut < 64 ? 1 : 7)) {
+        write_bytes(tp, raw, cut);
+        ms_status st = ms_st_read(&f, tp);
+        all_bad &= st == MS_ERR_DATA && strstr(ms_last_error(), tp) == ms_last_error();
+    }
+    MS_EXPECT(all_bad);
+    write_bytes(tp, raw, n - 1);
+    MS_EXPECT(ms_st_read(&f, tp) == MS_ERR_DATA && strstr(ms_last_error(), "truncated"));
+    free(raw);
+
+    /* a PNG is not a safetensors file */
+    static const unsigned char png[] = {
+        0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+        0,    0,   0,   1,   0,    0,    0,    1,    8, 0, 0, 0,  0,   0x3a, 0x7e, 0x9b, 0x55};
+    const char *pp = ms_tmp("foreign.png");
+    write_bytes(pp, png, sizeof png);
+    MS_EXPECT(ms_st_read(&f, pp) == MS_ERR_DATA && strstr(ms_last_error(), "not a safetensors"));
+    MS_EXPECT(strstr(ms_last_error(), pp) == ms_last_error());
+    MS_EXPECT(ms_st_read(&f, ms_tmp("does-not-exist.safetensors")) == MS_ERR_IO);
+
+    /* header length larger than the file */
+    unsigned char hl[16] = {0xe8, 0x03, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '};
+    MS_EXPECT(ms_st_parse(&f, hl, sizeof hl, "h.safetensors") == MS_ERR_DATA &&
+              strstr(ms_last_error(), "header length 1000 exceeds"));
+    MS_EXPECT(ms_st_parse(&f, hl, 5, "h.safetensors") == MS_ERR_DATA);
+
+    /* malformed headers */
+    expect_bad("bad JSON", "{\"a\":{\"dtype\":\"F32\",", 0, "not valid JSON");
+    expect_bad("not an object", "[1, 2]  ", 0, "not a JSON object");
+    expect_bad("unknown dtype", "{\"a\":{\"dtype\":\"F8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+               "unknown dtype");
+    expect_bad("span", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 8,
+               "need 8");
+    expect_bad("beyond", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4,
+               "beyond the data section");
+    expect_bad("overlap",
+               "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+               "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "overlap");
+    expect_bad("negative", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0,
+               "not a non-negative integer");
+    expect_bad("no offsets", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "data_offsets");
+    expect_bad("metadata", "{\"__metadata__\":{\"a\":1}}", 0, "not a string");
+    expect_bad("duplicate",
+               "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+               "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2, "twice");
+    expect_bad("trailing", "{}  xx", 0, "after the JSON header");
+    /* a file with only metadata and no tensors is valid */
+    size_t mn;
+    unsigned char *mb = make_st("{\"__metadata__\":{\"a\":\"b\"}}     ", 0, &mn);
+    MS_EXPECT(ms_st_parse(&f, mb, mn, "m") == MS_OK && f.n == 0 && f.n_meta == 1);
+    ms_st_free(&f);
+    free(mb);
+}
+
+/* ---- checkpoints ---------------------------------------------------------------------- */
+
+static void test_checkpoint(void) {
+    printf("-- checkpoints\n");
+    const int D = 7, H = 5;
+    ms_lstm_params p, q;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_randomize(&p, 41);
+    ms_selector_meta m, r;
+    ms_selector_meta_init(&m);
+    m.clinical = 1;
+    m.K = 20;
+    snprintf(m.sampler, sizeof m.sampler, "multinomial");
+    m.has_seed = 1;
+    m.seed = 18446744073709551615ull;
+    ms_selector_meta_set_data(&m, "train=abc123 val=def456");
+    ms_selector_meta_set_extra(&m, "val_auroc", "0.7712");
+    const char *path = ms_tmp("selector.safetensors");
+    MS_EXPECT(ms_checkpoint_save(path, &p, &m) == MS_OK);
+    MS_EXPECT(ms_checkpoint_load(path, &q, &r) == MS_OK);
+    MS_EXPECT(q.D == D && q.H == H && r.D == D && r.H == H && r.format_version == 1);
+    MS_EXPECT(q.memory && memcmp(p.memory, q.memory, sizeof(float) * p.count) == 0);
+    MS_EXPECT(r.clinical == 1 && r.K == 20 && strcmp(r.sampler, "multinomial") == 0);
+    MS_EXPECT(r.has_seed && r.seed == m.seed);
+    MS_EXPECT(r.data && strcmp(r.data, m.data) == 0);
+    MS_EXPECT(r.medselect && strcmp(r.medselect, MS_VERSION) == 0);
+    MS_EXPECT(ms_selector_meta_extra(&r, "val_auroc") &&
+              strcmp(ms_selector_meta_extra(&r, "val_auroc"), "0.7712") == 0);
+    ms_lstm_params_free(&q);
+    ms_selector_meta_free(&r);
+    /* the metadata as stored: the names PyTorch's load_state_dict expects */
+    ms_st_file f;
+    MS_EXPECT(ms_st_read(&f, path) == MS_OK);
+    MS_EXPECT(f.n == MS_LSTM_NTENSORS && strcmp(ms_st_meta(&f, "format"), "medselect-selector") == 0);
+    MS_EXPECT(ms_st_find(&f, "LSTM.weight_hh_l0_reverse") && ms_st_find(&f, "linear.bias"));
+    ms_st_free(&f);
+
+    /* tensor-only files (as saved from PyTorch), F64 accepted; broken ones named */
+    ms_st_entry e[MS_LSTM_NTENSORS + 1];
+    int64_t shapes[MS_LSTM_NTENSORS + 1][2];
+    double *pd = malloc(sizeof(double) * p.count);
+    for (size_t i = 0; i < p.count; i++) pd[i] = p.memory[i];
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+        e[i].name = ms_lstm_tensor_name(i);
+        e[i].dtype = i == MS_LSTM_LIN_W ? MS_ST_F64 : MS_ST_F32;
+        e[i].ndim = ms_lstm_tensor_shape(i, D, H, shapes[i]);
+        e[i].shape = shapes[i];
+        e[i].data = i == MS_LSTM_LIN_W ? (const void *)(pd + p.offset[i]) : (const void *)p.t[i];
+    }
+    const char *tp = ms_tmp("tensors-only.safetensors");
+    MS_EXPECT(ms_st_write(tp, e, MS_LSTM_NTENSORS, NULL, 0) == MS_OK);
+    MS_EXPECT(ms_checkpoint_load(tp, &q, &r) == MS_OK);
+    MS_EXPECT(q.D == D && q.H == H && r.format_version == 0 && r.clinical == -1 && r.K == -1 &&
+              !r.has_seed && r.sampler[0] == 0 && !r.data);
+    MS_EXPECT(q.memory && memcmp(p.memory, q.memory, sizeof(float) * p.count) == 0);
+    ms_lstm_params_free(&q);
+    ms_selector_meta_free(&r);
+    MS_EXPECT(ms_checkpoint_load(tp, &q, NULL) == MS_OK); /* metadata not wanted */
+    ms_lstm_params_free(&q);
+
+    MS_EXPECT(ms_st_write(tp, e, MS_LSTM_NTENSORS - 3, NULL, 0) == MS_OK);
+    MS_EXPECT(ms_checkpoint_load(tp, &q, &r) == MS_ERR_DATA &&
+              strstr(ms_last_error(), "missing tensor LSTM.bias_hh_l0_reverse"));
+    MS_EXPECT(q.memory == NULL);
+    int64_t wrong[2] = {4 * H, H + 1};
+    e[MS_LSTM_W_HH_R].shape = wrong;
+    MS_EXPECT(ms_st_write(tp, e, MS_LSTM_NTENSORS, NULL, 0) == MS_OK);
+    e[MS_LSTM_W_HH_R].shape = shapes[MS_LSTM_W_HH_R];
+    MS_EXPECT(ms_checkpoint_load(tp, &q, &r) == MS_ERR_DATA &&
+              strstr(ms_last_error(), "tensor LSTM.weight_hh_l0_reverse has shape [20, 6], expected [20, 5]"));
+    int64_t extra_shape[1] = {1};
+    e[MS_LSTM_NTENSORS] = (ms_st_entry){"LSTM.weight_ih_l1", MS_ST_F32, 1, extra_shape, p.memory};
+    MS_EXPECT(ms_st_write(tp, e, MS_LSTM_NTENSORS + 1, NULL, 0) == MS_OK);
+    MS_EXPECT(ms_checkpoint_load(tp, &q, &r) == MS_ERR_DATA &&
+              strstr(ms_last_error(), "unexpected tensor LSTM.weight_ih_l1"));
+    const char *bad_meta[] = {"format", "medselect-selector", "version", "1", "H", "6"};
+    MS_EXPECT(ms_st_write(tp, e, MS_LSTM_NTENSORS, bad_meta, 3) == MS_OK);
+    MS_EXPECT(ms_checkpoint_load(tp, &q, &r) == MS_ERR_DATA && strstr(ms_last_error(), "H=\"6\""));
+    MS_EXPECT(ms_checkpoint_load(ms_fixture("model/s1_x.npy"), &q, &r) == MS_ERR_DATA);
+    free(pd);
+    ms_selector_meta_free(&m);
+    ms_lstm_params_free(&p);
+
+    /* a file written byte by byte in Python (gen_model.py) loads and computes the same logits */
+    MS_EXPECT(ms_checkpoint_load(ms_fixture("model/tiny.safetensors"), &q, &r) == MS_OK);
+    MS_EXPECT(q.D == 3 && q.H == 2 && r.format_version == 1 && r.clinical == 0 && r.K == 10 &&
+              strcmp(r.sampler, "multinomial") == 0 && r.has_seed && r.seed == 42);
+    MS_EXPECT(r.medselect && strcmp(r.medselect, "python-fixture") == 0);
+    if (q.memory) {
+        float *x = load_f(ms_fixture("model/tiny_x.npy"), 15);
+        float *ref = load_f(ms_fixture("model/tiny_logits.npy"), 5), lg[5];
+        ms_lstm_cache c;
+        ms_lstm_cache_init(&c, 3, 2, 1, 5);
+        ms_lstm_forward(lg, &c, x, &q, 1, 5);
+        ms_expect_close_f("logits of the Python-written checkpoint", lg, ref, 5, 1e-6, 1e-5);
+        ms_lstm_cache_free(&c);
+        free(x);
+        free(ref);
+    }
+    ms_lstm_params_free(&q);
+    ms_selector_meta_free(&r);
+}
+
 int main(void) {
     test_params();
     test_pytorch_case("s1", 2, 7, 5, 3, 0);
@@ -374,5 +830,9 @@ int main(void) {
     test_fast_vs_ref(3, 9, 7, 16, 32);
     test_fast_vs_ref(1, 1, 4, 5, 33);
     test_threads();
+    test_policy_fixtures();
+    test_policy_sampling();
+    test_safetensors();
+    test_checkpoint();
     return ms_test_summary();
 }

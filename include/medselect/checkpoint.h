@@ -1,40 +1,72 @@
-/* medselect/checkpoint.h: selector weights on disk as safetensors with PyTorch's names
- * (LSTM.weight_ih_l0 [4H x D], LSTM.weight_hh_l0 [4H x H], LSTM.bias_ih_l0 [4H],
- * LSTM.bias_hh_l0 [4H], the same with _reverse, linear.weight [1 x 2H], linear.bias [1]), so
- * that `LSTMSelector.load_state_dict(safetensors.torch.load_file(path))` of the reference
- * code loads a medselect checkpoint unchanged, and a state_dict saved by a PyTorch user loads
- * here: D and H come from the shapes; a "module." prefix (DataParallel) is accepted.
+/* medselect/checkpoint.h: saving and loading a trained selector (model.h) as safetensors.
  *
- * __metadata__ (all strings): format "medselect-selector", medselect_version, D, H,
- * clinical ("0"/"1"), k, sampler, seed, data (fingerprints of the training data).
+ * The file holds the ten float32 tensors under PyTorch's state_dict names
+ *     LSTM.weight_ih_l0 (4H, D)  LSTM.weight_hh_l0 (4H, H)  LSTM.bias_ih_l0 (4H)
+ *     LSTM.bias_hh_l0 (4H)       the same four with the suffix _reverse
+ *     linear.weight (1, 2H)      linear.bias (1)
+ * so that, in Python,
+ *     model.load_state_dict(safetensors.torch.load_file(path))
+ * works unchanged for a module with attributes LSTM = nn.LSTM(D, H, bidirectional=True,
+ * batch_first=True) and linear = nn.Linear(2H, 1). The __metadata__ block (strings only):
+ *     format     "medselect-selector"
+ *     version    "1" (this layout)
+ *     D, H       input and hidden sizes (also implied by the shapes)
+ *     clinical   "1" when the inputs carry the 3 clinical features, else "0"
+ *     K          the label budget the selector was trained for
+ *     sampler    "without-replacement" or "multinomial" (policy.h)
+ *     seed       the training seed
+ *     data       free-form fingerprints of the training data
+ *     medselect  the medselect version that wrote the file
+ * plus any further key/value pairs the caller adds (kept as "extra" on load).
+ * A file with only the tensors (e.g. saved from PyTorch) loads too: D and H come from the
+ * shapes, the rest is unknown. A missing tensor, a tensor of the wrong shape or dtype, or
+ * an unexpected tensor gives MS_ERR_DATA with a message naming the file and the tensor.
  */
 #ifndef MEDSELECT_CHECKPOINT_H
 #define MEDSELECT_CHECKPOINT_H
 
+#include "medselect/common.h"
 #include "medselect/model.h"
-#include "medselect/policy.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef struct {
-    int D, H;          /* selector input size (embedding dim [+3]) and hidden size */
-    int clinical;      /* the last 3 inputs are clinical features */
-    int k;             /* K used in training (0: unknown) */
-    ms_sampler sampler;
-    uint64_t seed;
-    char fingerprint[128];
-    char version[32];  /* medselect version that wrote it ("" for foreign files) */
-    int has_meta;      /* the file carried medselect metadata */
-} ms_checkpoint_meta;
+#define MS_SELECTOR_FORMAT "medselect-selector"
+#define MS_SELECTOR_FORMAT_VERSION 1
 
-/* Writes params with meta atomically. meta->D/H are taken from params. */
-ms_status ms_checkpoint_save(const char *path, const ms_lstm_params *p, const ms_checkpoint_meta *meta);
-/* Loads into p (initialised here; free with ms_lstm_params_free) and meta. Missing or
- * misshapen tensors, non-F32 data, truncated or foreign files: MS_ERR_DATA naming the file
- * and the tensor. */
-ms_status ms_checkpoint_load(const char *path, ms_lstm_params *p, ms_checkpoint_meta *meta);
+typedef struct {
+    int D, H;             /* on load: from the tensor shapes; on save: ignored (from params) */
+    int clinical;         /* 1 / 0; -1 unknown (not written) */
+    int K;                /* > 0; -1 unknown (not written) */
+    char sampler[32];     /* "" unknown (not written) */
+    int has_seed;         /* 0: seed unknown (not written) */
+    uint64_t seed;
+    char *data;           /* data fingerprints, owned; NULL unknown (not written) */
+    char *medselect;      /* on load: the writer's medselect version, owned; NULL unknown.
+                             On save: ignored (MS_VERSION is written) */
+    int format_version;   /* on load: 1, or 0 for a file without medselect metadata */
+    int n_extra;          /* further metadata, owned */
+    char **extra_key, **extra_val;
+} ms_selector_meta;
+
+/* All fields unknown, no extras. */
+void ms_selector_meta_init(ms_selector_meta *m);
+void ms_selector_meta_free(ms_selector_meta *m);
+/* Sets (or replaces) the data fingerprint string (copied). */
+void ms_selector_meta_set_data(ms_selector_meta *m, const char *data);
+/* Adds or replaces an extra key/value pair (both copied). Keys of the standard fields are
+ * not allowed here (a programmer error). */
+void ms_selector_meta_set_extra(ms_selector_meta *m, const char *key, const char *value);
+/* The value of an extra key, or NULL. */
+const char *ms_selector_meta_extra(const ms_selector_meta *m, const char *key);
+
+/* Writes p (and m's known fields; m may be NULL) to path atomically. */
+ms_status ms_checkpoint_save(const char *path, const ms_lstm_params *p, const ms_selector_meta *m);
+/* Reads a selector. p is initialised here (free it with ms_lstm_params_free); m (may be
+ * NULL) is initialised and filled. On failure p and m are left empty. F64 tensors are
+ * accepted and converted to float. */
+ms_status ms_checkpoint_load(const char *path, ms_lstm_params *p, ms_selector_meta *m);
 
 #ifdef __cplusplus
 }

@@ -131,7 +131,8 @@ size_t ms_lstm_cache_bytes(int D, int H, int Bmax, int Tmax);
 /* Forward pass over B tasks (pools) of T items each.
  * logits: (B, T) out.  x: (B, T, D), row-major, task b's item t at x + (b*T + t)*D.
  * p: parameters with p->D == cache->D, p->H == cache->H.  1 <= B <= Bmax, 1 <= T <= Tmax.
- * The cache keeps what the backward needs (x is not copied: pass the same x to backward). */
+ * The cache keeps what the backward needs (x is not copied: pass the same, unchanged x to
+ * backward). Allocates nothing; BLAS and OpenMP threads as described at the top. */
 void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
                      const ms_lstm_params *p, int B, int T);
 

@@ -1,17 +1,29 @@
-/* medselect/policy.h: turning the selector's logits into a selection, with the exact
- * log-probability of that selection and its gradient with respect to the logits (the
- * REINFORCE score function).
+/* medselect/policy.h: turning one task's logits (one per pool item, from model.h) into a
+ * selection of K items, with the log-probability of that selection and its gradient with
+ * respect to the logits (what REINFORCE needs: loss = -advantage * logp, so
+ * dL/dlogits = -advantage * dlogp/dlogits).
  *
- * without-replacement (default): K distinct items drawn one after the other from the softmax
- *   over the items not drawn yet. Sampled in one pass with the Gumbel-top-k trick (the K
- *   largest of logit_i + Gumbel noise, in decreasing order, are distributed exactly as the
- *   sequential draw). The log-probability of the ordered draw s_1..s_K is Plackett-Luce:
- *       log p = sum_j [ l_{s_j} - logsumexp_{i in R_j} l_i ],   R_j = items not in s_1..s_{j-1}
- *   and d log p / d l_i = sum_j [ 1(i = s_j) - 1(i in R_j) softmax_{R_j}(l)_i ].
- * multinomial (the reference code): K draws with replacement from softmax(l); the counts c
- *   have log p = lgamma(K+1) - sum_i lgamma(c_i+1) + sum_i c_i log_softmax(l)_i (as
- *   torch.distributions.Multinomial.log_prob) and d log p / d l_i = c_i - K softmax(l)_i.
- *   Duplicates waste labels: only the distinct items are returned.
+ * Two samplers:
+ *  - without replacement (MS_SAMPLER_WOR, the default): K distinct items drawn one after
+ *    another, each from the softmax of the logits over the items not yet chosen
+ *    (Plackett-Luce). Sampled in one pass with the Gumbel-top-k trick: the K largest of
+ *    l_i + Gumbel_i, in decreasing order, are such a draw. The log-probability of the
+ *    ordered draw s_1..s_K is
+ *        logp = sum_j [ l_{s_j} - logsumexp(l_i : i not in {s_1..s_{j-1}}) ]
+ *    and d logp / d l_i = [i in S] - sum_j [i not in {s_1..s_{j-1}}] softmax_j(l)_i, with
+ *    softmax_j taken over the items remaining at step j.
+ *  - multinomial (MS_SAMPLER_MULTINOMIAL, the reference behaviour): K draws WITH
+ *    replacement from softmax(l); the count vector c has log-probability (exactly
+ *    torch.distributions.Multinomial(total_count=K, logits=l).log_prob(c))
+ *        logp = lgamma(K+1) - sum_i lgamma(c_i+1) + sum_i c_i log_softmax(l)_i
+ *    and d logp / d l = c - K softmax(l). Duplicates are possible, so the distinct
+ *    selected set can hold fewer than K items.
+ * For evaluation, ms_policy_topk takes the K largest logits (deterministic).
+ *
+ * All arithmetic is in double; logits must be finite. Scratch memory comes from `ws` (an
+ * arena the caller resets between tasks); nothing else is allocated. Randomness only from
+ * `rng` (the trainer seeds it per task with (seed, MS_STREAM_POLICY, task index)).
+ * The functions are thread-safe for distinct rng and ws.
  */
 #ifndef MEDSELECT_POLICY_H
 #define MEDSELECT_POLICY_H
@@ -23,35 +35,49 @@ extern "C" {
 #endif
 
 typedef enum {
-    MS_SAMPLER_WITHOUT_REPLACEMENT = 0,
-    MS_SAMPLER_MULTINOMIAL = 1,
+    MS_SAMPLER_WOR = 0,         /* "without-replacement" (also "wor", "plackett-luce") */
+    MS_SAMPLER_MULTINOMIAL = 1, /* "multinomial" */
 } ms_sampler;
 
-/* "without-replacement" or "multinomial"; MS_ERR_ARG otherwise. */
+/* Parses a sampler name; unknown: MS_ERR_ARG with a message listing the valid names. */
 ms_status ms_sampler_parse(const char *s, ms_sampler *out);
+/* "without-replacement" or "multinomial". */
 const char *ms_sampler_name(ms_sampler s);
 
-/* Draws a selection from logits (T) with K <= T.
- * picks: (K) out, the distinct selected items in draw order; returns their number (K for
- *        without-replacement, <= K for multinomial).
- * logp:  out, the log-probability of the draw (ordered draw / count vector, as above).
- * dlogp: (T) out, d logp / d logits.
- * ws:    scratch (T doubles + T ints). */
-int ms_policy_sample(ms_sampler sampler, const float *logits, int T, int K, ms_rng *r,
-                     int *picks, double *logp, float *dlogp, ms_arena *ws);
+/* ---- without replacement (Plackett-Luce, Gumbel-top-k) -------------------------------- */
 
-/* The log-probability and gradient of a given ordered draw of K distinct items under
- * Plackett-Luce (used by ms_policy_sample; exposed for tests and analysis). */
-double ms_policy_pl_logp(const float *logits, int T, const int *picks, int K, float *dlogp,
-                         double *work /* T */);
-/* The log-probability and gradient of a count vector (T, summing to K) under the
- * multinomial. */
-double ms_policy_multinomial_logp(const float *logits, int T, const int *counts, int K,
-                                  float *dlogp);
+/* items: (K) out, distinct indices in [0, T) in draw order. logits: (T). 1 <= K <= T. */
+void ms_policy_sample_wor(int *items, const float *logits, int T, int K, ms_rng *rng,
+                          ms_arena *ws);
+/* Log-probability of the ordered draw items[0..K) (distinct). dlogits: (T) out, SET to
+ * d logp / d logits; NULL to skip. Cost O(K*T). */
+double ms_policy_logp_wor(float *dlogits, const float *logits, int T, const int *items, int K,
+                          ms_arena *ws);
 
-/* The K items with the largest logits, largest first (ties: lower index first). Greedy
- * deterministic selection for evaluation and worklists. O(T log K), no allocation. */
-void ms_policy_topk(const float *logits, int T, int K, int *out);
+/* ---- with replacement (multinomial) --------------------------------------------------- */
+
+/* K draws with replacement from softmax(logits). counts: (T) out, summing to K. items: (K)
+ * out, the distinct drawn indices in order of first draw. Returns their number n <= K. */
+int ms_policy_sample_multinomial(int *items, int *counts, const float *logits, int T, int K,
+                                 ms_rng *rng, ms_arena *ws);
+/* Log-probability of the count vector counts (T), K = sum(counts). dlogits: (T) out, SET to
+ * counts - K softmax(logits); NULL to skip. */
+double ms_policy_logp_multinomial(float *dlogits, const float *logits, int T, const int *counts,
+                                  ms_arena *ws);
+
+/* ---- greedy ------------------------------------------------------------------------- */
+
+/* items: (K) out, the indices of the K largest logits in decreasing order (ties: lower
+ * index first). */
+void ms_policy_topk(int *items, const float *logits, int T, int K, ms_arena *ws);
+
+/* ---- one call per task for the trainer ------------------------------------------------ */
+
+/* Samples with sampler s, returns the number n of distinct selected items written to
+ * items (K) (n = K without replacement), the log-probability in *logp, and, when dlogits
+ * (T) is not NULL, sets it to d logp / d logits. */
+int ms_policy_sample(int *items, double *logp, float *dlogits, ms_sampler s,
+                     const float *logits, int T, int K, ms_rng *rng, ms_arena *ws);
 
 #ifdef __cplusplus
 }

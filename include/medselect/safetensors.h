@@ -1,13 +1,20 @@
 /* medselect/safetensors.h: reading and writing the safetensors format
- * (https://github.com/huggingface/safetensors): an 8-byte little-endian header length N, an
- * N-byte JSON header mapping tensor names to {"dtype", "shape", "data_offsets": [begin, end]}
- * (offsets relative to the byte after the header) plus an optional "__metadata__" object of
- * string values, then the raw little-endian tensor bytes.
+ * (https://huggingface.co/docs/safetensors), the checkpoint format of medselect.
  *
- * The reader checks everything before handing out a tensor: the header length against the
- * file size, valid JSON, every entry's dtype/shape/offsets, shape x item size equal to the
- * byte span, spans inside the file and not overlapping. Any violation is one MS_ERR_DATA
- * line naming the file and the problem (a truncated or foreign file is caught here).
+ * Layout: an 8-byte little-endian unsigned header length N; N bytes of UTF-8 JSON
+ *     {"<tensor name>": {"dtype": "F32", "shape": [4, 3], "data_offsets": [begin, end]}, ...,
+ *      "__metadata__": {"<key>": "<string value>", ...}}
+ * (padded with trailing spaces); then the data section. Offsets are relative to the start
+ * of the data section; tensors are row-major, little-endian.
+ *
+ * The reader loads the whole file and validates it: N at least 2 and within the file,
+ * JSON that parses to an object, every tensor entry with a known dtype, a shape of
+ * non-negative integers, 0 <= begin <= end <= data size, end - begin = prod(shape) *
+ * itemsize, no two tensors overlapping, no duplicate names, and __metadata__ (if present)
+ * mapping strings to strings. Any violation, a truncated file or a file of another kind
+ * gives MS_ERR_DATA with one line "PATH: problem"; I/O failures give MS_ERR_IO.
+ * The writer puts the tensors back to back in the given order, pads the header with
+ * spaces to a multiple of 8 bytes and writes atomically (temporary file + rename).
  */
 #ifndef MEDSELECT_SAFETENSORS_H
 #define MEDSELECT_SAFETENSORS_H
@@ -18,52 +25,66 @@
 extern "C" {
 #endif
 
-#define MS_ST_MAX_DIMS 8
+typedef enum {
+    MS_ST_F64 = 0, MS_ST_F32, MS_ST_F16, MS_ST_BF16, MS_ST_I64, MS_ST_I32, MS_ST_I16,
+    MS_ST_I8, MS_ST_U64, MS_ST_U32, MS_ST_U16, MS_ST_U8, MS_ST_BOOL,
+    MS_ST_NDTYPES
+} ms_st_dtype;
+
+#define MS_ST_MAXDIM 8
 
 typedef struct {
     char *name;
-    char dtype[8];     /* "F32", "F64", "I64", "F16", ... as in the file */
-    int itemsize;      /* bytes per element for the dtypes we know, else 0 */
+    ms_st_dtype dtype;
     int ndim;
-    int64_t shape[MS_ST_MAX_DIMS];
-    size_t begin, end; /* byte span relative to the data section */
+    int64_t shape[MS_ST_MAXDIM];
+    size_t numel;              /* prod(shape); 1 for a scalar (ndim 0) */
+    size_t begin, end;         /* byte range in the data section */
+    const unsigned char *data; /* begin of the bytes inside the file buffer (unaligned) */
 } ms_st_tensor;
 
 typedef struct {
     char *path;
-    unsigned char *bytes; /* the whole file */
+    unsigned char *buf;     /* the whole file, owned */
     size_t size;
-    size_t data_start;    /* 8 + N */
-    int n;
-    ms_st_tensor *t;      /* (n) in file order */
-    int n_meta;
+    int n;                  /* tensors, in header order */
+    ms_st_tensor *tensors;
+    int n_meta;             /* __metadata__ entries */
     char **meta_key, **meta_val;
-} ms_safetensors;
+} ms_st_file;
 
-ms_status ms_safetensors_read(ms_safetensors *f, const char *path);
-void ms_safetensors_free(ms_safetensors *f);
-const ms_st_tensor *ms_safetensors_find(const ms_safetensors *f, const char *name);
-/* Pointer to a tensor's bytes inside the file image (not necessarily aligned: copy it out
- * with memcpy). */
-const void *ms_safetensors_data(const ms_safetensors *f, const ms_st_tensor *t);
-/* A metadata value, or NULL. */
-const char *ms_safetensors_meta(const ms_safetensors *f, const char *key);
-/* Copies an F32 tensor of exactly `count` elements into out; MS_ERR_DATA naming the tensor
- * when the dtype or element count differ. */
-ms_status ms_safetensors_get_f32(const ms_safetensors *f, const char *name, float *out, size_t count);
+/* Reads and validates a file. On failure f is left empty (safe to ms_st_free). */
+ms_status ms_st_read(ms_st_file *f, const char *path);
+/* The same from bytes in memory (copied); `name` is used in error messages. */
+ms_status ms_st_parse(ms_st_file *f, const void *bytes, size_t n, const char *name);
+void ms_st_free(ms_st_file *f);
 
+/* The tensor called `name`, or NULL. */
+const ms_st_tensor *ms_st_find(const ms_st_file *f, const char *name);
+/* The metadata value for `key`, or NULL. */
+const char *ms_st_meta(const ms_st_file *f, const char *key);
+
+/* Converts a tensor's numel values to float / double. Supported: F32, F64, I64, I32
+ * (others give MS_ERR_DATA naming the file and the tensor). */
+ms_status ms_st_to_f32(const ms_st_file *f, const ms_st_tensor *t, float *out);
+ms_status ms_st_to_f64(const ms_st_file *f, const ms_st_tensor *t, double *out);
+
+size_t ms_st_dtype_size(ms_st_dtype d);
+const char *ms_st_dtype_name(ms_st_dtype d); /* "F32", ... */
+
+/* One tensor to write: numel(shape) * itemsize bytes at data, little-endian. */
 typedef struct {
     const char *name;
-    const float *data;
-    int ndim;
-    int64_t shape[MS_ST_MAX_DIMS];
-} ms_st_out;
+    ms_st_dtype dtype;
+    int ndim;              /* 0..MS_ST_MAXDIM */
+    const int64_t *shape;  /* (ndim) */
+    const void *data;
+} ms_st_entry;
 
-/* Writes F32 tensors (in the given order, contiguous) and string metadata (meta holds
- * n_meta key/value pairs: meta[2i] = key, meta[2i+1] = value) atomically. The header is
- * padded with spaces to a multiple of 8 bytes. */
-ms_status ms_safetensors_write(const char *path, const ms_st_out *t, int n,
-                               const char *const *meta, int n_meta);
+/* Writes n tensors and n_meta metadata pairs (meta[2*i] the key, meta[2*i+1] the value;
+ * meta may be NULL when n_meta is 0). Names must be distinct and not "__metadata__". */
+ms_status ms_st_write(const char *path, const ms_st_entry *t, int n, const char *const *meta,
+                      int n_meta);
 
 #ifdef __cplusplus
 }

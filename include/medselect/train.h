@@ -44,7 +44,7 @@ typedef struct {
     double lr_decay;       /* factor applied from epoch lr_decay_epoch on (0.1) */
     int lr_decay_epoch;    /* 1-based epoch where the decay starts (3); 0: never */
     int hidden;            /* H (256) */
-    ms_sampler sampler;    /* MS_SAMPLER_WITHOUT_REPLACEMENT (default) or multinomial */
+    ms_sampler sampler;    /* MS_SAMPLER_WOR (without replacement, default) or multinomial */
     int clinical;          /* append the 3 clinical features to the selector input */
     int impute_clinical;   /* replace missing clinical values by the split's mean */
     ms_pred_kind pred;     /* predictor of the reward (cosine) */

@@ -151,21 +151,21 @@ int ms_cmd_select(int argc, char **argv) {
         free(unit);
     } else if (!rc) {
         ms_lstm_params p;
-        ms_checkpoint_meta meta;
+        ms_selector_meta meta;
         st = ms_checkpoint_load(model, &p, &meta);
         if (st) rc = ms_cli_fail(cmd, st);
         else {
-            int Din = D + (meta.clinical ? MS_NCLIN : 0);
+            int Din = D + (meta.clinical == 1 ? MS_NCLIN : 0);
             float *x = NULL;
             if (p.D != Din) {
                 ms_fail(MS_ERR_DATA, "%s: the selector takes %d-dimensional input but %s has %d-dimensional embeddings%s",
-                        model, p.D, pool_csv, D, meta.clinical ? " (+3 clinical)" : "");
+                        model, p.D, pool_csv, D, meta.clinical == 1 ? " (+3 clinical)" : "");
                 rc = ms_cli_fail(cmd, MS_ERR_DATA);
             } else {
                 x = ms_xmalloc(sizeof(float) * (size_t)n * Din);
                 for (int i = 0; i < n && !rc; i++) {
                     memcpy(x + (size_t)i * Din, t.emb + (size_t)i * D, sizeof(float) * (size_t)D);
-                    for (int j = 0; meta.clinical && j < MS_NCLIN; j++) {
+                    for (int j = 0; meta.clinical == 1 && j < MS_NCLIN; j++) {
                         float v = t.clin ? t.clin[(size_t)i * MS_NCLIN + j] : NAN;
                         if (isnan(v) && !impute) {
                             ms_fail(MS_ERR_DATA, "%s: line %d: missing clinical value (Age, Sex, Frontal/Lateral) needed by the selector (use --impute-clinical)", pool_csv, i + 2);
@@ -194,14 +194,15 @@ int ms_cmd_select(int argc, char **argv) {
                     ms_rng_init(&r, seed, MS_STREAM_POLICY, 0);
                     double logp;
                     float *dl = ms_xmalloc(sizeof(float) * (size_t)n);
-                    ms_policy_sample(MS_SAMPLER_WITHOUT_REPLACEMENT, logits, n, (int)k, &r, pick, &logp, dl, &ws);
+                    ms_policy_sample(pick, &logp, dl, MS_SAMPLER_WOR, logits, n, (int)k, &r, &ws);
                     free(dl);
                 } else {
-                    ms_policy_topk(logits, n, (int)k, pick);
+                    ms_policy_topk(pick, logits, n, (int)k, &ws);
                 }
             }
             free(x);
             ms_lstm_params_free(&p);
+            ms_selector_meta_free(&meta);
         }
     }
     if (!rc) {

@@ -243,10 +243,11 @@ int ms_cmd_train(int argc, char **argv) {
 int ms_cli_model_strategy(const char *cmd, const char *path, const ms_split *s, ms_strategy **out) {
     ms_selector sel;
     memset(&sel, 0, sizeof sel);
-    ms_checkpoint_meta meta;
+    ms_selector_meta meta;
     ms_status st = ms_checkpoint_load(path, &sel.params, &meta);
     if (st) return ms_cli_fail(cmd, st);
-    sel.clinical = meta.clinical;
+    sel.clinical = meta.clinical == 1;
+    ms_selector_meta_free(&meta);
     if (sel.params.D != s->d + (sel.clinical ? MS_NCLIN : 0)) {
         ms_lstm_params_free(&sel.params);
         ms_fail(MS_ERR_DATA, "%s: the selector takes %d-dimensional input but %s has %d-dimensional embeddings%s",

@@ -1,228 +1,392 @@
-/* ms_safetensors.c: the safetensors reader (validating) and F32 writer (see safetensors.h). */
+/* ms_safetensors.c: the safetensors reader (whole file in memory, header parsed with cJSON
+ * and validated against the file before any tensor is handed out) and the writer (header
+ * JSON written directly, padded with spaces to a multiple of 8, atomic output). */
 #define _POSIX_C_SOURCE 200809L
 #include "medselect/safetensors.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cjson/cJSON.h>
 
-static int dtype_size(const char *d) {
-    if (!strcmp(d, "F32") || !strcmp(d, "I32") || !strcmp(d, "U32")) return 4;
-    if (!strcmp(d, "F64") || !strcmp(d, "I64") || !strcmp(d, "U64")) return 8;
-    if (!strcmp(d, "F16") || !strcmp(d, "BF16") || !strcmp(d, "I16") || !strcmp(d, "U16")) return 2;
-    if (!strcmp(d, "I8") || !strcmp(d, "U8") || !strcmp(d, "BOOL")) return 1;
-    return 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors data are little-endian; this implementation assumes a little-endian host"
+#endif
+
+/* The header may not exceed this (the reference implementation's limit as well). */
+#define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
+
+static const char *const dtype_names[MS_ST_NDTYPES] = {
+    "F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL"};
+static const size_t dtype_sizes[MS_ST_NDTYPES] = {8, 4, 2, 2, 8, 4, 2, 1, 8, 4, 2, 1, 1};
+
+size_t ms_st_dtype_size(ms_st_dtype d) {
+    MS_CHECK((int)d >= 0 && d < MS_ST_NDTYPES);
+    return dtype_sizes[d];
 }
 
-static int by_begin(const void *a, const void *b) {
+const char *ms_st_dtype_name(ms_st_dtype d) {
+    MS_CHECK((int)d >= 0 && d < MS_ST_NDTYPES);
+    return dtype_names[d];
+}
+
+void ms_st_free(ms_st_file *f) {
+    if (!f) return;
+    for (int i = 0; i < f->n; i++) free(f->tensors[i].name);
+    for (int i = 0; i < f->n_meta; i++) {
+        free(f->meta_key[i]);
+        free(f->meta_val[i]);
+    }
+    free(f->tensors);
+    free(f->meta_key);
+    free(f->meta_val);
+    free(f->buf);
+    free(f->path);
+    memset(f, 0, sizeof *f);
+}
+
+/* A JSON number that is an integer in [0, 2^53]. */
+static int json_uint(const cJSON *v, uint64_t *out) {
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!(d >= 0.0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d) return 0;
+    *out = (uint64_t)d;
+    return 1;
+}
+
+static int cmp_begin(const void *a, const void *b) {
     const ms_st_tensor *x = *(const ms_st_tensor *const *)a, *y = *(const ms_st_tensor *const *)b;
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
-static ms_status parse_header(ms_safetensors *f, const char *json, size_t n) {
-    const char *path = f->path;
-    cJSON *root = cJSON_ParseWithLength(json, n);
+/* Fills one tensor from its header entry; returns NULL or a problem description written
+ * into msg. */
+static const char *parse_entry(ms_st_tensor *t, const cJSON *e, size_t data_size, char *msg,
+                               size_t msz) {
+    if (!cJSON_IsObject(e)) return "is not an object";
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!cJSON_IsString(dt)) return "has no dtype string";
+    int d = -1;
+    for (int i = 0; i < MS_ST_NDTYPES; i++)
+        if (strcmp(dt->valuestring, dtype_names[i]) == 0) d = i;
+    if (d < 0) {
+        snprintf(msg, msz, "has unknown dtype \"%.32s\"", dt->valuestring);
+        return msg;
+    }
+    t->dtype = (ms_st_dtype)d;
+    if (!cJSON_IsArray(sh)) return "has no shape array";
+    int nd = cJSON_GetArraySize(sh);
+    if (nd > MS_ST_MAXDIM) return "has more dimensions than supported (8)";
+    t->ndim = nd;
+    uint64_t numel = 1;
+    for (int k = 0; k < nd; k++) {
+        uint64_t s;
+        if (!json_uint(cJSON_GetArrayItem(sh, k), &s)) return "has a shape entry that is not a non-negative integer";
+        t->shape[k] = (int64_t)s;
+        if (s && numel > UINT64_MAX / s) return "has a shape too large";
+        numel *= s;
+    }
+    if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2) return "has no data_offsets [begin, end]";
+    uint64_t b, en;
+    if (!json_uint(cJSON_GetArrayItem(of, 0), &b) || !json_uint(cJSON_GetArrayItem(of, 1), &en))
+        return "has data_offsets that are not non-negative integers";
+    if (b > en) return "has data_offsets with begin > end";
+    if (en > data_size) {
+        snprintf(msg, msz, "has data_offsets [%llu, %llu] beyond the data section (%zu bytes; "
+                 "truncated file?)", (unsigned long long)b, (unsigned long long)en, data_size);
+        return msg;
+    }
+    if (numel > UINT64_MAX / dtype_sizes[d] || numel * dtype_sizes[d] != en - b) {
+        snprintf(msg, msz, "spans %llu bytes but its shape and dtype need %llu",
+                 (unsigned long long)(en - b), (unsigned long long)(numel * dtype_sizes[d]));
+        return msg;
+    }
+    t->numel = (size_t)numel;
+    t->begin = (size_t)b;
+    t->end = (size_t)en;
+    return NULL;
+}
+
+/* Parses f->buf (f->size bytes); f->path names the file in messages. */
+static ms_status parse_buffer(ms_st_file *f) {
+    const char *P = f->path;
+    if (f->size < 8)
+        return ms_fail(MS_ERR_DATA, "%s: not a safetensors file (%zu bytes, shorter than the "
+                       "8-byte header length)", P, f->size);
+    uint64_t N = 0;
+    for (int i = 7; i >= 0; i--) N = (N << 8) | f->buf[i];
+    if (N > f->size - 8)
+        return ms_fail(MS_ERR_DATA, "%s: not a safetensors file or truncated (header length "
+                       "%llu exceeds the %zu bytes after it)", P, (unsigned long long)N, f->size - 8);
+    if (N > ST_MAX_HEADER)
+        return ms_fail(MS_ERR_DATA, "%s: header length %llu is larger than the limit of 100 MB",
+                       P, (unsigned long long)N);
+    const char *hdr = (const char *)f->buf + 8;
+    if (N < 2 || hdr[0] != '{')
+        return ms_fail(MS_ERR_DATA, "%s: not a safetensors file (the header is not a JSON object)", P);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)N, &end, 0);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return ms_fail(MS_ERR_DATA, "%s: not a safetensors file (header is not a JSON object)", path);
+        return ms_fail(MS_ERR_DATA, "%s: the header is not valid JSON (not a safetensors file?)", P);
     }
-    size_t data_size = f->size - f->data_start;
-    int cap = cJSON_GetArraySize(root);
-    f->t = ms_xcalloc((size_t)cap + 1, sizeof(ms_st_tensor));
+    for (const char *c = end; c < hdr + N; c++)
+        if (*c != ' ' && *c != '\t' && *c != '\n' && *c != '\r' && *c != '\0') {
+            cJSON_Delete(root);
+            return ms_fail(MS_ERR_DATA, "%s: unexpected bytes after the JSON header", P);
+        }
+    size_t data_size = f->size - 8 - (size_t)N;
+    const unsigned char *data = f->buf + 8 + N;
+    int count = cJSON_GetArraySize(root);
+    f->tensors = ms_xcalloc((size_t)count + 1, sizeof *f->tensors);
     ms_status st = MS_OK;
-    for (cJSON *e = root->child; e && !st; e = e->next) {
-        if (!strcmp(e->string, "__metadata__")) {
-            if (!cJSON_IsObject(e)) {
-                st = ms_fail(MS_ERR_DATA, "%s: __metadata__ is not an object", path);
+    char msg[256];
+    for (const cJSON *e = root->child; e; e = e->next) {
+        if (!e->string) continue;
+        if (strcmp(e->string, "__metadata__") == 0) {
+            if (f->meta_key || !cJSON_IsObject(e)) {
+                st = ms_fail(MS_ERR_DATA, "%s: __metadata__ is %s", P,
+                             f->meta_key ? "given twice" : "not an object");
                 break;
             }
             int m = cJSON_GetArraySize(e);
             f->meta_key = ms_xcalloc((size_t)m + 1, sizeof(char *));
             f->meta_val = ms_xcalloc((size_t)m + 1, sizeof(char *));
-            for (cJSON *kv = e->child; kv; kv = kv->next) {
-                if (!cJSON_IsString(kv)) {
-                    st = ms_fail(MS_ERR_DATA, "%s: metadata '%s' is not a string", path, kv->string);
-                    break;
+            for (const cJSON *kv = e->child; kv && !st; kv = kv->next) {
+                if (!cJSON_IsString(kv) || !kv->string)
+                    st = ms_fail(MS_ERR_DATA, "%s: __metadata__ value of \"%.64s\" is not a string",
+                                 P, kv->string ? kv->string : "");
+                else {
+                    f->meta_key[f->n_meta] = ms_xstrdup(kv->string);
+                    f->meta_val[f->n_meta++] = ms_xstrdup(kv->valuestring);
                 }
-                f->meta_key[f->n_meta] = ms_xstrdup(kv->string);
-                f->meta_val[f->n_meta] = ms_xstrdup(kv->valuestring);
-                f->n_meta++;
             }
+            if (st) break;
             continue;
         }
-        ms_st_tensor *t = &f->t[f->n];
-        cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-        cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
-        cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-        if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) ||
-            cJSON_GetArraySize(of) != 2 || strlen(dt->valuestring) >= sizeof t->dtype) {
-            st = ms_fail(MS_ERR_DATA, "%s: tensor '%s' lacks a valid dtype, shape or data_offsets", path, e->string);
+        ms_st_tensor *t = &f->tensors[f->n];
+        for (int i = 0; i < f->n; i++)
+            if (strcmp(f->tensors[i].name, e->string) == 0) {
+                st = ms_fail(MS_ERR_DATA, "%s: tensor \"%.64s\" appears twice", P, e->string);
+                break;
+            }
+        if (st) break;
+        const char *why = parse_entry(t, e, data_size, msg, sizeof msg);
+        if (why) {
+            st = ms_fail(MS_ERR_DATA, "%s: tensor \"%.64s\" %s", P, e->string, why);
             break;
         }
         t->name = ms_xstrdup(e->string);
+        t->data = data + t->begin;
         f->n++;
-        snprintf(t->dtype, sizeof t->dtype, "%s", dt->valuestring);
-        t->itemsize = dtype_size(t->dtype);
-        t->ndim = cJSON_GetArraySize(sh);
-        if (t->ndim > MS_ST_MAX_DIMS) {
-            st = ms_fail(MS_ERR_DATA, "%s: tensor '%s' has %d dimensions", path, t->name, t->ndim);
-            break;
-        }
-        double elems = 1;
-        int i = 0;
-        for (cJSON *d = sh->child; d; d = d->next, i++) {
-            if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble != (double)(int64_t)d->valuedouble) {
-                st = ms_fail(MS_ERR_DATA, "%s: tensor '%s' has an invalid shape", path, t->name);
-                break;
-            }
-            t->shape[i] = (int64_t)d->valuedouble;
-            elems *= d->valuedouble;
-        }
-        if (st) break;
-        cJSON *b = cJSON_GetArrayItem(of, 0), *en = cJSON_GetArrayItem(of, 1);
-        if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 || en->valuedouble < b->valuedouble ||
-            en->valuedouble > (double)data_size) {
-            st = ms_fail(MS_ERR_DATA, "%s: tensor '%s' data_offsets lie outside the file (truncated?)", path, t->name);
-            break;
-        }
-        t->begin = (size_t)b->valuedouble;
-        t->end = (size_t)en->valuedouble;
-        if (t->itemsize && elems * t->itemsize != (double)(t->end - t->begin)) {
-            st = ms_fail(MS_ERR_DATA, "%s: tensor '%s' shape needs %.0f bytes but its span has %zu", path,
-                         t->name, elems * t->itemsize, t->end - t->begin);
-            break;
-        }
     }
     cJSON_Delete(root);
-    if (st) return st;
-    /* spans must not overlap */
-    ms_st_tensor **order = ms_xmalloc(sizeof(ms_st_tensor *) * (size_t)(f->n + 1));
-    for (int i = 0; i < f->n; i++) order[i] = &f->t[i];
-    qsort(order, (size_t)f->n, sizeof *order, by_begin);
-    for (int i = 1; i < f->n && !st; i++)
-        if (order[i]->begin < order[i - 1]->end)
-            st = ms_fail(MS_ERR_DATA, "%s: tensors '%s' and '%s' overlap", path, order[i - 1]->name, order[i]->name);
-    free(order);
-    return st;
-}
-
-ms_status ms_safetensors_read(ms_safetensors *f, const char *path) {
-    memset(f, 0, sizeof *f);
-    f->path = ms_xstrdup(path);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        ms_status st = ms_fail(MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        ms_safetensors_free(f);
-        return st;
-    }
-    fseek(fp, 0, SEEK_END);
-    long sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    f->size = sz > 0 ? (size_t)sz : 0;
-    f->bytes = ms_xmalloc(f->size + 1);
-    size_t got = fread(f->bytes, 1, f->size, fp);
-    fclose(fp);
-    ms_status st = MS_OK;
-    if (got != f->size) st = ms_fail(MS_ERR_IO, "%s: read error", path);
-    else if (f->size < 8) st = ms_fail(MS_ERR_DATA, "%s: not a safetensors file (%zu bytes)", path, f->size);
-    if (!st) {
-        uint64_t n = 0;
-        for (int i = 7; i >= 0; i--) n = (n << 8) | f->bytes[i];
-        if (n < 2 || n > f->size - 8)
-            st = ms_fail(MS_ERR_DATA, "%s: not a safetensors file or truncated (header of %llu bytes in a %zu-byte file)",
-                         path, (unsigned long long)n, f->size);
-        else {
-            f->data_start = 8 + (size_t)n;
-            st = parse_header(f, (const char *)f->bytes + 8, (size_t)n);
+    if (!st && f->n > 1) { /* no two tensors may share bytes */
+        ms_st_tensor **order = ms_xmalloc(sizeof(ms_st_tensor *) * (size_t)f->n);
+        for (int i = 0; i < f->n; i++) order[i] = &f->tensors[i];
+        qsort(order, (size_t)f->n, sizeof *order, cmp_begin);
+        size_t reach = 0;
+        const ms_st_tensor *last = NULL;
+        for (int i = 0; i < f->n && !st; i++) {
+            const ms_st_tensor *t = order[i];
+            if (t->begin == t->end) continue;
+            if (last && t->begin < reach)
+                st = ms_fail(MS_ERR_DATA, "%s: tensors \"%.64s\" and \"%.64s\" overlap", P,
+                             last->name, t->name);
+            reach = t->end;
+            last = t;
         }
+        free(order);
     }
-    if (st) ms_safetensors_free(f);
     return st;
 }
 
-void ms_safetensors_free(ms_safetensors *f) {
-    for (int i = 0; i < f->n; i++) free(f->t[i].name);
-    for (int i = 0; i < f->n_meta; i++) free(f->meta_key[i]), free(f->meta_val[i]);
-    free(f->t);
-    free(f->meta_key);
-    free(f->meta_val);
-    free(f->bytes);
-    free(f->path);
+static ms_status adopt(ms_st_file *f, unsigned char *buf, size_t n, const char *name) {
     memset(f, 0, sizeof *f);
+    f->buf = buf;
+    f->size = n;
+    f->path = ms_xstrdup(name);
+    ms_status st = parse_buffer(f);
+    if (st) ms_st_free(f);
+    return st;
 }
 
-const ms_st_tensor *ms_safetensors_find(const ms_safetensors *f, const char *name) {
+ms_status ms_st_parse(ms_st_file *f, const void *bytes, size_t n, const char *name) {
+    unsigned char *buf = ms_xmalloc(n ? n : 1);
+    if (n) memcpy(buf, bytes, n);
+    return adopt(f, buf, n, name ? name : "(memory)");
+}
+
+ms_status ms_st_read(ms_st_file *f, const char *path) {
+    memset(f, 0, sizeof *f);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ms_fail(MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    unsigned char *buf = ms_xmalloc(cap);
+    for (;;) {
+        if (n == cap) buf = ms_xrealloc(buf, cap *= 2);
+        size_t got = fread(buf + n, 1, cap - n, fp);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (bad) {
+        free(buf);
+        return ms_fail(MS_ERR_IO, "%s: read error", path);
+    }
+    return adopt(f, buf, n, path);
+}
+
+const ms_st_tensor *ms_st_find(const ms_st_file *f, const char *name) {
     for (int i = 0; i < f->n; i++)
-        if (!strcmp(f->t[i].name, name)) return &f->t[i];
+        if (strcmp(f->tensors[i].name, name) == 0) return &f->tensors[i];
     return NULL;
 }
 
-const void *ms_safetensors_data(const ms_safetensors *f, const ms_st_tensor *t) {
-    return f->bytes + f->data_start + t->begin;
-}
-
-const char *ms_safetensors_meta(const ms_safetensors *f, const char *key) {
+const char *ms_st_meta(const ms_st_file *f, const char *key) {
     for (int i = 0; i < f->n_meta; i++)
-        if (!strcmp(f->meta_key[i], key)) return f->meta_val[i];
+        if (strcmp(f->meta_key[i], key) == 0) return f->meta_val[i];
     return NULL;
 }
 
-ms_status ms_safetensors_get_f32(const ms_safetensors *f, const char *name, float *out, size_t count) {
-    const ms_st_tensor *t = ms_safetensors_find(f, name);
-    if (!t) return ms_fail(MS_ERR_DATA, "%s: missing tensor '%s'", f->path, name);
-    if (strcmp(t->dtype, "F32") != 0)
-        return ms_fail(MS_ERR_DATA, "%s: tensor '%s' is %s, expected F32", f->path, name, t->dtype);
-    if ((t->end - t->begin) != count * sizeof(float))
-        return ms_fail(MS_ERR_DATA, "%s: tensor '%s' has %zu elements, expected %zu", f->path, name,
-                       (t->end - t->begin) / sizeof(float), count);
-    /* the file is little-endian, as is every platform this builds on */
-    memcpy(out, ms_safetensors_data(f, t), count * sizeof(float));
+/* Value j of a tensor as double, for the convertible dtypes. */
+static double value_at(const ms_st_tensor *t, size_t j) {
+    const unsigned char *p = t->data + j * dtype_sizes[t->dtype];
+    switch (t->dtype) {
+    case MS_ST_F32: { float v; memcpy(&v, p, 4); return v; }
+    case MS_ST_F64: { double v; memcpy(&v, p, 8); return v; }
+    case MS_ST_I64: { int64_t v; memcpy(&v, p, 8); return (double)v; }
+    case MS_ST_I32: { int32_t v; memcpy(&v, p, 4); return v; }
+    default: return 0.0;
+    }
+}
+
+static ms_status check_convertible(const ms_st_file *f, const ms_st_tensor *t) {
+    if (t->dtype == MS_ST_F32 || t->dtype == MS_ST_F64 || t->dtype == MS_ST_I64 ||
+        t->dtype == MS_ST_I32)
+        return MS_OK;
+    return ms_fail(MS_ERR_DATA, "%s: tensor \"%s\" has dtype %s; expected F32, F64, I64 or I32",
+                   f->path, t->name, dtype_names[t->dtype]);
+}
+
+ms_status ms_st_to_f32(const ms_st_file *f, const ms_st_tensor *t, float *out) {
+    ms_status st = check_convertible(f, t);
+    if (st) return st;
+    if (t->dtype == MS_ST_F32) memcpy(out, t->data, 4 * t->numel);
+    else
+        for (size_t j = 0; j < t->numel; j++) out[j] = (float)value_at(t, j);
     return MS_OK;
 }
 
-ms_status ms_safetensors_write(const char *path, const ms_st_out *t, int n,
-                               const char *const *meta, int n_meta) {
-    cJSON *root = cJSON_CreateObject();
-    if (n_meta > 0) {
-        cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
-        for (int i = 0; i < n_meta; i++) cJSON_AddStringToObject(m, meta[2 * i], meta[2 * i + 1]);
+ms_status ms_st_to_f64(const ms_st_file *f, const ms_st_tensor *t, double *out) {
+    ms_status st = check_convertible(f, t);
+    if (st) return st;
+    for (size_t j = 0; j < t->numel; j++) out[j] = value_at(t, j);
+    return MS_OK;
+}
+
+/* ---- writer ---------------------------------------------------------------------------- */
+
+typedef struct {
+    char *s;
+    size_t n, cap;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        while (b->n + n + 1 > b->cap) b->cap = b->cap ? 2 * b->cap : 256;
+        b->s = ms_xrealloc(b->s, b->cap);
     }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+/* A JSON string literal: quotes, backslashes and control characters escaped; other bytes
+ * (UTF-8 included) as they are. */
+static void sb_json(sbuf *b, const char *s) {
+    sb_str(b, "\"");
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        char e[8];
+        if (*c == '"' || *c == '\\') {
+            e[0] = '\\';
+            e[1] = (char)*c;
+            sb_put(b, e, 2);
+        } else if (*c < 0x20) {
+            snprintf(e, sizeof e, "\\u%04x", *c);
+            sb_str(b, e);
+        } else
+            sb_put(b, (const char *)c, 1);
+    }
+    sb_str(b, "\"");
+}
+
+ms_status ms_st_write(const char *path, const ms_st_entry *t, int n, const char *const *meta,
+                      int n_meta) {
+    MS_CHECK(path && n >= 0 && (n == 0 || t) && n_meta >= 0 && (n_meta == 0 || meta));
+    sbuf h = {0};
+    char num[96];
     size_t off = 0;
+    size_t *bytes = ms_xmalloc(sizeof(size_t) * (size_t)(n ? n : 1));
+    sb_str(&h, "{");
     for (int i = 0; i < n; i++) {
-        size_t elems = 1;
-        for (int d = 0; d < t[i].ndim; d++) elems *= (size_t)t[i].shape[d];
-        cJSON *e = cJSON_AddObjectToObject(root, t[i].name);
-        cJSON_AddStringToObject(e, "dtype", "F32");
-        cJSON *sh = cJSON_AddArrayToObject(e, "shape");
-        for (int d = 0; d < t[i].ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t[i].shape[d]));
-        cJSON *of = cJSON_AddArrayToObject(e, "data_offsets");
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
-        off += elems * sizeof(float);
-        cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+        MS_CHECK(t[i].name && strcmp(t[i].name, "__metadata__") != 0);
+        MS_CHECK(t[i].ndim >= 0 && t[i].ndim <= MS_ST_MAXDIM && (t[i].ndim == 0 || t[i].shape));
+        MS_CHECK((int)t[i].dtype >= 0 && t[i].dtype < MS_ST_NDTYPES);
+        for (int j = 0; j < i; j++) MS_CHECK(strcmp(t[i].name, t[j].name) != 0);
+        size_t numel = 1;
+        for (int k = 0; k < t[i].ndim; k++) {
+            MS_CHECK(t[i].shape[k] >= 0);
+            numel *= (size_t)t[i].shape[k];
+        }
+        bytes[i] = numel * dtype_sizes[t[i].dtype];
+        MS_CHECK(bytes[i] == 0 || t[i].data);
+        if (i) sb_str(&h, ",");
+        sb_json(&h, t[i].name);
+        sb_str(&h, ":{\"dtype\":\"");
+        sb_str(&h, dtype_names[t[i].dtype]);
+        sb_str(&h, "\",\"shape\":[");
+        for (int k = 0; k < t[i].ndim; k++) {
+            snprintf(num, sizeof num, "%s%lld", k ? "," : "", (long long)t[i].shape[k]);
+            sb_str(&h, num);
+        }
+        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", off, off + bytes[i]);
+        sb_str(&h, num);
+        off += bytes[i];
     }
-    char *json = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    size_t hl = strlen(json), padded = (hl + 7) & ~(size_t)7;
+    if (n_meta) {
+        sb_str(&h, n ? ",\"__metadata__\":{" : "\"__metadata__\":{");
+        for (int i = 0; i < n_meta; i++) {
+            MS_CHECK(meta[2 * i] && meta[2 * i + 1]);
+            if (i) sb_str(&h, ",");
+            sb_json(&h, meta[2 * i]);
+            sb_str(&h, ":");
+            sb_json(&h, meta[2 * i + 1]);
+        }
+        sb_str(&h, "}");
+    }
+    sb_str(&h, "}");
+    while (h.n % 8) sb_str(&h, " ");
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
     ms_outfile o;
     ms_status st = ms_out_open(&o, path);
-    if (st) {
-        free(json);
-        return st;
-    }
-    unsigned char len[8];
-    for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    fwrite(len, 1, 8, o.f);
-    fwrite(json, 1, hl, o.f);
-    for (size_t i = hl; i < padded; i++) fputc(' ', o.f);
-    free(json);
-    for (int i = 0; i < n; i++) {
-        size_t elems = 1;
-        for (int d = 0; d < t[i].ndim; d++) elems *= (size_t)t[i].shape[d];
-        if (elems && fwrite(t[i].data, sizeof(float), elems, o.f) != elems) {
+    if (!st) {
+        int bad = fwrite(len, 1, 8, o.f) != 8 || fwrite(h.s, 1, h.n, o.f) != h.n;
+        for (int i = 0; i < n && !bad; i++)
+            if (bytes[i]) bad = fwrite(t[i].data, 1, bytes[i], o.f) != bytes[i];
+        if (bad) {
+            st = ms_fail(MS_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
             ms_out_abort(&o);
-            return ms_fail(MS_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        }
+        } else
+            st = ms_out_commit(&o);
     }
-    return ms_out_commit(&o);
+    free(h.s);
+    free(bytes);
+    return st;
 }

@@ -16,6 +16,7 @@
 #include "medselect/model.h"
 
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -139,6 +140,8 @@ size_t ms_lstm_cache_bytes(int D, int H, int Bmax, int Tmax) {
 
 void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax) {
     MS_CHECK(c && D > 0 && H > 0 && Bmax > 0 && Tmax > 0);
+    /* BLAS takes int dimensions and leading dimensions: B*T rows, T*8H gate stride */
+    MS_CHECK((size_t)Bmax * (size_t)Tmax <= INT_MAX && (size_t)Tmax * 8 * (size_t)H <= INT_MAX);
     memset(c, 0, sizeof *c);
     c->D = D;
     c->H = H;

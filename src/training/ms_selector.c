@@ -49,14 +49,14 @@ static ms_status selector_select(const ms_strategy *s, const ms_pool *pool, int 
     float *logits = MS_ARENA_NEW(ws, float, n);
     ms_lstm_forward(logits, cache, x, &sel->params, 1, n);
     if (!sel->sample) {
-        ms_policy_topk(logits, n, k, out);
+        ms_policy_topk(out, logits, n, k, ws);
         return MS_OK;
     }
     ms_rng r;
     ms_rng_init(&r, seed, MS_STREAM_POLICY, 0);
     double logp;
     float *dl = MS_ARENA_NEW(ws, float, n);
-    int got = ms_policy_sample(MS_SAMPLER_WITHOUT_REPLACEMENT, logits, n, k, &r, out, &logp, dl, ws);
+    int got = ms_policy_sample(out, &logp, dl, MS_SAMPLER_WOR, logits, n, k, &r, ws);
     MS_CHECK(got == k);
     return MS_OK;
 }

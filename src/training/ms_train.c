@@ -34,7 +34,7 @@ void ms_train_defaults(ms_train_config *c) {
     c->lr_decay = 0.1;
     c->lr_decay_epoch = 3;
     c->hidden = 256;
-    c->sampler = MS_SAMPLER_WITHOUT_REPLACEMENT;
+    c->sampler = MS_SAMPLER_WOR;
     c->pred = MS_PRED_COSINE;
     c->seed = 0;
 }
@@ -183,7 +183,7 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
             ms_arena *ws = &tr->arenas[omp_get_thread_num()];
             ms_arena_reset(ws);
             int *picks = MS_ARENA_NEW(ws, int, cfg->k);
-            ms_policy_topk(tr->logits + (size_t)b * tr->P, tr->P, cfg->k, picks);
+            ms_policy_topk(picks, tr->logits + (size_t)b * tr->P, tr->P, cfg->k, ws);
             tr->reward[b] = task_auroc(val, &tr->tasks[b], picks, cfg->k, cfg->pred, ws);
             if (random_out) {
                 ms_rng r;
@@ -224,7 +224,7 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
         int *picks = MS_ARENA_NEW(ws, int, cfg->k);
         double logp;
         float *dl = tr->dlogits + (size_t)b * tr->P;
-        int n = ms_policy_sample(cfg->sampler, tr->logits + (size_t)b * tr->P, tr->P, cfg->k, &r, picks, &logp, dl, ws);
+        int n = ms_policy_sample(picks, &logp, dl, cfg->sampler, tr->logits + (size_t)b * tr->P, tr->P, cfg->k, &r, ws);
         tr->reward[b] = task_auroc(s, &tr->tasks[b], picks, n, cfg->pred, ws);
         ms_rng_init(&r, cfg->seed, MS_STREAM_BASELINE, id);
         int *scr = MS_ARENA_NEW(ws, int, tr->P);
@@ -252,16 +252,18 @@ static void path_in(char *buf, size_t n, const char *dir, const char *name) {
     snprintf(buf, n, "%s/%s", dir, name);
 }
 
-static void fill_meta(ms_checkpoint_meta *m, const trainer *tr) {
+static void fill_meta(ms_selector_meta *m, const trainer *tr, const ms_split *val) {
     const ms_train_config *cfg = tr->cfg;
-    memset(m, 0, sizeof *m);
-    m->D = tr->Din - (cfg->clinical ? MS_NCLIN : 0);
-    m->H = cfg->hidden;
+    ms_selector_meta_init(m);
     m->clinical = cfg->clinical;
-    m->k = cfg->k;
-    m->sampler = cfg->sampler;
+    m->K = cfg->k;
+    snprintf(m->sampler, sizeof m->sampler, "%s", ms_sampler_name(cfg->sampler));
+    m->has_seed = 1;
     m->seed = cfg->seed;
-    snprintf(m->fingerprint, sizeof m->fingerprint, "train:%016llx", (unsigned long long)tr->s->fingerprint);
+    char fp[160];
+    snprintf(fp, sizeof fp, "train %016llx; val %016llx", (unsigned long long)tr->s->fingerprint,
+             (unsigned long long)val->fingerprint);
+    ms_selector_meta_set_data(m, fp);
 }
 
 /* A string that changes whenever a setting that shapes the run changes; a resume with other
@@ -359,8 +361,8 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     long start = 0;
     ms_train_state state = {.iteration = 0, .best_val = -1, .best_iteration = -1, .random_val = NAN};
     FILE *mf = NULL;
-    ms_checkpoint_meta meta;
-    fill_meta(&meta, &tr);
+    ms_selector_meta meta;
+    fill_meta(&meta, &tr, val);
     if (cfg->resume) {
         st = ms_train_state_load(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
         if (!st) st = metrics_truncate(p_metrics, state.iteration);
@@ -451,6 +453,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     free(tr.dlogits);
     free(tr.reward);
     free(tr.baseline);
+    ms_selector_meta_free(&meta);
     ms_lstm_cache_free(&tr.cache);
     ms_lstm_params_free(&tr.params);
     ms_lstm_params_free(&tr.grads);
