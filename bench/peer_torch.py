@@ -39,6 +39,7 @@ Usage: /usr/bin/python3 bench/peer_torch.py [--iters N] [--threads T] [--json]
 import argparse
 import json
 import math
+import os
 import resource
 import sys
 import time
@@ -261,7 +262,8 @@ def main():
 
     fwd, bwd = flops_per_task(T, D, H)
     gflop_iter = B * (fwd + bwd) * 1e-9
-    log(f"peer_torch: torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    log(f"peer_torch: torch {torch.__version__}, {torch.get_num_threads()} threads "
+        f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}); "
         f"B {B} tasks, pool {T}, query {Q}, D {D}, H {H}, K {K}")
     log(f"{FLOP_MODEL}: forward {fwd * 1e-9:.3f} + backward {bwd * 1e-9:.3f} GFLOP per task, "
         f"{gflop_iter:.1f} GFLOP per iteration")
