@@ -93,6 +93,10 @@ int ms_cli_load_split(const char *cmd, const ms_cli_common *c, ms_split *s);
  * allocated (free with ms_cli_config_free). Returns an exit code. */
 int ms_cli_eval_config(const char *cmd, const ms_cli_common *c, const ms_split *s, ms_eval_config *cfg);
 void ms_cli_config_free(ms_eval_config *cfg);
+/* Creates "random" followed by the strategies of the comma-separated list (a repeated
+ * "random" is skipped), with `extra` more free slots at the end for the caller. *out is
+ * allocated (free each with ms_strategy_free, then the array). Returns an exit code. */
+int ms_cli_strategies(const char *cmd, const char *list, int extra, ms_strategy ***out, int *n);
 /* Loads a trained selector checkpoint as a strategy named "medselect" (greedy top-K), checking
  * that its input dimension matches the split (D, or D + 3 with clinical features). Returns an
  * exit code. */

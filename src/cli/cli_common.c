@@ -170,6 +170,24 @@ int ms_cli_eval_config(const char *cmd, const ms_cli_common *c, const ms_split *
     return MS_EXIT_OK;
 }
 
+int ms_cli_strategies(const char *cmd, const char *list, int extra, ms_strategy ***out, int *n) {
+    int n_names = 0;
+    char **names = ms_split_list(list, &n_names);
+    ms_strategy **strats = ms_xcalloc((size_t)n_names + 1 + (size_t)extra, sizeof *strats);
+    int cnt = 0, rc = MS_EXIT_OK;
+    ms_status st = ms_strategy_create(&strats[cnt++], "random");
+    MS_CHECK(st == MS_OK);
+    for (int i = 0; i < n_names && !rc; i++) {
+        if (!strcmp(names[i], "random")) continue;
+        if (ms_strategy_create(&strats[cnt], names[i])) rc = ms_cli_usage_error(cmd, "%s", ms_last_error());
+        else cnt++;
+    }
+    ms_strv_free(names, n_names);
+    *out = strats;
+    *n = cnt;
+    return rc;
+}
+
 void ms_cli_config_free(ms_eval_config *cfg) {
     for (int g = 0; g < cfg->n_groups; g++) free(cfg->group[g].cond);
     cfg->n_groups = 0;

@@ -95,19 +95,11 @@ int ms_cmd_demo(int argc, char **argv) {
     fprintf(stderr, "medselect demo: synthetic data: %d-d, %d conditions (%d seen), train %d+%d, val %d+%d, test %d+%d images\n",
             sc.d, sc.n_cond, sc.n_seen, train.n_pos, train.n_norm, val.n_pos, val.n_norm, test.n_pos, test.n_norm);
 
-    int n_names = 0;
-    char **names = ms_split_list(strategies, &n_names);
-    ms_strategy **strats = ms_xcalloc((size_t)n_names + 2, sizeof *strats);
-    int n_strat = 0;
-    ms_status st = ms_strategy_create(&strats[n_strat++], "random");
-    MS_CHECK(st == MS_OK);
-    for (int i = 0; i < n_names && !rc; i++) {
-        if (!strcmp(names[i], "random")) continue;
-        st = ms_strategy_create(&strats[n_strat], names[i]);
-        if (st) rc = ms_cli_usage_error(cmd, "%s", ms_last_error());
-        else n_strat++;
-    }
-    ms_strv_free(names, n_names);
+    ms_strategy **strats;
+    int n_strat;
+    int src = ms_cli_strategies(cmd, strategies, 1, &strats, &n_strat);
+    if (!rc) rc = src;
+    ms_status st;
 
     /* seen: the first n_seen conditions; unseen: the rest */
     ms_eval_config cfg;

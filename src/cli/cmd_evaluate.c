@@ -66,19 +66,10 @@ int ms_cmd_evaluate(int argc, char **argv) {
     ms_set_threads(c.threads);
 
     /* strategies: random first (the paired baseline), then the requested ones in order */
-    int n_names = 0;
-    char **names = ms_split_list(strategies, &n_names);
-    ms_strategy **strats = ms_xcalloc((size_t)n_names + 2, sizeof *strats);
-    int n_strat = 0, rc = MS_EXIT_OK;
-    ms_status st = ms_strategy_create(&strats[n_strat++], "random");
-    MS_CHECK(st == MS_OK);
-    for (int i = 0; i < n_names && !rc; i++) {
-        if (!strcmp(names[i], "random")) continue;
-        st = ms_strategy_create(&strats[n_strat], names[i]);
-        if (st) rc = ms_cli_usage_error(cmd, "%s", ms_last_error());
-        else n_strat++;
-    }
-    ms_strv_free(names, n_names);
+    ms_strategy **strats;
+    int n_strat;
+    int rc = ms_cli_strategies(cmd, strategies, 1, &strats, &n_strat);
+    ms_status st;
     ms_split s;
     memset(&s, 0, sizeof s);
     ms_eval_config cfg;
