@@ -223,6 +223,15 @@ static void test_run_files(void) {
     const char *files[] = {"best.safetensors", "last.safetensors", "state.safetensors", "metrics.csv"};
     for (int i = 0; i < 4; i++) MS_EXPECT(ms_file_exists(in_dir(dir, files[i])));
     check_metrics(in_dir(dir, "metrics.csv"), 16, 16, 4);
+    /* the learning rate decays by 0.1 from epoch 2 (iteration 9) on */
+    char *mt = slurp(in_dir(dir, "metrics.csv"));
+    MS_EXPECT(mt && strstr(mt, "\n8,1,") && strstr(mt, "\n9,2,"));
+    if (mt) {
+        char *r8 = strstr(mt, "\n8,1,"), *r9 = strstr(mt, "\n9,2,");
+        MS_EXPECT(r8 && strstr(r8, ",0.01,") && strstr(r8, ",0.01,") < strstr(r8 + 1, "\n"));
+        MS_EXPECT(r9 && strstr(r9, ",0.001,") && strstr(r9, ",0.001,") < strstr(r9 + 1, "\n"));
+        free(mt);
+    }
 
     /* best.safetensors: the selector with its metadata */
     ms_lstm_params p;
@@ -440,8 +449,9 @@ static void test_clinical(void) {
     c.out_dir = dir;
     st = ms_train(&tr, &va, &c, &s);
     MS_EXPECT(st == MS_ERR_DATA);
-    MS_EXPECT(strstr(ms_last_error(), "clinical") != NULL);
-    MS_EXPECT(!ms_file_exists(in_dir(dir, "last.safetensors")));
+    MS_EXPECT(strstr(ms_last_error(), "clinical") && strstr(ms_last_error(), "(positives array)"));
+    /* refused before anything is written */
+    MS_EXPECT(!ms_file_exists(in_dir(dir, "metrics.csv")) && !ms_file_exists(in_dir(dir, "best.safetensors")));
     c.impute_clinical = 1;
     st = ms_train(&tr, &va, &c, &s);
     MS_EXPECT(st == MS_OK);

@@ -316,6 +316,15 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     if (train->d != val->d)
         return ms_fail(MS_ERR_DATA, "%s has %d-dimensional embeddings but %s has %d", train->pos_name,
                        train->d, val->pos_name, val->d);
+    /* missing clinical columns are refused before anything is written to out_dir (values
+     * missing in single rows are found when a task draws the row) */
+    for (int i = 0; cfg->clinical && !cfg->impute_clinical && i < 2; i++) {
+        const ms_split *s = i ? val : train;
+        if (i == 1 && cfg->val_tasks == 0) break;
+        if (!s->clin || s->clin_cols != 7)
+            return ms_fail(MS_ERR_DATA, "%s, %s: clinical features need Age, Sex and Frontal/Lateral (or View) columns in both files (use --impute-clinical to fill missing ones)",
+                           s->pos_name ? s->pos_name : "split", s->norm_name ? s->norm_name : "split");
+    }
     ms_status st = ms_task_check(train, &cfg->shape, cfg->train_cond, cfg->n_train_cond);
     if (!st && cfg->val_tasks > 0) st = ms_task_check(val, &cfg->shape, cfg->val_cond, cfg->n_val_cond);
     if (st) return st;
