@@ -79,12 +79,14 @@ ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n,
 void ms_adam_step(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
                   double b1, double b2, double eps) {
     double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-    float fb1 = (float)b1, fb2 = (float)b2;
+    /* 1 - b is formed in double and then rounded, as PyTorch does with its Python-float
+     * coefficients: (1.0f - (float)0.999) would be 1.3e-5 off in relative terms. */
+    float fb1 = (float)b1, fb2 = (float)b2, cb1 = (float)(1.0 - b1), cb2 = (float)(1.0 - b2);
     float step = (float)(lr / bc1);
     float sbc2 = (float)sqrt(bc2);
     for (size_t i = 0; i < n; i++) {
-        m[i] = fb1 * m[i] + (1.0f - fb1) * g[i];
-        v[i] = fb2 * v[i] + (1.0f - fb2) * g[i] * g[i];
+        m[i] = fb1 * m[i] + cb1 * g[i];
+        v[i] = fb2 * v[i] + cb2 * g[i] * g[i];
         float denom = sqrtf(v[i]) / sbc2 + (float)eps;
         p[i] -= step * m[i] / denom;
     }
@@ -314,6 +316,15 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     if (train->d != val->d)
         return ms_fail(MS_ERR_DATA, "%s has %d-dimensional embeddings but %s has %d", train->pos_name,
                        train->d, val->pos_name, val->d);
+    /* missing clinical columns are refused before anything is written to out_dir (values
+     * missing in single rows are found when a task draws the row) */
+    for (int i = 0; cfg->clinical && !cfg->impute_clinical && i < 2; i++) {
+        const ms_split *s = i ? val : train;
+        if (i == 1 && cfg->val_tasks == 0) break;
+        if (!s->clin || s->clin_cols != 7)
+            return ms_fail(MS_ERR_DATA, "%s, %s: clinical features need Age, Sex and Frontal/Lateral (or View) columns in both files (use --impute-clinical to fill missing ones)",
+                           s->pos_name ? s->pos_name : "split", s->norm_name ? s->norm_name : "split");
+    }
     ms_status st = ms_task_check(train, &cfg->shape, cfg->train_cond, cfg->n_train_cond);
     if (!st && cfg->val_tasks > 0) st = ms_task_check(val, &cfg->shape, cfg->val_cond, cfg->n_val_cond);
     if (st) return st;
