@@ -67,10 +67,14 @@ int ms_kmedoids_fit(int *medoids, const float *x, int n, int d, int k, int max_i
 /* ---- MaxHerding (ms_herding.c) ------------------------------------------------------- */
 
 /* Greedy MaxHerding by lazy evaluation (the optimized form used by the strategy); out (k).
- * sigma is the Gaussian kernel width. objective (k), if not NULL, receives the coverage
- * objective sum_i max_{s in S_t} k(x_i, s) after each pick t. Returns MS_OK. */
-ms_status ms_herding_lazy(int *out, double *objective, const float *x, int n, int d, int k,
-                          double sigma, ms_arena *ws);
+ * sigma is the Gaussian kernel width. n <= dense_max: the (n, n) kernel is computed once and
+ * kept (gains cost O(n)); otherwise gains are recomputed from x in sgemm batches (O(n d)). objective (k), if not NULL, receives the coverage
+ * objective sum_i max_{s in S_t} k(x_i, s) after each pick t; nevals, if not NULL, the
+ * number of gain re-evaluations after the initial bounds. Returns MS_OK. */
+ms_status ms_herding_lazy(int *out, double *objective, long *nevals, const float *x, int n,
+                          int d, int k, double sigma, int dense_max, ms_arena *ws);
+/* Pools up to this size keep the full (n, n) float kernel (n = 12,000: 576 MB). */
+#define MS_HERDING_DENSE_MAX 12000
 /* The same by plain greedy: every step evaluates every candidate's gain over all points
  * with double loops. O(n^2 k d); for tests on small pools. */
 void ms_herding_plain(int *out, double *objective, const float *x, int n, int d, int k,
