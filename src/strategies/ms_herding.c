@@ -83,7 +83,7 @@ static void initial_bounds(double *ub, const float *x, const float *sqn, int n, 
     double *acc = MS_ARENA_NEW(ws, double, (size_t)nt * n);
     float *tiles = MS_ARENA_NEW(ws, float, (size_t)nt * HB_BLOCK * HB_BLOCK);
     memset(acc, 0, sizeof(double) * (size_t)nt * n);
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && n >= 1024)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
     for (long tix = 0; tix < ntiles; tix++) {
         int tid = omp_get_thread_num();
         /* tile index -> (bi, bj), bj >= bi, row-major over the upper triangle */
@@ -125,7 +125,7 @@ static void dense_kernel(float *kmat, const float *x, const float *sqn, int n, i
     int nt = ms_strategy_threads();
     int nb = (n + HB_BLOCK - 1) / HB_BLOCK;
     long ntiles = (long)nb * (nb + 1) / 2;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && n >= 1024)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
     for (long tix = 0; tix < ntiles; tix++) {
         int bi = 0;
         long rem = tix;
@@ -167,7 +167,7 @@ ms_status ms_herding_lazy(int *out, double *objective, long *nevals, const float
         /* every gain is a pass over one kernel row; the first-step gains are exact */
         kmat = MS_ARENA_NEW(ws, float, (size_t)n * n);
         dense_kernel(kmat, x, sqn, n, d, gamma);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && n >= 1024)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
         for (int j = 0; j < n; j++) {
             const float *kr = kmat + (size_t)j * n;
             double g = 0;
@@ -195,7 +195,7 @@ ms_status ms_herding_lazy(int *out, double *objective, long *nevals, const float
                 sift_down(h, hn, 0);
             }
             int nsub = (nbat + HB_SUB - 1) / HB_SUB;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && nsub > 1)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
             for (int sb = 0; sb < nsub; sb++) {
                 int b0 = sb * HB_SUB, m = nbat - b0 < HB_SUB ? nbat - b0 : HB_SUB;
                 if (dense) {
@@ -245,7 +245,7 @@ ms_status ms_herding_lazy(int *out, double *objective, long *nevals, const float
         if (dense) {
             memcpy(row, kmat + (size_t)j * n, sizeof(float) * (size_t)n);
         } else {
-            ms_sqdist_gemm(row, x + (size_t)j * d, sqn + j, 1, x, sqn, n, d);
+            ms_sqdist_gemm_par(row, x + (size_t)j * d, sqn + j, 1, x, sqn, n, d);
             for (int i = 0; i < n; i++) row[i] = expf(-gamma * row[i]);
         }
         double obj = 0;
