@@ -1,7 +1,7 @@
 /* bench_strategies.c: wall time of every built-in strategy on a synthetic clustered pool of
  * unit rows (default 10,000 x 512, 50 Gaussian clusters of random sizes), for K = 10, 20,
  * 40; prints the median of 3 runs in seconds.
- * Usage: bench_strategies [n] [d] [threads] [strategy,strategy,...]. */
+ * Usage: bench_strategies [n] [d] [threads] [spec ...] (default: every built-in strategy). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,23 +42,28 @@ int main(int argc, char **argv) {
         for (int t = 0; t < d; t++) x[(size_t)i * d + t] /= (float)sqrt(norm);
     }
     ms_pool pool = {n, d, x, x, NULL};
-    const char *names[] = {"random",    "kmedoids",  "kmeans", "kcenter",
-                           "typiclust", "probcover", "herding"};
+    const char *builtin[] = {"random",    "kmedoids",  "kmeans", "kcenter",
+                             "typiclust", "probcover", "herding"};
+    const char *const *names = builtin;
+    int nnames = (int)(sizeof builtin / sizeof builtin[0]);
+    if (argc > 4) {
+        names = (const char *const *)(argv + 4);
+        nnames = argc - 4;
+    }
     const int ks[] = {10, 20, 40};
     int *out = ms_xmalloc(sizeof(int) * 40);
     ms_arena ws;
     ms_arena_init(&ws);
     printf("pool %d x %d, %d clusters, threads %d; seconds, median of 3\n", n, d, nclust,
            ms_get_threads());
-    printf("%-10s %9s %9s %9s\n", "strategy", "K=10", "K=20", "K=40");
-    for (size_t si = 0; si < sizeof names / sizeof names[0]; si++) {
-        if (argc > 4 && !strstr(argv[4], names[si])) continue;
+    printf("%-22s %9s %9s %9s\n", "strategy", "K=10", "K=20", "K=40");
+    for (int si = 0; si < nnames; si++) {
         ms_strategy *s;
         if (ms_strategy_create(&s, names[si])) {
             fprintf(stderr, "%s\n", ms_last_error());
             return 1;
         }
-        printf("%-10s", names[si]);
+        printf("%-22s", names[si]);
         for (int ki = 0; ki < 3; ki++) {
             double t[3];
             for (int rep = 0; rep < 3; rep++) {

@@ -77,23 +77,6 @@ static void update_step(float *cent, int *assign, int *sizes, float *mind, const
     }
 }
 
-/* Index i with cum[i-1] <= r < cum[i] (cum is the inclusive prefix sum of w >= 0, total
- * > 0), so a zero-weight row is never drawn; rounding past the end gives the last row
- * with positive weight. */
-static int draw_weighted(const double *cum, int n, double r) {
-    int lo = 0, hi = n - 1;
-    if (r >= cum[n - 1]) {
-        while (hi > 0 && cum[hi] == cum[hi - 1]) hi--;
-        return hi;
-    }
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (cum[mid] > r) hi = mid;
-        else lo = mid + 1;
-    }
-    return lo;
-}
-
 int ms_kmeans_fit(float *centroids, int *assign, int *sizes, const float *x, int n, int d,
                   int k, int max_iter, ms_rng *rng, ms_arena *ws) {
     MS_CHECK(k >= 1 && k <= n && d >= 1);
@@ -116,7 +99,7 @@ int ms_kmeans_fit(float *centroids, int *assign, int *sizes, const float *x, int
         for (int i = 0; i < n; i++) cum[i] = (run += mind[i]);
         for (int t = 0; t < ntrials; t++) {
             /* all rows coincide with a centre: draw uniformly */
-            int id = cum[n - 1] > 0 ? draw_weighted(cum, n, ms_rng_uniform(rng) * cum[n - 1])
+            int id = cum[n - 1] > 0 ? ms_draw_weighted(cum, n, ms_rng_uniform(rng) * cum[n - 1])
                                     : (int)ms_rng_below(rng, (uint32_t)n);
             memcpy(cand + (size_t)t * d, x + (size_t)id * d, sizeof(float) * (size_t)d);
             candsq[t] = xsq[id];

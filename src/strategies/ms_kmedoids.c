@@ -33,20 +33,6 @@ static void cosdist_rows(float *out, const float *a, int m, const float *x, int 
     }
 }
 
-static int draw_weighted(const double *cum, int n, double r) {
-    int lo = 0, hi = n - 1;
-    if (r >= cum[n - 1]) {
-        while (hi > 0 && cum[hi] == cum[hi - 1]) hi--;
-        return hi;
-    }
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (cum[mid] > r) hi = mid;
-        else lo = mid + 1;
-    }
-    return lo;
-}
-
 /* k-medoids++: medoids (k) distinct. */
 static void kpp_init(int *medoids, const float *x, int n, int d, int k, ms_rng *rng,
                      ms_arena *ws) {
@@ -68,7 +54,7 @@ static void kpp_init(int *medoids, const float *x, int n, int d, int k, ms_rng *
         for (int t = 0; t < ntrials; t++) {
             int id;
             if (cum[n - 1] > 0) {
-                id = draw_weighted(cum, n, ms_rng_uniform(rng) * cum[n - 1]);
+                id = ms_draw_weighted(cum, n, ms_rng_uniform(rng) * cum[n - 1]);
             } else { /* every remaining item duplicates a medoid: any non-medoid */
                 do id = (int)ms_rng_below(rng, (uint32_t)n);
                 while (is_med[id]);

@@ -39,6 +39,11 @@ void ms_gemm_nt_par(float *out, float alpha, const float *a, int na, const float
 /* The same by plain double loops (reference for tests; out is (na, nb)). */
 void ms_sqdist_plain(double *out, const float *a, int na, const float *b, int nb, int d);
 
+/* Index i with cum[i-1] <= r < cum[i], cum (n) the inclusive prefix sum of weights >= 0 with
+ * cum[n-1] > 0: a zero-weight index is never drawn; r past the end (rounding) gives the last
+ * index with positive weight. Draw r = U * cum[n-1] for sampling proportional to weight. */
+int ms_draw_weighted(const double *cum, int n, double r);
+
 /* Number of worker threads a blocked loop may use here: omp_get_max_threads() outside a
  * parallel region, 1 inside one (nested regions are not used). */
 int ms_strategy_threads(void);

@@ -51,6 +51,20 @@ void ms_sqdist_plain(double *out, const float *a, int na, const float *b, int nb
         }
 }
 
+int ms_draw_weighted(const double *cum, int n, double r) {
+    int lo = 0, hi = n - 1;
+    if (r >= cum[n - 1]) {
+        while (hi > 0 && cum[hi] == cum[hi - 1]) hi--;
+        return hi;
+    }
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (cum[mid] > r) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
 int ms_strategy_threads(void) {
     if (omp_in_parallel()) return 1;
     int t = omp_get_max_threads();
