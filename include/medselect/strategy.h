@@ -3,17 +3,28 @@
  * strategy like the baselines (see model.h / policy.h), so evaluate, select and analyze
  * treat them all alike.
  *
- * Built in (see each strategy's .c file for its definition and defaults):
+ * Built in (see each strategy's .c file in src/strategies for its definition). All work on
+ * pool->x (unit rows); options and defaults in brackets:
  *   random      K distinct items uniformly at random
  *   kmedoids    k-medoids (alternating, Voronoi iteration) with k-medoids++ seeding on
- *               cosine distance; the K medoids (the paper's clustering baseline)
- *   kmeans      k-means++ seeding, Lloyd to convergence on the unit rows, the item nearest
- *               each centroid (distinct)
- *   kcenter     k-center greedy (Coreset)
- *   typiclust   TypiClust
- *   probcover   ProbCover (delta=auto|<value>)
- *   herding     MaxHerding (Gaussian kernel)
- * Options follow the name: "probcover:delta=0.4", "kmeans:iters=300".
+ *               cosine distance 1 - x.y; the K medoids (the paper's clustering baseline)
+ *               [iters=300]
+ *   kmeans      greedy k-means++ seeding, Lloyd to convergence (squared L2), then per
+ *               centroid, largest cluster first, the nearest item not yet chosen [iters=300]
+ *   kcenter     k-center greedy (Coreset), L2, first item from the seed
+ *   typiclust   TypiClust: K k-means clusters, clusters of <= min_cluster items skipped,
+ *               largest first, the most typical item (inverse mean SQUARED L2 distance to
+ *               its min(knn, m/2) nearest cluster members, as the authors' code)
+ *               [knn=20, min_cluster=5]
+ *   probcover   ProbCover: greedy max coverage of L2 delta-balls; delta=auto picks the
+ *               largest of 0.05, 0.10, ..., 1.50 with k-means (K) pseudo-label purity >=
+ *               alpha [delta=auto, alpha=0.95, max_edges=16777216: larger graphs are refused]
+ *   herding     MaxHerding: greedy generalized coverage with the Gaussian kernel
+ *               exp(-|x-y|^2 / (2 sigma^2)); the (n, n) kernel is kept in float when
+ *               n <= dense_max [sigma=1.0, dense_max=12000]; the seed is not used
+ * Options follow the name: "probcover:delta=0.4", "kmeans:iters=300", "herding:sigma=0.5".
+ * Memory: O(n d) scratch from the arena, except herding's dense kernel (4 n^2 bytes) and
+ * ProbCover's graph (8 bytes per edge with its transpose).
  */
 #ifndef MEDSELECT_STRATEGY_H
 #define MEDSELECT_STRATEGY_H

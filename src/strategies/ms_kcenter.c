@@ -30,7 +30,7 @@ static ms_status kcenter_select(const ms_strategy *s, const ms_pool *pool, int k
         out[t] = c;
         chosen[c] = 1;
         if (t == k - 1) break;
-        ms_sqdist_gemm(row, x + (size_t)c * d, xsq + c, 1, x, xsq, n, d);
+        ms_sqdist_gemm_par(row, x + (size_t)c * d, xsq + c, 1, x, xsq, n, d);
         if (t == 0) memcpy(mind, row, sizeof(float) * (size_t)n);
         else
             for (int i = 0; i < n; i++)

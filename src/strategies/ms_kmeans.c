@@ -14,6 +14,7 @@
  * distinct. Option: iters (max Lloyd iterations, default 300).
  */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,16 +22,20 @@
 
 enum { KM_BLOCK = 256 };
 
-/* Assigns each row to its nearest centroid (first index on ties). mind (n) receives the
- * squared distance to it. Returns how many assignments changed. */
+/* Assigns each row to its nearest centroid (first index on ties), in parallel over row
+ * blocks (each block's sgemm single-threaded). mind (n) receives the squared distance to it;
+ * blk holds nt blocks of (KM_BLOCK, k). Returns how many assignments changed. */
 static long assign_step(int *assign, float *mind, const float *x, const float *xsq, int n,
-                        int d, const float *cent, const float *csq, int k, float *blk) {
+                        int d, const float *cent, const float *csq, int k, float *blk, int nt) {
     long changed = 0;
-    for (int i0 = 0; i0 < n; i0 += KM_BLOCK) {
-        int nb = n - i0 < KM_BLOCK ? n - i0 : KM_BLOCK;
-        ms_sqdist_gemm(blk, x + (size_t)i0 * d, xsq + i0, nb, cent, csq, k, d);
+    int nblocks = (n + KM_BLOCK - 1) / KM_BLOCK;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(+ : changed) if (nt > 1)
+    for (int b = 0; b < nblocks; b++) {
+        float *bk = blk + (size_t)omp_get_thread_num() * KM_BLOCK * k;
+        int i0 = b * KM_BLOCK, nb = n - i0 < KM_BLOCK ? n - i0 : KM_BLOCK;
+        ms_sqdist_gemm(bk, x + (size_t)i0 * d, xsq + i0, nb, cent, csq, k, d);
         for (int r = 0; r < nb; r++) {
-            const float *row = blk + (size_t)r * k;
+            const float *row = bk + (size_t)r * k;
             int best = 0;
             for (int j = 1; j < k; j++)
                 if (row[j] < row[best]) best = j;
@@ -72,23 +77,6 @@ static void update_step(float *cent, int *assign, int *sizes, float *mind, const
     }
 }
 
-/* Index i with cum[i-1] <= r < cum[i] (cum is the inclusive prefix sum of w >= 0, total
- * > 0), so a zero-weight row is never drawn; rounding past the end gives the last row
- * with positive weight. */
-static int draw_weighted(const double *cum, int n, double r) {
-    int lo = 0, hi = n - 1;
-    if (r >= cum[n - 1]) {
-        while (hi > 0 && cum[hi] == cum[hi - 1]) hi--;
-        return hi;
-    }
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (cum[mid] > r) hi = mid;
-        else lo = mid + 1;
-    }
-    return lo;
-}
-
 int ms_kmeans_fit(float *centroids, int *assign, int *sizes, const float *x, int n, int d,
                   int k, int max_iter, ms_rng *rng, ms_arena *ws) {
     MS_CHECK(k >= 1 && k <= n && d >= 1);
@@ -105,18 +93,18 @@ int ms_kmeans_fit(float *centroids, int *assign, int *sizes, const float *x, int
     float *cd = MS_ARENA_NEW(ws, float, (size_t)ntrials * n); /* (ntrials, n) */
     int c0 = (int)ms_rng_below(rng, (uint32_t)n);
     memcpy(centroids, x + (size_t)c0 * d, sizeof(float) * (size_t)d);
-    ms_sqdist_gemm(mind, x + (size_t)c0 * d, xsq + c0, 1, x, xsq, n, d);
+    ms_sqdist_gemm_par(mind, x + (size_t)c0 * d, xsq + c0, 1, x, xsq, n, d);
     for (int c = 1; c < k; c++) {
         double run = 0;
         for (int i = 0; i < n; i++) cum[i] = (run += mind[i]);
         for (int t = 0; t < ntrials; t++) {
             /* all rows coincide with a centre: draw uniformly */
-            int id = cum[n - 1] > 0 ? draw_weighted(cum, n, ms_rng_uniform(rng) * cum[n - 1])
+            int id = cum[n - 1] > 0 ? ms_draw_weighted(cum, n, ms_rng_uniform(rng) * cum[n - 1])
                                     : (int)ms_rng_below(rng, (uint32_t)n);
             memcpy(cand + (size_t)t * d, x + (size_t)id * d, sizeof(float) * (size_t)d);
             candsq[t] = xsq[id];
         }
-        ms_sqdist_gemm(cd, cand, candsq, ntrials, x, xsq, n, d);
+        ms_sqdist_gemm_par(cd, cand, candsq, ntrials, x, xsq, n, d);
         int best = 0;
         double bestpot = 0;
         for (int t = 0; t < ntrials; t++) {
@@ -135,13 +123,14 @@ int ms_kmeans_fit(float *centroids, int *assign, int *sizes, const float *x, int
     }
 
     /* ---- Lloyd ---- */
-    float *blk = MS_ARENA_NEW(ws, float, (size_t)KM_BLOCK * k);
+    int nt = ms_strategy_threads();
+    float *blk = MS_ARENA_NEW(ws, float, (size_t)nt * KM_BLOCK * k);
     double *acc = MS_ARENA_NEW(ws, double, (size_t)k * d);
     for (int i = 0; i < n; i++) assign[i] = -1;
     int it = 0;
     for (;;) {
         ms_rows_sqnorm(csq, centroids, k, d);
-        long changed = assign_step(assign, mind, x, xsq, n, d, centroids, csq, k, blk);
+        long changed = assign_step(assign, mind, x, xsq, n, d, centroids, csq, k, blk, nt);
         if ((it > 0 && changed == 0) || it >= max_iter) break;
         update_step(centroids, assign, sizes, mind, x, n, d, k, acc);
         it++;
@@ -202,7 +191,7 @@ static ms_status kmeans_select(const ms_strategy *s, const ms_pool *pool, int k,
         const float *cj = cent + (size_t)order[t] * d;
         float cjsq;
         ms_rows_sqnorm(&cjsq, cj, 1, d);
-        ms_sqdist_gemm(dist, cj, &cjsq, 1, pool->x, xsq, n, d);
+        ms_sqdist_gemm_par(dist, cj, &cjsq, 1, pool->x, xsq, n, d);
         int best = -1;
         for (int i = 0; i < n; i++)
             if (!taken[i] && (best < 0 || dist[i] < dist[best])) best = i;

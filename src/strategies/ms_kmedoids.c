@@ -18,7 +18,6 @@
  * reference (plain = 1). Distances during seeding come from (trials, n) sgemm blocks.
  * Returns the K medoids in cluster order.
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,26 +26,11 @@
 
 /* out (m, n) = 1 - a . x^T, cosine distances of m rows a against all n rows of x */
 static void cosdist_rows(float *out, const float *a, int m, const float *x, int n, int d) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, d, -1.0f, a, d, x, d, 0.0f, out,
-                n);
+    ms_gemm_nt_par(out, -1.0f, a, m, x, n, d);
     for (size_t i = 0; i < (size_t)m * n; i++) {
         float v = out[i] + 1.0f;
         out[i] = v > 0.0f ? v : 0.0f;
     }
-}
-
-static int draw_weighted(const double *cum, int n, double r) {
-    int lo = 0, hi = n - 1;
-    if (r >= cum[n - 1]) {
-        while (hi > 0 && cum[hi] == cum[hi - 1]) hi--;
-        return hi;
-    }
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2;
-        if (cum[mid] > r) hi = mid;
-        else lo = mid + 1;
-    }
-    return lo;
 }
 
 /* k-medoids++: medoids (k) distinct. */
@@ -70,7 +54,7 @@ static void kpp_init(int *medoids, const float *x, int n, int d, int k, ms_rng *
         for (int t = 0; t < ntrials; t++) {
             int id;
             if (cum[n - 1] > 0) {
-                id = draw_weighted(cum, n, ms_rng_uniform(rng) * cum[n - 1]);
+                id = ms_draw_weighted(cum, n, ms_rng_uniform(rng) * cum[n - 1]);
             } else { /* every remaining item duplicates a medoid: any non-medoid */
                 do id = (int)ms_rng_below(rng, (uint32_t)n);
                 while (is_med[id]);
@@ -121,8 +105,7 @@ int ms_kmedoids_fit(int *medoids, const float *x, int n, int d, int k, int max_i
         /* assignment: nearest medoid = largest dot product */
         for (int j = 0; j < k; j++)
             memcpy(mrows + (size_t)j * d, x + (size_t)medoids[j] * d, sizeof(float) * (size_t)d);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, k, n, d, 1.0f, mrows, d, x, d, 0.0f,
-                    dots, n);
+        ms_gemm_nt_par(dots, 1.0f, mrows, k, x, n, d);
         for (int i = 0; i < n; i++) {
             int b = 0;
             for (int j = 1; j < k; j++)

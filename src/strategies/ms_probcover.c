@@ -28,74 +28,150 @@
 
 #include "strategies/ms_strategies_internal.h"
 
-enum { PC_BLOCK = 128 };
+enum { PC_BLOCK = 256 };
 
-/* One blocked pass over all pairs. cnt (n, nth) if not NULL: cnt[i][j] = #{y : d2(i, y) <
- * t2[j]} (t2 ascending squared thresholds). r2 (n) if not NULL: the smallest d2(i, y) over y
- * with labels[y] != labels[i] (FLT_MAX when there is none). */
+/* Tile index -> (bi, bj) with bj >= bi, row-major over the upper triangle of nb blocks. */
+static void tile_of(long tix, int nb, int *bi, int *bj) {
+    int i = 0;
+    while (tix >= nb - i) tix -= nb - i++;
+    *bi = i;
+    *bj = i + (int)tix;
+}
+
+/* Squared distances of tile (bi, bj) into tile (ni, nj). Each unordered pair {i, j} is
+ * decided from this one value (a diagonal tile uses its upper half), so the graph is
+ * exactly symmetric and every pass sees identical values. */
+static void tile_dist(float *tile, int *i0, int *ni, int *j0, int *nj, int bi, int bj,
+                      const float *x, const float *sqn, int n, int d) {
+    *i0 = bi * PC_BLOCK;
+    *j0 = bj * PC_BLOCK;
+    *ni = n - *i0 < PC_BLOCK ? n - *i0 : PC_BLOCK;
+    *nj = n - *j0 < PC_BLOCK ? n - *j0 : PC_BLOCK;
+    ms_sqdist_gemm(tile, x + (size_t)*i0 * d, sqn + *i0, *ni, x + (size_t)*j0 * d, sqn + *j0, *nj,
+                   d);
+}
+
+/* One pass over all unordered pairs (upper-triangle tiles, in parallel). cnt (n, nth) if not
+ * NULL: cnt[i][j] = #{y : d2(i, y) < t2[j]} (t2 ascending squared thresholds; y = i
+ * included). r2 (n) if not NULL: the smallest d2(i, y) over y with labels[y] != labels[i]
+ * (FLT_MAX when there is none). Per-thread partial counts and minima are combined at the
+ * end: integer sums and minima, so the result does not depend on the thread count. */
 static void scan_pass(int *cnt, float *r2, const int *labels, const float *t2, int nth,
                       const float *x, const float *sqn, int n, int d, ms_arena *ws) {
     int nt = ms_strategy_threads();
-    float *blk = MS_ARENA_NEW(ws, float, (size_t)nt * PC_BLOCK * n);
-    int nblocks = (n + PC_BLOCK - 1) / PC_BLOCK;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && n >= 1024)
-    for (int b = 0; b < nblocks; b++) {
-        float *bk = blk + (size_t)omp_get_thread_num() * PC_BLOCK * n;
-        int i0 = b * PC_BLOCK, nb = n - i0 < PC_BLOCK ? n - i0 : PC_BLOCK;
-        ms_sqdist_gemm(bk, x + (size_t)i0 * d, sqn + i0, nb, x, sqn, n, d);
-        for (int r = 0; r < nb; r++) {
+    int nb = (n + PC_BLOCK - 1) / PC_BLOCK;
+    long ntiles = (long)nb * (nb + 1) / 2;
+    float *tiles = MS_ARENA_NEW(ws, float, (size_t)nt * PC_BLOCK * PC_BLOCK);
+    int *pc = cnt ? MS_ARENA_NEW(ws, int, (size_t)nt * n * nth) : NULL;
+    float *pr = r2 ? MS_ARENA_NEW(ws, float, (size_t)nt * n) : NULL;
+    if (pc) memset(pc, 0, sizeof(int) * (size_t)nt * n * nth);
+    if (pr)
+        for (size_t i = 0; i < (size_t)nt * n; i++) pr[i] = FLT_MAX;
+    float top = t2[nth - 1];
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (long tix = 0; tix < ntiles; tix++) {
+        int tid = omp_get_thread_num();
+        int bi, bj, i0, ni, j0, nj;
+        tile_of(tix, nb, &bi, &bj);
+        float *tile = tiles + (size_t)tid * PC_BLOCK * PC_BLOCK;
+        tile_dist(tile, &i0, &ni, &j0, &nj, bi, bj, x, sqn, n, d);
+        int *c = pc ? pc + (size_t)tid * n * nth : NULL;
+        float *m = pr ? pr + (size_t)tid * n : NULL;
+        for (int r = 0; r < ni; r++) {
             int i = i0 + r;
-            const float *row = bk + (size_t)r * n;
-            if (cnt) {
-                int *c = cnt + (size_t)i * nth;
-                memset(c, 0, sizeof(int) * (size_t)nth);
-                float top = t2[nth - 1];
-                for (int y = 0; y < n; y++) {
-                    float v = row[y];
-                    if (!(v < top)) continue;
+            for (int q = bi == bj ? r : 0; q < nj; q++) {
+                int y = j0 + q;
+                float v = tile[(size_t)r * nj + q];
+                if (c && v < top) {
                     int lo = 0, hi = nth - 1; /* smallest j with v < t2[j] */
                     while (lo < hi) {
                         int mid = (lo + hi) / 2;
                         if (v < t2[mid]) hi = mid;
                         else lo = mid + 1;
                     }
-                    c[lo]++;
+                    c[(size_t)i * nth + lo]++;
+                    if (y != i) c[(size_t)y * nth + lo]++;
                 }
-                for (int j = 1; j < nth; j++) c[j] += c[j - 1];
+                if (m && labels[y] != labels[i]) {
+                    if (v < m[i]) m[i] = v;
+                    if (v < m[y]) m[y] = v;
+                }
             }
-            if (r2) {
-                float best = FLT_MAX;
-                int li = labels[i];
-                for (int y = 0; y < n; y++)
-                    if (labels[y] != li && row[y] < best) best = row[y];
-                r2[i] = best;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (cnt) {
+            int *ci = cnt + (size_t)i * nth;
+            for (int j = 0; j < nth; j++) {
+                int s = 0;
+                for (int t = 0; t < nt; t++) s += pc[((size_t)t * n + i) * nth + j];
+                ci[j] = s + (j ? ci[j - 1] : 0); /* cumulative over thresholds */
             }
+        }
+        if (r2) {
+            float b = FLT_MAX;
+            for (int t = 0; t < nt; t++)
+                if (pr[(size_t)t * n + i] < b) b = pr[(size_t)t * n + i];
+            r2[i] = b;
         }
     }
 }
 
-/* Fills g->col for threshold t2 given g->rowptr from the counting pass. */
-static void fill_pass(ms_csr *g, float t2, const float *x, const float *sqn, int n, int d,
-                      ms_arena *ws) {
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* Builds the CSR for threshold t2 from per-row counts rowcnt (n) of the same threshold. */
+static ms_status graph_from_counts(ms_csr *g, const int *rowcnt, float t2, double delta,
+                                   long max_edges, const float *x, const float *sqn, int n,
+                                   int d, ms_arena *ws) {
+    g->n = n;
+    g->rowptr = MS_ARENA_NEW(ws, long, n + 1);
+    g->rowptr[0] = 0;
+    for (int i = 0; i < n; i++) g->rowptr[i + 1] = g->rowptr[i] + rowcnt[i];
+    g->nnz = g->rowptr[n];
+    if (g->nnz > max_edges)
+        return ms_fail(MS_ERR_DATA,
+                       "strategy probcover: delta = %g gives %ld edges on %d items (more than "
+                       "max_edges = %ld); use a smaller delta",
+                       delta, g->nnz, n, max_edges);
+    g->col = MS_ARENA_NEW(ws, int, g->nnz > 0 ? g->nnz : 1);
+    long *cur = MS_ARENA_NEW(ws, long, n);
+    memcpy(cur, g->rowptr, sizeof(long) * (size_t)n);
     int nt = ms_strategy_threads();
-    float *blk = MS_ARENA_NEW(ws, float, (size_t)nt * PC_BLOCK * n);
-    int nblocks = (n + PC_BLOCK - 1) / PC_BLOCK;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && n >= 1024)
-    for (int b = 0; b < nblocks; b++) {
-        float *bk = blk + (size_t)omp_get_thread_num() * PC_BLOCK * n;
-        int i0 = b * PC_BLOCK, nb = n - i0 < PC_BLOCK ? n - i0 : PC_BLOCK;
-        ms_sqdist_gemm(bk, x + (size_t)i0 * d, sqn + i0, nb, x, sqn, n, d);
-        for (int r = 0; r < nb; r++) {
-            const float *row = bk + (size_t)r * n;
-            long p = g->rowptr[i0 + r], end = g->rowptr[i0 + r + 1];
-            for (int y = 0; y < n; y++)
-                if (row[y] < t2) {
-                    MS_CHECK(p < end); /* the same sgemm as the counting pass */
-                    g->col[p++] = y;
+    int nb = (n + PC_BLOCK - 1) / PC_BLOCK;
+    long ntiles = (long)nb * (nb + 1) / 2;
+    float *tiles = MS_ARENA_NEW(ws, float, (size_t)nt * PC_BLOCK * PC_BLOCK);
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (long tix = 0; tix < ntiles; tix++) {
+        int bi, bj, i0, ni, j0, nj;
+        tile_of(tix, nb, &bi, &bj);
+        float *tile = tiles + (size_t)omp_get_thread_num() * PC_BLOCK * PC_BLOCK;
+        tile_dist(tile, &i0, &ni, &j0, &nj, bi, bj, x, sqn, n, d);
+        for (int r = 0; r < ni; r++) {
+            int i = i0 + r;
+            for (int q = bi == bj ? r : 0; q < nj; q++) {
+                if (!(tile[(size_t)r * nj + q] < t2)) continue;
+                int y = j0 + q;
+                long p;
+#pragma omp atomic capture
+                p = cur[i]++;
+                g->col[p] = y;
+                if (y != i) {
+#pragma omp atomic capture
+                    p = cur[y]++;
+                    g->col[p] = i;
                 }
-            MS_CHECK(p == end);
+            }
         }
     }
+    /* the counting pass saw the same tile values; rows were filled in tile order */
+    for (int i = 0; i < n; i++) {
+        MS_CHECK(cur[i] == g->rowptr[i + 1]);
+        qsort(g->col + g->rowptr[i], (size_t)rowcnt[i], sizeof(int), cmp_int);
+    }
+    return MS_OK;
 }
 
 ms_status ms_probcover_graph(ms_csr *g, const float *x, int n, int d, double delta,
@@ -105,19 +181,7 @@ ms_status ms_probcover_graph(ms_csr *g, const float *x, int n, int d, double del
     ms_rows_sqnorm(sqn, x, n, d);
     float t2 = (float)(delta * delta);
     scan_pass(cnt, NULL, NULL, &t2, 1, x, sqn, n, d, ws);
-    g->n = n;
-    g->rowptr = MS_ARENA_NEW(ws, long, n + 1);
-    g->rowptr[0] = 0;
-    for (int i = 0; i < n; i++) g->rowptr[i + 1] = g->rowptr[i] + cnt[i];
-    g->nnz = g->rowptr[n];
-    if (g->nnz > max_edges)
-        return ms_fail(MS_ERR_DATA,
-                       "strategy probcover: delta = %g gives %ld edges on %d items (more than "
-                       "max_edges = %ld); use a smaller delta",
-                       delta, g->nnz, n, max_edges);
-    g->col = MS_ARENA_NEW(ws, int, g->nnz > 0 ? g->nnz : 1);
-    fill_pass(g, t2, x, sqn, n, d, ws);
-    return MS_OK;
+    return graph_from_counts(g, cnt, t2, delta, max_edges, x, sqn, n, d, ws);
 }
 
 static void grid_t2(float *t2, const double *grid, int ngrid) {
@@ -139,8 +203,10 @@ void ms_probcover_purity(double *purity, const double *grid, int ngrid, const fl
     }
 }
 
-double ms_probcover_auto_delta(double *purity, const float *x, int n, int d, int k,
-                               double alpha, long max_edges, ms_rng *rng, ms_arena *ws) {
+/* The automatic delta (see ms_probcover_auto_delta). rowcnt (n), if not NULL, receives each
+ * row's edge count at the chosen delta, so the graph needs only its filling pass. */
+static double auto_delta(double *purity, int *rowcnt, const float *x, int n, int d, int k,
+                         double alpha, long max_edges, ms_rng *rng, ms_arena *ws) {
     enum { NG = MS_PROBCOVER_NGRID };
     double grid[NG], pur[NG];
     float t2[NG];
@@ -167,7 +233,14 @@ double ms_probcover_auto_delta(double *purity, const float *x, int n, int d, int
         if (pur[j] >= alpha && edges <= max_edges) pick = j;
     }
     if (purity) memcpy(purity, pur, sizeof pur);
+    if (rowcnt)
+        for (int i = 0; i < n; i++) rowcnt[i] = cnt[(size_t)i * NG + pick];
     return grid[pick];
+}
+
+double ms_probcover_auto_delta(double *purity, const float *x, int n, int d, int k,
+                               double alpha, long max_edges, ms_rng *rng, ms_arena *ws) {
+    return auto_delta(purity, NULL, x, n, d, k, alpha, max_edges, rng, ws);
 }
 
 void ms_probcover_greedy(int *out, long *covered, const ms_csr *g, int k, ms_rng *rng,
@@ -227,11 +300,19 @@ static ms_status probcover_select(const ms_strategy *s, const ms_pool *pool, int
     const probcover_ctx *c = s->ctx;
     ms_rng r;
     ms_rng_init(&r, seed, MS_STREAM_STRATEGY, 0);
-    double delta = c->delta > 0 ? c->delta
-                                : ms_probcover_auto_delta(NULL, pool->x, pool->n, pool->d, k,
-                                                          c->alpha, c->max_edges, &r, ws);
     ms_csr g;
-    st = ms_probcover_graph(&g, pool->x, pool->n, pool->d, delta, c->max_edges, ws);
+    if (c->delta > 0) {
+        st = ms_probcover_graph(&g, pool->x, pool->n, pool->d, c->delta, c->max_edges, ws);
+    } else {
+        int n = pool->n;
+        int *rowcnt = MS_ARENA_NEW(ws, int, n);
+        float *sqn = MS_ARENA_NEW(ws, float, n);
+        double delta = auto_delta(NULL, rowcnt, pool->x, n, pool->d, k, c->alpha,
+                                  c->max_edges, &r, ws);
+        ms_rows_sqnorm(sqn, pool->x, n, pool->d);
+        st = graph_from_counts(&g, rowcnt, (float)(delta * delta), delta, c->max_edges, pool->x,
+                               sqn, n, pool->d, ws);
+    }
     if (st) return st;
     long covered;
     ms_probcover_greedy(out, &covered, &g, k, &r, ws);

@@ -28,8 +28,21 @@ void ms_rows_sqnorm(float *sqn, const float *x, int n, int d);
  * norms (ms_rows_sqnorm). */
 void ms_sqdist_gemm(float *out, const float *a, const float *an, int na, const float *b,
                     const float *bn, int nb, int d);
+/* The same split into column chunks of 1024 rows of b, run in parallel (OpenBLAS is then
+ * single-threaded inside each chunk; the values do not depend on the thread count). For
+ * products with few rows, where OpenBLAS's own threading costs more than it gains. */
+void ms_sqdist_gemm_par(float *out, const float *a, const float *an, int na, const float *b,
+                        const float *bn, int nb, int d);
+/* out (na, nb) = alpha a b^T, chunked and parallel like ms_sqdist_gemm_par. */
+void ms_gemm_nt_par(float *out, float alpha, const float *a, int na, const float *b, int nb,
+                    int d);
 /* The same by plain double loops (reference for tests; out is (na, nb)). */
 void ms_sqdist_plain(double *out, const float *a, int na, const float *b, int nb, int d);
+
+/* Index i with cum[i-1] <= r < cum[i], cum (n) the inclusive prefix sum of weights >= 0 with
+ * cum[n-1] > 0: a zero-weight index is never drawn; r past the end (rounding) gives the last
+ * index with positive weight. Draw r = U * cum[n-1] for sampling proportional to weight. */
+int ms_draw_weighted(const double *cum, int n, double r);
 
 /* Number of worker threads a blocked loop may use here: omp_get_max_threads() outside a
  * parallel region, 1 inside one (nested regions are not used). */
@@ -67,10 +80,14 @@ int ms_kmedoids_fit(int *medoids, const float *x, int n, int d, int k, int max_i
 /* ---- MaxHerding (ms_herding.c) ------------------------------------------------------- */
 
 /* Greedy MaxHerding by lazy evaluation (the optimized form used by the strategy); out (k).
- * sigma is the Gaussian kernel width. objective (k), if not NULL, receives the coverage
- * objective sum_i max_{s in S_t} k(x_i, s) after each pick t. Returns MS_OK. */
-ms_status ms_herding_lazy(int *out, double *objective, const float *x, int n, int d, int k,
-                          double sigma, ms_arena *ws);
+ * sigma is the Gaussian kernel width. n <= dense_max: the (n, n) kernel is computed once and
+ * kept (gains cost O(n)); otherwise gains are recomputed from x in sgemm batches (O(n d)). objective (k), if not NULL, receives the coverage
+ * objective sum_i max_{s in S_t} k(x_i, s) after each pick t; nevals, if not NULL, the
+ * number of gain re-evaluations after the initial bounds. Returns MS_OK. */
+ms_status ms_herding_lazy(int *out, double *objective, long *nevals, const float *x, int n,
+                          int d, int k, double sigma, int dense_max, ms_arena *ws);
+/* Pools up to this size keep the full (n, n) float kernel (n = 12,000: 576 MB). */
+#define MS_HERDING_DENSE_MAX 12000
 /* The same by plain greedy: every step evaluates every candidate's gain over all points
  * with double loops. O(n^2 k d); for tests on small pools. */
 void ms_herding_plain(int *out, double *objective, const float *x, int n, int d, int k,

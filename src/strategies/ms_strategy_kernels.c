@@ -51,8 +51,51 @@ void ms_sqdist_plain(double *out, const float *a, int na, const float *b, int nb
         }
 }
 
+int ms_draw_weighted(const double *cum, int n, double r) {
+    int lo = 0, hi = n - 1;
+    if (r >= cum[n - 1]) {
+        while (hi > 0 && cum[hi] == cum[hi - 1]) hi--;
+        return hi;
+    }
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (cum[mid] > r) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
 int ms_strategy_threads(void) {
     if (omp_in_parallel()) return 1;
     int t = omp_get_max_threads();
     return t > 0 ? t : 1;
+}
+
+/* Column chunks of the parallel GEMMs: fixed, so results do not depend on the thread count. */
+enum { PAR_CHUNK = 1024 };
+
+void ms_gemm_nt_par(float *out, float alpha, const float *a, int na, const float *b, int nb,
+                    int d) {
+    if (na <= 0 || nb <= 0) return;
+    int nt = ms_strategy_threads();
+    int nch = (nb + PAR_CHUNK - 1) / PAR_CHUNK;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+    for (int ch = 0; ch < nch; ch++) {
+        int j0 = ch * PAR_CHUNK, m = nb - j0 < PAR_CHUNK ? nb - j0 : PAR_CHUNK;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, m, d, alpha, a, d,
+                    b + (size_t)j0 * d, d, 0.0f, out + j0, nb);
+    }
+}
+
+void ms_sqdist_gemm_par(float *out, const float *a, const float *an, int na, const float *b,
+                        const float *bn, int nb, int d) {
+    ms_gemm_nt_par(out, -2.0f, a, na, b, nb, d);
+    for (int i = 0; i < na; i++) {
+        float *o = out + (size_t)i * nb;
+        float ai = an[i];
+        for (int j = 0; j < nb; j++) {
+            float v = o[j] + ai + bn[j];
+            o[j] = v > 0.0f ? v : 0.0f;
+        }
+    }
 }

@@ -56,7 +56,7 @@ static int most_typical(const float *g, int m, int d, int knn, ms_arena *ws) {
     float *blk = MS_ARENA_NEW(ws, float, (size_t)nt * TC_BLOCK * m);
     float *best = MS_ARENA_NEW(ws, float, (size_t)nt * kk);
     int nblocks = (m + TC_BLOCK - 1) / TC_BLOCK;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && m >= 512)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
     for (int b = 0; b < nblocks; b++) {
         int tid = omp_get_thread_num();
         float *bk = blk + (size_t)tid * TC_BLOCK * m;
