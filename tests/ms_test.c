@@ -111,7 +111,7 @@ int ms_shared_available(void) {
 
 int ms_file_exists(const char *path) { return access(path, F_OK) == 0; }
 
-static char *slurp(const char *path) {
+char *ms_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -121,6 +121,7 @@ static char *slurp(const char *path) {
     size_t got = fread(s, 1, (size_t)n, f);
     s[got] = 0;
     fclose(f);
+    if (len) *len = got;
     return s;
 }
 
@@ -135,8 +136,8 @@ int ms_run_cli(const char *args, char **out, char **err) {
     snprintf(cmd, n, "%s %s >%s 2>%s </dev/null", cli, args, o, e);
     int rc = system(cmd);
     free(cmd);
-    if (out) *out = slurp(o);
-    if (err) *err = slurp(e);
+    if (out) *out = ms_read_file(o, NULL);
+    if (err) *err = ms_read_file(e, NULL);
     if (rc == -1 || !WIFEXITED(rc)) return -1;
     return WEXITSTATUS(rc);
 }

@@ -39,6 +39,9 @@ int ms_shared_available(void); /* 1 when MS_SHARED points at a readable data fol
  * exit code (or -1). *out / *err (if not NULL) receive malloc'd contents. */
 int ms_run_cli(const char *args, char **out, char **err);
 int ms_file_exists(const char *path);
+/* A whole file as a NUL-terminated malloc'd buffer (NULL when unreadable); *len gets the
+ * byte count when len is not NULL. */
+char *ms_read_file(const char *path, size_t *len);
 /* Writes a text file (aborts on failure). */
 void ms_write_text(const char *path, const char *text);
 

@@ -87,18 +87,6 @@ static int is_png(const char *path) {
     return n == 8 && !memcmp(buf, sig, 8) && file_size(path) > 1000;
 }
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
 
 int main(void) {
     ms_synth_config sc;
@@ -295,7 +283,7 @@ int main(void) {
         MS_EXPECT(is_png(path));
     }
     snprintf(path, sizeof path, "%s/report.md", dir);
-    char *md = read_text(path);
+    char *md = ms_read_file(path, NULL);
     MS_EXPECT(md != NULL);
     if (md) {
         MS_EXPECT(strstr(md, "| L2 norm of the embedding |") != NULL);
@@ -308,7 +296,7 @@ int main(void) {
 
     const char *json = ms_tmp("analyze.json");
     MS_EXPECT(ms_analysis_write_json(json, &rep) == MS_OK);
-    char *text = read_text(json);
+    char *text = ms_read_file(json, NULL);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     MS_EXPECT(root != NULL);
     if (root) {

@@ -120,24 +120,12 @@ static int same_weights(const char *a, const char *b, double *rel) {
     return same;
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
 
 /* Checks metrics.csv: the header, rows for iterations 1..rows in order, each once, with
  * 8 fields; val_auroc filled exactly at multiples of val_every and at the run's last
  * iteration `total`. */
 static void check_metrics(const char *path, long rows, long total, int val_every) {
-    char *s = slurp(path);
+    char *s = ms_read_file(path, NULL);
     MS_EXPECT(s != NULL);
     if (!s) return;
     const char *header = "iteration,epoch,reward,baseline,advantage,val_auroc,lr,seconds\n";
@@ -224,7 +212,7 @@ static void test_run_files(void) {
     for (int i = 0; i < 4; i++) MS_EXPECT(ms_file_exists(in_dir(dir, files[i])));
     check_metrics(in_dir(dir, "metrics.csv"), 16, 16, 4);
     /* the learning rate decays by 0.1 from epoch 2 (iteration 9) on */
-    char *mt = slurp(in_dir(dir, "metrics.csv"));
+    char *mt = ms_read_file(in_dir(dir, "metrics.csv"), NULL);
     MS_EXPECT(mt && strstr(mt, "\n8,1,") && strstr(mt, "\n9,2,"));
     if (mt) {
         char *r8 = strstr(mt, "\n8,1,"), *r9 = strstr(mt, "\n9,2,");

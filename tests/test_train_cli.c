@@ -40,19 +40,6 @@ static void fmt(char *buf, size_t n, const char *f, ...) {
     MS_CHECK(k >= 0 && (size_t)k < n);
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    if (len) *len = got;
-    return s;
-}
 
 static int count_lines(const char *s) {
     int n = 0;
@@ -95,7 +82,7 @@ static const char *train_args(const char *out, int tasks, const char *extra) {
 
 /* Checks metrics.csv: header plus rows for iterations 1..rows, in order. */
 static int metrics_rows_ok(const char *path, int rows) {
-    char *s = slurp(path, NULL);
+    char *s = ms_read_file(path, NULL);
     if (!s) return 0;
     int ok = strncmp(s, "iteration,epoch,reward,baseline,advantage,val_auroc,lr,seconds\n", 63) == 0;
     int want = 1;
@@ -109,7 +96,7 @@ static int metrics_rows_ok(const char *path, int rows) {
 
 static int same_file(const char *a, const char *b) {
     size_t na, nb;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    char *x = ms_read_file(a, &na), *y = ms_read_file(b, &nb);
     int same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -212,7 +199,7 @@ static void test_train_run(const char *run) {
     strcat(args, " --json ");
     strcat(args, json);
     rc = ms_run_cli(args, &out, &err);
-    char *js = slurp(json, NULL);
+    char *js = ms_read_file(json, NULL);
     MS_EXPECT(rc == 0 && js && strstr(js, "\"iterations\": 4") && strstr(js, "\"best_val_auroc\""));
     free(js), free(out), free(err);
 }
@@ -265,7 +252,7 @@ static int kill_attempt(const char *ref, const char *run, int tasks) {
     ms_st_file f;
     const char *it = NULL;
     if (ms_st_read(&f, state) == MS_OK) it = ms_st_meta(&f, "iteration");
-    char *m = slurp(in_dir(run, "metrics.csv"), NULL);
+    char *m = ms_read_file(in_dir(run, "metrics.csv"), NULL);
     printf("kill at %d tasks: %s (state at iteration %s, metrics.csv %d lines)\n", tasks,
            killed && !finished ? "killed mid-run" : "the run had finished", it ? it : "?", count_lines(m));
     free(m);
@@ -473,7 +460,7 @@ static void test_errors(const char *run) {
 
     /* truncated checkpoint: its first 100 bytes */
     size_t n;
-    char *bytes = slurp(best, &n);
+    char *bytes = ms_read_file(best, &n);
     MS_CHECK(bytes && n > 100);
     char trunc[4096];
     fmt(trunc, sizeof trunc, "%s", ms_tmp("truncated.safetensors"));
@@ -486,7 +473,7 @@ static void test_errors(const char *run) {
     /* a foreign file: a CSV renamed .safetensors */
     char foreign[4096];
     fmt(foreign, sizeof foreign, "%s", ms_tmp("foreign.safetensors"));
-    bytes = slurp(data("test_pos.csv"), &n);
+    bytes = ms_read_file(data("test_pos.csv"), &n);
     f = fopen(foreign, "wb");
     MS_CHECK(bytes && f && fwrite(bytes, 1, n, f) == n && fclose(f) == 0);
     free(bytes);

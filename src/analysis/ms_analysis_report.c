@@ -3,6 +3,7 @@
  * open_memstream, PNGs through ms_plot), then written file by file atomically; a failed
  * write removes the files this call had already written, so a report is all or nothing. */
 #define _POSIX_C_SOURCE 200809L
+#include "evaluation/ms_eval_internal.h"
 #include "medselect/analyze.h"
 
 #include <cjson/cJSON.h>
@@ -341,18 +342,7 @@ ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r) 
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "medselect_version", MS_VERSION);
     if (r->command) cJSON_AddStringToObject(root, "command", r->command);
-    cJSON *conf = cJSON_AddObjectToObject(root, "config");
-    cJSON_AddStringToObject(conf, "positives", s->pos_name ? s->pos_name : "");
-    cJSON_AddStringToObject(conf, "normals", s->norm_name ? s->norm_name : "");
-    cJSON_AddNumberToObject(conf, "pool", cfg->shape.pool);
-    cJSON_AddNumberToObject(conf, "pool_positives", ms_task_pool_pos(&cfg->shape));
-    cJSON_AddNumberToObject(conf, "query", cfg->shape.query);
-    cJSON_AddNumberToObject(conf, "query_positives", ms_task_query_pos(&cfg->shape));
-    cJSON_AddNumberToObject(conf, "tasks_per_group", cfg->tasks);
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
-    cJSON_AddStringToObject(conf, "seed", seed);
-    cJSON_AddStringToObject(conf, "predictor", cfg->pred == MS_PRED_COSINE ? "cosine" : "euclidean");
+    cJSON *conf = ms_eval_config_json(root, cfg, s);
     cJSON *groups = cJSON_AddArrayToObject(conf, "groups");
     for (int g = 0; g < cfg->n_groups; g++) {
         cJSON *go = cJSON_CreateObject();
@@ -374,6 +364,7 @@ ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r) 
         cJSON_AddStringToObject(ao, "a", r->strats[an->sa]->label);
         cJSON_AddStringToObject(ao, "b", r->strats[an->sb]->label);
         cJSON_AddNumberToObject(ao, "permutations", an->perms);
+        char seed[32];
         snprintf(seed, sizeof seed, "%llu", (unsigned long long)an->seed);
         cJSON_AddStringToObject(ao, "seed", seed);
         cJSON_AddStringToObject(ao, "scheme", an->scheme == MS_AN_POOLED ? "pooled" : "task-swap");

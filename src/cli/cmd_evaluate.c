@@ -22,7 +22,7 @@ static void help(void) {
            "                           options after ':' e.g. probcover:delta=0.4\n"
            "      --model CKPT         add a trained selector (safetensors) as strategy 'medselect'\n"
            "      --bootstrap N        bootstrap resamples for the CIs (default 2000)\n"
-           "      --json FILE          also write the results as JSON ('-' for stdout)\n"
+           "      --json FILE          also write the results as JSON ('-': JSON alone on stdout)\n"
            "  -h, --help               this help\n\n"
            "Example:\n"
            "  medselect evaluate --pos-csv test_pos.csv --norm-csv test_norm.csv \\\n"
@@ -93,7 +93,9 @@ int ms_cmd_evaluate(int argc, char **argv) {
                 if (st) rc = ms_cli_fail(cmd, st);
             }
             if (!rc) {
-                ms_eval_print_markdown(stdout, &res, &cfg, &s, strats, rows, n_rows);
+                /* with --json -, stdout carries the JSON alone */
+                if (!json || strcmp(json, "-") != 0)
+                    ms_eval_print_markdown(stdout, &res, &cfg, &s, strats, rows, n_rows);
                 fprintf(stderr, "medselect evaluate: %d tasks x %d strategies x %d K in %.1f s\n",
                         cfg.n_groups * cfg.tasks, n_strat, cfg.n_k, res.seconds);
             }

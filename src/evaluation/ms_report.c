@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 
 #include "medselect/evaluate.h"
+#include "evaluation/ms_eval_internal.h"
 
 static void fmt_ci(char *buf, size_t n, ms_ci c, int sign) {
     if (isnan(c.mean)) snprintf(buf, n, "n/a");
@@ -55,6 +56,22 @@ void ms_eval_print_markdown(FILE *f, const ms_eval_result *r, const ms_eval_conf
     }
 }
 
+cJSON *ms_eval_config_json(cJSON *root, const ms_eval_config *cfg, const ms_split *s) {
+    cJSON *conf = cJSON_AddObjectToObject(root, "config");
+    cJSON_AddStringToObject(conf, "positives", s->pos_name ? s->pos_name : "");
+    cJSON_AddStringToObject(conf, "normals", s->norm_name ? s->norm_name : "");
+    cJSON_AddNumberToObject(conf, "pool", cfg->shape.pool);
+    cJSON_AddNumberToObject(conf, "pool_positives", ms_task_pool_pos(&cfg->shape));
+    cJSON_AddNumberToObject(conf, "query", cfg->shape.query);
+    cJSON_AddNumberToObject(conf, "query_positives", ms_task_query_pos(&cfg->shape));
+    cJSON_AddNumberToObject(conf, "tasks_per_group", cfg->tasks);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
+    cJSON_AddStringToObject(conf, "seed", seed);
+    cJSON_AddStringToObject(conf, "predictor", cfg->pred == MS_PRED_COSINE ? "cosine" : "euclidean");
+    return conf;
+}
+
 static cJSON *ci_json(ms_ci c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "mean", c.mean);
@@ -68,18 +85,7 @@ ms_status ms_eval_write_json(const char *path, const ms_eval_result *r, const ms
                              const ms_eval_row *rows, int n_rows) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "medselect_version", MS_VERSION);
-    cJSON *conf = cJSON_AddObjectToObject(root, "config");
-    cJSON_AddStringToObject(conf, "positives", s->pos_name ? s->pos_name : "");
-    cJSON_AddStringToObject(conf, "normals", s->norm_name ? s->norm_name : "");
-    cJSON_AddNumberToObject(conf, "pool", cfg->shape.pool);
-    cJSON_AddNumberToObject(conf, "pool_positives", ms_task_pool_pos(&cfg->shape));
-    cJSON_AddNumberToObject(conf, "query", cfg->shape.query);
-    cJSON_AddNumberToObject(conf, "query_positives", ms_task_query_pos(&cfg->shape));
-    cJSON_AddNumberToObject(conf, "tasks_per_group", cfg->tasks);
-    char seed[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)cfg->seed);
-    cJSON_AddStringToObject(conf, "seed", seed);
-    cJSON_AddStringToObject(conf, "predictor", cfg->pred == MS_PRED_COSINE ? "cosine" : "euclidean");
+    cJSON *conf = ms_eval_config_json(root, cfg, s);
     cJSON *ks = cJSON_AddArrayToObject(conf, "k");
     for (int i = 0; i < cfg->n_k; i++) cJSON_AddItemToArray(ks, cJSON_CreateNumber(cfg->k[i]));
     cJSON *st = cJSON_AddArrayToObject(conf, "strategies");
