@@ -538,6 +538,39 @@ static void test_errors(const char *run) {
     if (rc) fprintf(stderr, "--impute-clinical: %s", err ? err : "");
     free(out), free(err);
     rm_run(bad);
+
+    /* a clinical selector meets a row without Age: evaluate and select name the line;
+     * select --impute-clinical fills it */
+    char clin[4096], blank_csv[4096], blank_emb[4096], w[4096];
+    fmt(clin, sizeof clin, "%s", ms_tmp("clinrun"));
+    fmt(args, sizeof args, "%s", train_args(clin, 16, "--clinical"));
+    rc = ms_run_cli(args, NULL, NULL);
+    MS_EXPECT(rc == 0);
+    fmt(blank_csv, sizeof blank_csv, "%s", ms_tmp("blankage_pos.csv"));
+    fmt(blank_emb, sizeof blank_emb, "%s", data("test_pos.hdf5"));
+    {
+        char *text = ms_read_file(data("test_pos.csv"), NULL);
+        MS_CHECK(text != NULL);
+        /* the fourth line (third data row) loses its Age: "path,AGE,..." -> "path,,..." */
+        char *line = text;
+        for (int i = 0; i < 3; i++) line = strchr(line, '\n') + 1;
+        char *c1 = strchr(line, ','), *c2 = strchr(c1 + 1, ',');
+        memmove(c1 + 1, c2, strlen(c2) + 1);
+        ms_write_text(blank_csv, text);
+        free(text);
+    }
+    fmt(w, sizeof w, "%s", ms_tmp("blank_w.csv"));
+    fmt(args, sizeof args, "select --model %s --pool %s --emb %s -k 3 --out %s", in_dir(clin, "best.safetensors"),
+        blank_csv, blank_emb, w);
+    expect_error("clinical selector, missing Age (select)", args, 2, "line 4", w);
+    strcat(args, " --impute-clinical");
+    MS_EXPECT(ms_run_cli(args, NULL, NULL) == 0 && ms_file_exists(w));
+    fmt(args, sizeof args,
+        "evaluate --pos-csv %s --pos-emb %s --norm-csv %s --conditions finding_a --pool 20 --query 10 -k 4 "
+        "--tasks 4 --model %s --json %s",
+        blank_csv, blank_emb, data("test_norm.csv"), in_dir(clin, "best.safetensors"), w);
+    expect_error("clinical selector, missing Age (evaluate)", args, 2, "line 4: missing Age", w);
+    rm_run(clin);
 }
 
 static void test_help(void) {

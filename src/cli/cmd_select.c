@@ -34,8 +34,8 @@ static void help(void) {
            "      --scores FILE        also write every pool item's logit (Path, logit, probability)\n"
            "      --sample             draw from the policy instead of taking the top K\n"
            "      --seed S             seed of --sample and of random baselines (0)\n"
-           "      --impute-clinical    fill missing clinical values (selectors trained --clinical):\n"
-           "                           age with the reference mean (60.33 years), sex and frontal 0.5\n"
+           "      --impute-clinical    fill missing clinical values (selectors trained --clinical)\n"
+           "                           with the pool's mean of that feature\n"
            "      --threads T          worker threads (default: all cores)\n"
            "  -h, --help               this help\n\n"
            "Example:\n"
@@ -164,6 +164,18 @@ int ms_cmd_select(int argc, char **argv) {
                 rc = ms_cli_fail(cmd, MS_ERR_DATA);
             } else {
                 x = ms_xmalloc(sizeof(float) * (size_t)n * Din);
+                /* --impute-clinical fills a missing value with the mean of the pool's present
+                 * values of that feature, as training does with its split */
+                float fill[MS_NCLIN] = {0, 0, 0};
+                for (int j = 0; t.clin && j < MS_NCLIN; j++) {
+                    double sum = 0;
+                    long cnt = 0;
+                    for (int i = 0; i < n; i++) {
+                        float v = t.clin[(size_t)i * MS_NCLIN + j];
+                        if (!isnan(v)) sum += v, cnt++;
+                    }
+                    fill[j] = cnt ? (float)(sum / cnt) : 0.0f;
+                }
                 for (int i = 0; i < n && !rc; i++) {
                     memcpy(x + (size_t)i * Din, t.emb + (size_t)i * D, sizeof(float) * (size_t)D);
                     for (int j = 0; meta.clinical == 1 && j < MS_NCLIN; j++) {
@@ -173,7 +185,7 @@ int ms_cmd_select(int argc, char **argv) {
                             rc = ms_cli_fail(cmd, MS_ERR_DATA);
                             break;
                         }
-                        if (isnan(v)) v = j == 0 ? 0.0f : 0.5f;
+                        if (isnan(v)) v = fill[j];
                         x[(size_t)i * Din + D + j] = v;
                     }
                 }

@@ -259,6 +259,18 @@ int ms_cli_model_strategy(const char *cmd, const char *path, const ms_split *s, 
         ms_fail(MS_ERR_DATA, "%s: the selector uses clinical features but %s lacks Age, Sex or Frontal/Lateral", path, s->pos_name);
         return ms_cli_fail(cmd, MS_ERR_DATA);
     }
+    if (sel.clinical) {
+        /* every row may enter a pool: a missing value is reported now, naming its line */
+        static const char *const what[MS_NCLIN] = {"Age", "Sex", "Frontal/Lateral"};
+        for (int r = 0; r < s->n; r++)
+            for (int j = 0; j < MS_NCLIN; j++)
+                if (isnan(s->clin[(size_t)r * MS_NCLIN + j])) {
+                    ms_lstm_params_free(&sel.params);
+                    ms_fail(MS_ERR_DATA, "%s: line %d: missing %s, which the selector's clinical input needs",
+                            r < s->n_pos ? s->pos_name : s->norm_name, (r < s->n_pos ? r : r - s->n_pos) + 2, what[j]);
+                    return ms_cli_fail(cmd, MS_ERR_DATA);
+                }
+    }
     *out = ms_selector_strategy(&sel);
     return MS_EXIT_OK;
 }
