@@ -54,6 +54,15 @@ struct ms_strategy {
                         int *out, ms_arena *ws);
     void *ctx;                 /* the strategy's parameters or model; owned */
     void (*free_ctx)(void *ctx);
+    /* Optional, for strategies that score items with a model (the learned selector): scores
+     * n pools of equal size at once, scores (n, pool size), so that the model's matrix
+     * products run batched. Only pool->raw and pool->clin are read. Called from one thread
+     * at a time. select_scored then selects from one pool's scores exactly as select would
+     * (select's own scoring may differ from the batched one by float rounding only). */
+    ms_status (*score)(const ms_strategy *s, const ms_pool *pools, int n, float *scores);
+    ms_status (*select_scored)(const ms_strategy *s, const float *scores, int n_items, int k,
+                               uint64_t seed, int *out, ms_arena *ws);
+    int score_batch;           /* pools per score call that suit the model's memory */
 };
 
 /* Creates a strategy from "name" or "name:key=value,key=value". Unknown name or option:

@@ -16,7 +16,8 @@ uint64_t ms_eval_task_seed(uint64_t seed, int g, long i) {
 
 /* Evaluates every strategy and K on task i of group g; writes AUROCs into res. */
 static ms_status eval_one(ms_eval_result *res, const ms_split *s, const ms_eval_config *cfg,
-                          ms_strategy *const *strats, int n_strat, int g, int i, ms_arena *ws) {
+                          ms_strategy *const *strats, int n_strat, float *const *model_scores, int g, int i,
+                          ms_arena *ws) {
     const int P = cfg->shape.pool, Q = cfg->shape.query, D = s->d;
     int kmax = res->kmax;
     ms_task t;
@@ -50,7 +51,10 @@ static ms_status eval_one(ms_eval_result *res, const ms_split *s, const ms_eval_
     for (int ki = 0; ki < cfg->n_k; ki++) {
         int K = cfg->k[ki];
         for (int si = 0; si < n_strat; si++) {
-            ms_status st = strats[si]->select(strats[si], &pool, K, tseed, pick, ws);
+            ms_status st = model_scores[si]
+                               ? strats[si]->select_scored(strats[si], model_scores[si] + ((size_t)g * res->tasks + i) * P, P,
+                                                           K, tseed, pick, ws)
+                               : strats[si]->select(strats[si], &pool, K, tseed, pick, ws);
             if (st) return st;
             for (int j = 0; j < K; j++) {
                 MS_CHECK(pick[j] >= 0 && pick[j] < P);
@@ -68,6 +72,46 @@ static ms_status eval_one(ms_eval_result *res, const ms_split *s, const ms_eval_
         }
     }
     return MS_OK;
+}
+
+/* Scores every task's pool with strategy st's batched score hook, into out (n_groups, tasks,
+ * P). Tasks are rebuilt from (seed, g, i) exactly as eval_one builds them. */
+static ms_status score_all(const ms_split *s, const ms_eval_config *cfg, const ms_strategy *st,
+                           float *out) {
+    const int P = cfg->shape.pool, D = s->d, B = st->score_batch > 0 ? st->score_batch : 1;
+    const int use_clin = s->clin != NULL, nthreads = omp_get_max_threads();
+    const int nscr = s->n_pos > s->n_norm ? s->n_pos : s->n_norm;
+    float *raw = ms_xmalloc(sizeof(float) * (size_t)B * P * D);
+    float *clin = use_clin ? ms_xmalloc(sizeof(float) * (size_t)B * P * MS_NCLIN) : NULL;
+    int *scratch = ms_xmalloc(sizeof(int) * (size_t)nscr * nthreads);
+    ms_task *tasks = ms_xcalloc((size_t)B, sizeof *tasks);
+    ms_pool *pools = ms_xcalloc((size_t)B, sizeof *pools);
+    for (int b = 0; b < B; b++) ms_task_alloc(&tasks[b], &cfg->shape, NULL);
+    ms_status rc = MS_OK;
+    for (int g = 0; g < cfg->n_groups && !rc; g++) {
+        const ms_eval_group *grp = &cfg->group[g];
+        for (int c0 = 0; c0 < cfg->tasks && !rc; c0 += B) {
+            int nb = cfg->tasks - c0 < B ? cfg->tasks - c0 : B;
+#pragma omp parallel for schedule(static)
+            for (int b = 0; b < nb; b++) {
+                int *scr = scratch + (size_t)omp_get_thread_num() * nscr;
+                ms_task_sample(&tasks[b], s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, (uint64_t)g,
+                               (uint64_t)(c0 + b), scr);
+                ms_gather_rows(raw + (size_t)b * P * D, s->emb, tasks[b].pool, P, D);
+                if (use_clin) ms_gather_rows(clin + (size_t)b * P * MS_NCLIN, s->clin, tasks[b].pool, P, MS_NCLIN);
+                pools[b] = (ms_pool){.n = P, .d = D, .x = NULL, .raw = raw + (size_t)b * P * D,
+                                     .clin = use_clin ? clin + (size_t)b * P * MS_NCLIN : NULL};
+            }
+            rc = st->score(st, pools, nb, out + ((size_t)g * cfg->tasks + c0) * P);
+        }
+    }
+    for (int b = 0; b < B; b++) ms_task_free(&tasks[b]);
+    free(tasks);
+    free(pools);
+    free(raw);
+    free(clin);
+    free(scratch);
+    return rc;
 }
 
 ms_status ms_evaluate(ms_eval_result *res, const ms_split *s, const ms_eval_config *cfg,
@@ -95,9 +139,17 @@ ms_status ms_evaluate(ms_eval_result *res, const ms_split *s, const ms_eval_conf
     if (cfg->keep_selections) res->sel = ms_xcalloc(cells * (size_t)kmax, sizeof(int));
 
     double t0 = ms_now();
-    long total = (long)cfg->n_groups * cfg->tasks;
+    /* model-based strategies score all pools first, in large batches */
+    float **scores = ms_xcalloc((size_t)n_strat, sizeof *scores);
     ms_status first = MS_OK;
     char first_msg[1024] = "";
+    for (int si = 0; si < n_strat && !first; si++) {
+        if (!strats[si]->score) continue;
+        scores[si] = ms_xmalloc(sizeof(float) * (size_t)cfg->n_groups * cfg->tasks * cfg->shape.pool);
+        first = score_all(s, cfg, strats[si], scores[si]);
+        if (first) snprintf(first_msg, sizeof first_msg, "%s", ms_last_error());
+    }
+    long total = (long)cfg->n_groups * cfg->tasks;
 #pragma omp parallel
     {
         ms_arena ws;
@@ -110,7 +162,7 @@ ms_status ms_evaluate(ms_eval_result *res, const ms_split *s, const ms_eval_conf
             st = first;
             if (st) continue;
             ms_arena_reset(&ws);
-            st = eval_one(res, s, cfg, strats, n_strat, g, i, &ws);
+            st = eval_one(res, s, cfg, strats, n_strat, scores, g, i, &ws);
             if (st) {
 #pragma omp critical(ms_eval_error)
                 if (!first) {
@@ -123,6 +175,8 @@ ms_status ms_evaluate(ms_eval_result *res, const ms_split *s, const ms_eval_conf
         ms_arena_free(&ws);
     }
     res->seconds = ms_now() - t0;
+    for (int si = 0; si < n_strat; si++) free(scores[si]);
+    free(scores);
     if (first) {
         ms_eval_result_free(res);
         return ms_fail(first, "%s", first_msg);
