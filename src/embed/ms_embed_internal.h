@@ -77,28 +77,17 @@ void ms_resnet_forward_micro(const ms_resnet *net, float *out, const float *x, i
 void ms_resnet_ws_sizes(const ms_resnet *net, int b, int H, int W, size_t *act, size_t *col);
 
 /* ---- weights ------------------------------------------------------------------------- */
+/* Model weights are read with the io module's safetensors reader (medselect/safetensors.h),
+ * which validates the whole layout; these add the checks the network needs. */
+#include "medselect/safetensors.h"
 
-/* A parsed safetensors file: the raw bytes and a cJSON header. */
-typedef struct {
-    char *path;
-    unsigned char *data; /* whole file */
-    size_t size;
-    size_t data_start;   /* 8 + header length */
-    void *header;        /* cJSON * */
-} ms_st_file;
-
-/* Reads and validates the layout: header length vs file size, JSON, every tensor's dtype
- * (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL are known), shape vs byte span, offsets
- * inside the data. MS_ERR_DATA naming the file (and tensor) otherwise. */
-ms_status ms_st_open(ms_st_file *f, const char *path);
-void ms_st_close(ms_st_file *f);
-/* Finds tensor `name`, requires dtype F32 and the given shape (ndim values; ndim 0 =
- * scalar) and returns a pointer to its data (unaligned-safe copy into dst of prod(shape)
- * floats). MS_ERR_DATA "FILE: tensor NAME: missing" / "has shape [..], expected [..]". */
-ms_status ms_st_get_f32(const ms_st_file *f, const char *name, int ndim, const int *shape,
-                        float *dst);
+/* Copies F32 tensor `name`, which must have the given shape (ndim values), into dst
+ * (prod(shape) floats) and checks that every value is finite. MS_ERR_DATA "FILE: tensor
+ * NAME: missing" / "has shape [..], expected [..]" / "dtype .., expected F32". */
+ms_status ms_weights_get_f32(const ms_st_file *f, const char *name, int ndim, const int *shape,
+                             float *dst);
 /* Shape of tensor `name` (up to 8 dims); MS_ERR_DATA when missing. */
-ms_status ms_st_shape(const ms_st_file *f, const char *name, int *ndim, int shape[8]);
+ms_status ms_weights_shape(const ms_st_file *f, const char *name, int *ndim, int shape[8]);
 
 /* ---- DICOM --------------------------------------------------------------------------- */
 /* Decodes a DICOM file into an 8-bit image (see ms_image_load). Implemented in ms_dicom.cpp

@@ -1,7 +1,7 @@
-/* ms_weights.c: loading an encoder folder: a minimal validating safetensors reader (8-byte
- * little-endian header length N, N bytes of JSON, then the raw little-endian tensor data),
- * config.json, and the assembly of a ResNet-18 from torchvision's state_dict names with
- * batch norm folded into each convolution.
+/* ms_weights.c: loading an encoder folder: model.safetensors (through the io module's
+ * validating reader) with the shape and value checks the network needs, config.json, and the
+ * assembly of a ResNet-18 from torchvision's state_dict names with batch norm folded into
+ * each convolution.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <ctype.h>
@@ -13,124 +13,9 @@
 #include <cjson/cJSON.h>
 
 #include "embed/ms_embed_internal.h"
+#include "io/ms_io_internal.h"
 
-/* ---- safetensors ------------------------------------------------------------------------ */
-
-static int dtype_size(const char *dt) {
-    static const struct {
-        const char *name;
-        int size;
-    } t[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},
-             {"I16", 2}, {"I8", 1},  {"U8", 1},  {"BOOL", 1}, {"U16", 2}, {"U32", 4}, {"U64", 8}};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        if (!strcmp(dt, t[i].name)) return t[i].size;
-    return 0;
-}
-
-static ms_status read_all(const char *path, unsigned char **data, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ms_fail(MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return ms_fail(MS_ERR_IO, "%s: cannot seek", path);
-    }
-    long n = ftell(f);
-    rewind(f);
-    if (n < 0) {
-        fclose(f);
-        return ms_fail(MS_ERR_IO, "%s: cannot read its size", path);
-    }
-    unsigned char *buf = ms_xmalloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    if (got != (size_t)n) {
-        free(buf);
-        return ms_fail(MS_ERR_IO, "%s: short read", path);
-    }
-    buf[n] = 0;
-    *data = buf;
-    *size = (size_t)n;
-    return MS_OK;
-}
-
-/* Validates one header entry; returns MS_OK or an error naming the tensor. */
-static ms_status check_entry(const ms_st_file *f, const cJSON *e, size_t data_len) {
-    const char *name = e->string;
-    if (!cJSON_IsObject(e)) return ms_fail(MS_ERR_DATA, "%s: tensor %s: entry is not an object", f->path, name);
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
-    const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-    if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
-        return ms_fail(MS_ERR_DATA, "%s: tensor %s: needs dtype, shape and data_offsets [begin, end]",
-                       f->path, name);
-    int es = dtype_size(dt->valuestring);
-    if (!es) return ms_fail(MS_ERR_DATA, "%s: tensor %s: unknown dtype %s", f->path, name, dt->valuestring);
-    double count = 1;
-    const cJSON *d;
-    cJSON_ArrayForEach(d, sh) {
-        if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble != floor(d->valuedouble))
-            return ms_fail(MS_ERR_DATA, "%s: tensor %s: shape entries must be non-negative integers", f->path, name);
-        count *= d->valuedouble;
-    }
-    const cJSON *b = cJSON_GetArrayItem(off, 0), *en = cJSON_GetArrayItem(off, 1);
-    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 || en->valuedouble < b->valuedouble ||
-        en->valuedouble > (double)data_len)
-        return ms_fail(MS_ERR_DATA, "%s: tensor %s: data_offsets outside the %zu data bytes", f->path, name,
-                       data_len);
-    if (en->valuedouble - b->valuedouble != count * es)
-        return ms_fail(MS_ERR_DATA, "%s: tensor %s: shape needs %.0f bytes of %s but data_offsets span %.0f",
-                       f->path, name, count * es, dt->valuestring, en->valuedouble - b->valuedouble);
-    return MS_OK;
-}
-
-ms_status ms_st_open(ms_st_file *f, const char *path) {
-    memset(f, 0, sizeof *f);
-    f->path = ms_xstrdup(path);
-    ms_status st = read_all(path, &f->data, &f->size);
-    if (st) {
-        ms_st_close(f);
-        return st;
-    }
-    if (f->size < 8) {
-        st = ms_fail(MS_ERR_DATA, "%s: not a safetensors file (%zu bytes)", path, f->size);
-        ms_st_close(f);
-        return st;
-    }
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | f->data[i];
-    if (n > f->size - 8) {
-        st = ms_fail(MS_ERR_DATA, "%s: header length %llu exceeds the file size %zu", path,
-                     (unsigned long long)n, f->size);
-        ms_st_close(f);
-        return st;
-    }
-    f->data_start = 8 + (size_t)n;
-    cJSON *h = cJSON_ParseWithLength((const char *)f->data + 8, (size_t)n);
-    if (!h || !cJSON_IsObject(h)) {
-        cJSON_Delete(h);
-        st = ms_fail(MS_ERR_DATA, "%s: header is not a JSON object", path);
-        ms_st_close(f);
-        return st;
-    }
-    f->header = h;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, h) {
-        if (!strcmp(e->string, "__metadata__")) continue;
-        st = check_entry(f, e, f->size - f->data_start);
-        if (st) {
-            ms_st_close(f);
-            return st;
-        }
-    }
-    return MS_OK;
-}
-
-void ms_st_close(ms_st_file *f) {
-    cJSON_Delete(f->header);
-    free(f->data);
-    free(f->path);
-    memset(f, 0, sizeof *f);
-}
+/* ---- tensors ---------------------------------------------------------------------------- */
 
 static void shape_str(char *buf, size_t cap, int ndim, const int *shape) {
     size_t k = (size_t)snprintf(buf, cap, "[");
@@ -138,23 +23,20 @@ static void shape_str(char *buf, size_t cap, int ndim, const int *shape) {
     if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 
-ms_status ms_st_shape(const ms_st_file *f, const char *name, int *ndim, int shape[8]) {
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive((const cJSON *)f->header, name);
-    if (!e || !strcmp(name, "__metadata__")) return ms_fail(MS_ERR_DATA, "%s: tensor %s: missing", f->path, name);
-    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
-    int n = cJSON_GetArraySize(sh);
-    if (n > 8) return ms_fail(MS_ERR_DATA, "%s: tensor %s: %d dimensions", f->path, name, n);
-    for (int i = 0; i < n; i++) shape[i] = (int)cJSON_GetArrayItem(sh, i)->valuedouble;
-    *ndim = n;
+ms_status ms_weights_shape(const ms_st_file *f, const char *name, int *ndim, int shape[8]) {
+    const ms_st_tensor *t = ms_st_find(f, name);
+    if (!t) return ms_fail(MS_ERR_DATA, "%s: tensor %s: missing", f->path, name);
+    if (t->ndim > 8) return ms_fail(MS_ERR_DATA, "%s: tensor %s: %d dimensions", f->path, name, t->ndim);
+    for (int i = 0; i < t->ndim; i++) shape[i] = (int)t->shape[i];
+    *ndim = t->ndim;
     return MS_OK;
 }
 
-ms_status ms_st_get_f32(const ms_st_file *f, const char *name, int ndim, const int *shape, float *dst) {
+ms_status ms_weights_get_f32(const ms_st_file *f, const char *name, int ndim, const int *shape, float *dst) {
     int nd, sh[8];
-    ms_status st = ms_st_shape(f, name, &nd, sh);
+    ms_status st = ms_weights_shape(f, name, &nd, sh);
     if (st) return st;
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive((const cJSON *)f->header, name);
-    const char *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype")->valuestring;
+    const ms_st_tensor *t = ms_st_find(f, name);
     int same = nd == ndim;
     for (int i = 0; same && i < nd; i++) same = sh[i] == shape[i];
     if (!same) {
@@ -163,13 +45,11 @@ ms_status ms_st_get_f32(const ms_st_file *f, const char *name, int ndim, const i
         shape_str(want, sizeof want, ndim, shape);
         return ms_fail(MS_ERR_DATA, "%s: tensor %s: has shape %s, expected %s", f->path, name, got, want);
     }
-    if (strcmp(dt, "F32")) return ms_fail(MS_ERR_DATA, "%s: tensor %s: dtype %s, expected F32", f->path, name, dt);
-    size_t begin = (size_t)cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e, "data_offsets"), 0)->valuedouble;
-    size_t count = 1;
-    for (int i = 0; i < nd; i++) count *= (size_t)sh[i];
-    /* little-endian F32 on a little-endian host; memcpy handles the alignment */
-    memcpy(dst, f->data + f->data_start + begin, count * sizeof(float));
-    for (size_t i = 0; i < count; i++)
+    if (t->dtype != MS_ST_F32)
+        return ms_fail(MS_ERR_DATA, "%s: tensor %s: dtype %s, expected F32", f->path, name, ms_st_dtype_name(t->dtype));
+    st = ms_st_to_f32(f, t, dst);
+    if (st) return st;
+    for (size_t i = 0; i < t->numel; i++)
         if (!isfinite(dst[i])) return ms_fail(MS_ERR_DATA, "%s: tensor %s: non-finite value at %zu", f->path, name, i);
     return MS_OK;
 }
@@ -199,11 +79,11 @@ static int contains_ci(const char *s, const char *w) {
 ms_status ms_embed_config_read(ms_embed_config *cfg, const char *model_dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", model_dir);
-    unsigned char *text;
+    char *text;
     size_t len;
-    ms_status st = read_all(path, &text, &len);
+    ms_status st = ms_read_whole_file(path, &text, &len);
     if (st) return st;
-    cJSON *j = cJSON_ParseWithLength((const char *)text, len);
+    cJSON *j = cJSON_ParseWithLength(text, len);
     free(text);
     if (!j) return ms_fail(MS_ERR_DATA, "%s: not valid JSON", path);
     memset(cfg, 0, sizeof *cfg);
@@ -278,7 +158,7 @@ static ms_status load_conv_bn(ms_conv *c, const ms_st_file *f, const char *cname
     c->b = c->w + (size_t)cout * cin * k * k;
     *cursor = c->b + cout;
     int shape[4] = {cout, cin, k, k};
-    ms_status st = ms_st_get_f32(f, cname, 4, shape, c->w);
+    ms_status st = ms_weights_get_f32(f, cname, 4, shape, c->w);
     if (st) return st;
     static const char *part[4] = {"weight", "bias", "running_mean", "running_var"};
     float *v[4];
@@ -286,7 +166,7 @@ static ms_status load_conv_bn(ms_conv *c, const ms_st_file *f, const char *cname
         char name[256];
         snprintf(name, sizeof name, "%s.%s", bname, part[i]);
         v[i] = tmp + (size_t)i * cout;
-        st = ms_st_get_f32(f, name, 1, &cout, v[i]);
+        st = ms_weights_get_f32(f, name, 1, &cout, v[i]);
         if (st) return st;
     }
     const size_t per = (size_t)cin * k * k;
@@ -309,9 +189,9 @@ ms_status ms_resnet_load(ms_resnet **out, const char *model_dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", model_dir);
     ms_st_file f;
-    if ((st = ms_st_open(&f, path))) return st;
+    if ((st = ms_st_read(&f, path))) return st;
     int nd, sh[8];
-    if ((st = ms_st_shape(&f, "conv1.weight", &nd, sh))) goto fail_file;
+    if ((st = ms_weights_shape(&f, "conv1.weight", &nd, sh))) goto fail_file;
     if (nd != 4 || sh[0] < 1 || sh[1] != 3 || sh[2] != 7 || sh[3] != 7) {
         char got[128];
         shape_str(got, sizeof got, nd, sh);
@@ -374,14 +254,14 @@ ms_status ms_resnet_load(ms_resnet **out, const char *model_dir) {
     net->gray_folded = cfg.gray && cfg.mean[0] == cfg.mean[1] && cfg.mean[1] == cfg.mean[2] &&
                        cfg.std[0] == cfg.std[1] && cfg.std[1] == cfg.std[2];
     free(tmp);
-    ms_st_close(&f);
+    ms_st_free(&f);
     *out = net;
     return MS_OK;
 fail_net:
     free(tmp);
     ms_resnet_free(net);
 fail_file:
-    ms_st_close(&f);
+    ms_st_free(&f);
     return st;
 }
 
