@@ -77,7 +77,7 @@ static ms_status eval_one(ms_eval_result *res, const ms_split *s, const ms_eval_
 /* Scores every task's pool with strategy st's batched score hook, into out (n_groups, tasks,
  * P). Tasks are rebuilt from (seed, g, i) exactly as eval_one builds them. */
 static ms_status score_all(const ms_split *s, const ms_eval_config *cfg, const ms_strategy *st,
-                           float *out) {
+                           float *out, ms_progress *prog) {
     const int P = cfg->shape.pool, D = s->d, B = st->score_batch > 0 ? st->score_batch : 1;
     const int use_clin = s->clin != NULL, nthreads = omp_get_max_threads();
     const int nscr = s->n_pos > s->n_norm ? s->n_pos : s->n_norm;
@@ -103,6 +103,7 @@ static ms_status score_all(const ms_split *s, const ms_eval_config *cfg, const m
                                      .clin = use_clin ? clin + (size_t)b * P * MS_NCLIN : NULL};
             }
             rc = st->score(st, pools, nb, out + ((size_t)g * cfg->tasks + c0) * P);
+            if (prog) ms_progress_add(prog, nb);
         }
     }
     for (int b = 0; b < B; b++) ms_task_free(&tasks[b]);
@@ -142,11 +143,15 @@ ms_status ms_evaluate(ms_eval_result *res, const ms_split *s, const ms_eval_conf
     /* model-based strategies score all pools first, in large batches */
     float **scores = ms_xcalloc((size_t)n_strat, sizeof *scores);
     ms_status first = MS_OK;
+    int n_scorers = 0;
+    for (int si = 0; si < n_strat; si++) n_scorers += strats[si]->score != NULL;
+    /* the progress bar counts the scoring passes too */
+    if (prog) prog->total = (long)cfg->n_groups * cfg->tasks * (1 + n_scorers);
     char first_msg[1024] = "";
     for (int si = 0; si < n_strat && !first; si++) {
         if (!strats[si]->score) continue;
         scores[si] = ms_xmalloc(sizeof(float) * (size_t)cfg->n_groups * cfg->tasks * cfg->shape.pool);
-        first = score_all(s, cfg, strats[si], scores[si]);
+        first = score_all(s, cfg, strats[si], scores[si], prog);
         if (first) snprintf(first_msg, sizeof first_msg, "%s", ms_last_error());
     }
     long total = (long)cfg->n_groups * cfg->tasks;
