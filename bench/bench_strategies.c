@@ -15,8 +15,16 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || atoi(argv[1]) <= 0)) {
+        fprintf(stderr, "usage: bench_strategies [n] [d] [threads] [spec ...]\n");
+        return argc > 1 && argv[1][0] == '-' ? 0 : 1;
+    }
     int n = argc > 1 ? atoi(argv[1]) : 10000;
     int d = argc > 2 ? atoi(argv[2]) : 512;
+    if (d <= 0) {
+        fprintf(stderr, "bench_strategies: d must be a positive integer\n");
+        return 1;
+    }
     if (argc > 3) ms_set_threads(atoi(argv[3]));
     const int nclust = 50;
     ms_rng r;
