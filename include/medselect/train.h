@@ -75,11 +75,15 @@ typedef struct {
 ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_config *cfg,
                    ms_train_summary *summary);
 
-/* Builds the selector input of one pool: x (n, D [+3]) from rows of the split. Missing
- * clinical values: MS_ERR_DATA naming the file and row unless impute (then the split's
- * mean of that feature). */
+/* Builds the selector input of one pool: x (n, D [+3]) from rows of the split. A missing
+ * clinical value is replaced by fill[j] when fill is not NULL (see ms_clin_means), else it is
+ * an MS_ERR_DATA naming the file and line. */
 ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n, int clinical,
-                            int impute);
+                            const float *fill);
+/* fill (3): the mean of each clinical feature over the rows of clin (n, 3) where it is
+ * present (0 when clin is NULL or a feature is never present): the imputation of
+ * --impute-clinical. */
+void ms_clin_means(const float *clin, int n, float fill[MS_NCLIN]);
 
 /* ---- the trained selector as a strategy ----------------------------------------------- */
 typedef struct {

@@ -151,71 +151,58 @@ int ms_cmd_select(int argc, char **argv) {
         if (st) rc = ms_cli_fail(cmd, st);
         free(unit);
     } else if (!rc) {
-        ms_lstm_params p;
+        /* the trained selector as a strategy: its score hook gives every item's logit, and
+         * select_scored takes the top K (or a draw with --sample) from them */
+        ms_selector sel;
+        memset(&sel, 0, sizeof sel);
         ms_selector_meta meta;
-        st = ms_checkpoint_load(model, &p, &meta);
+        st = ms_checkpoint_load(model, &sel.params, &meta);
         if (st) rc = ms_cli_fail(cmd, st);
         else {
-            int Din = D + (meta.clinical == 1 ? MS_NCLIN : 0);
-            float *x = NULL;
-            if (p.D != Din) {
+            sel.clinical = meta.clinical == 1;
+            sel.sample = sample;
+            ms_selector_meta_free(&meta);
+            int Din = D + (sel.clinical ? MS_NCLIN : 0);
+            float *clin = NULL;
+            if (sel.params.D != Din) {
                 ms_fail(MS_ERR_DATA, "%s: the selector takes %d-dimensional input but %s has %d-dimensional embeddings%s",
-                        model, p.D, pool_csv, D, meta.clinical == 1 ? " (+3 clinical)" : "");
+                        model, sel.params.D, pool_csv, D, sel.clinical ? " (+3 clinical)" : "");
                 rc = ms_cli_fail(cmd, MS_ERR_DATA);
-            } else {
-                x = ms_xmalloc(sizeof(float) * (size_t)n * Din);
+            } else if (sel.clinical) {
                 /* --impute-clinical fills a missing value with the mean of the pool's present
                  * values of that feature, as training does with its split */
-                float fill[MS_NCLIN] = {0, 0, 0};
-                for (int j = 0; t.clin && j < MS_NCLIN; j++) {
-                    double sum = 0;
-                    long cnt = 0;
-                    for (int i = 0; i < n; i++) {
-                        float v = t.clin[(size_t)i * MS_NCLIN + j];
-                        if (!isnan(v)) sum += v, cnt++;
-                    }
-                    fill[j] = cnt ? (float)(sum / cnt) : 0.0f;
-                }
-                for (int i = 0; i < n && !rc; i++) {
-                    memcpy(x + (size_t)i * Din, t.emb + (size_t)i * D, sizeof(float) * (size_t)D);
-                    for (int j = 0; meta.clinical == 1 && j < MS_NCLIN; j++) {
+                float fill[MS_NCLIN];
+                ms_clin_means(t.clin, n, fill);
+                clin = ms_xmalloc(sizeof(float) * (size_t)n * MS_NCLIN);
+                for (int i = 0; i < n && !rc; i++)
+                    for (int j = 0; j < MS_NCLIN; j++) {
                         float v = t.clin ? t.clin[(size_t)i * MS_NCLIN + j] : NAN;
                         if (isnan(v) && !impute) {
                             ms_fail(MS_ERR_DATA, "%s: line %d: missing clinical value (Age, Sex, Frontal/Lateral) needed by the selector (use --impute-clinical)", pool_csv, i + 2);
                             rc = ms_cli_fail(cmd, MS_ERR_DATA);
                             break;
                         }
-                        if (isnan(v)) v = fill[j];
-                        x[(size_t)i * Din + D + j] = v;
+                        clin[(size_t)i * MS_NCLIN + j] = isnan(v) ? fill[j] : v;
                     }
-                }
             }
-            if (!rc) {
-                ms_lstm_cache cache;
-                ms_lstm_cache_init(&cache, Din, p.H, 1, n);
+            ms_strategy *selector = rc ? NULL : ms_selector_strategy(&sel);
+            if (selector) {
+                ms_pool pool = {.n = n, .d = D, .x = NULL, .raw = t.emb, .clin = clin};
                 logits = ms_xmalloc(sizeof(float) * (size_t)n);
-                ms_lstm_forward(logits, &cache, x, &p, 1, n);
-                ms_lstm_cache_free(&cache);
+                st = selector->score(selector, &pool, 1, logits);
+                if (!st) st = selector->select_scored(selector, logits, n, (int)k, seed, pick, &ws);
+                if (st) rc = ms_cli_fail(cmd, st);
                 /* softmax probabilities over the whole pool, in double */
                 prob = ms_xmalloc(sizeof(double) * (size_t)n);
                 double mx = -INFINITY, z = 0;
                 for (int i = 0; i < n; i++) mx = fmax(mx, logits[i]);
                 for (int i = 0; i < n; i++) z += prob[i] = exp((double)logits[i] - mx);
                 for (int i = 0; i < n; i++) prob[i] /= z;
-                if (sample) {
-                    ms_rng r;
-                    ms_rng_init(&r, seed, MS_STREAM_POLICY, 0);
-                    double logp;
-                    float *dl = ms_xmalloc(sizeof(float) * (size_t)n);
-                    ms_policy_sample(pick, &logp, dl, MS_SAMPLER_WOR, logits, n, (int)k, &r, &ws);
-                    free(dl);
-                } else {
-                    ms_policy_topk(pick, logits, n, (int)k, &ws);
-                }
+                ms_strategy_free(selector);
+            } else {
+                ms_lstm_params_free(&sel.params);
             }
-            free(x);
-            ms_lstm_params_free(&p);
-            ms_selector_meta_free(&meta);
+            free(clin);
         }
     }
     if (!rc) {

@@ -42,22 +42,34 @@ void ms_train_defaults(ms_train_config *c) {
 /* Task streams: meta-train and meta-validation tasks never coincide. */
 enum { STREAM_TRAIN_TASKS = 101, STREAM_VAL_TASKS = 102, STREAM_EPOCH_ORDER = 103 };
 
+void ms_clin_means(const float *clin, int n, float fill[MS_NCLIN]) {
+    for (int j = 0; j < MS_NCLIN; j++) {
+        double sum = 0;
+        long cnt = 0;
+        for (int i = 0; clin && i < n; i++) {
+            float v = clin[(size_t)i * MS_NCLIN + j];
+            if (!isnan(v)) sum += v, cnt++;
+        }
+        fill[j] = cnt ? (float)(sum / cnt) : 0.0f;
+    }
+}
+
 ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n, int clinical,
-                            int impute) {
+                            const float *fill) {
     int D = s->d, Din = D + (clinical ? MS_NCLIN : 0);
     for (int i = 0; i < n; i++) {
         float *dst = x + (size_t)i * Din;
         memcpy(dst, s->emb + (size_t)rows[i] * D, sizeof(float) * (size_t)D);
         if (!clinical) continue;
         if (!s->clin || s->clin_cols != 7) {
-            if (!impute)
+            if (!fill)
                 return ms_fail(MS_ERR_DATA, "%s: clinical features need Age, Sex and Frontal/Lateral (or View) columns in both files (use --impute-clinical to fill missing ones)",
                                s->pos_name ? s->pos_name : "split");
         }
         for (int j = 0; j < MS_NCLIN; j++) {
             float v = s->clin ? s->clin[(size_t)rows[i] * MS_NCLIN + j] : NAN;
             if (isnan(v)) {
-                if (!impute) {
+                if (!fill) {
                     int r = rows[i];
                     const char *file = r < s->n_pos ? s->pos_name : s->norm_name;
                     int line = (r < s->n_pos ? r : r - s->n_pos) + 2;
@@ -65,7 +77,7 @@ ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n,
                     return ms_fail(MS_ERR_DATA, "%s: line %d: missing %s (use --impute-clinical to fill it)",
                                    file ? file : "split", line, what[j]);
                 }
-                v = ms_split_clin_mean(s, j);
+                v = fill[j];
             }
             dst[D + j] = v;
         }
@@ -132,6 +144,9 @@ typedef struct {
     ms_arena *arenas; /* (nthreads) */
     int *scratch;     /* (nthreads, max(n_pos, n_norm)) */
     int scratch_n;
+    /* --impute-clinical: each split's feature means, computed once (NULL: no imputation) */
+    float fill_train_mem[MS_NCLIN], fill_val_mem[MS_NCLIN];
+    const float *fill_train, *fill_val;
 } trainer;
 
 static void trainer_tasks_alloc(trainer *tr, const ms_task_shape *sh) {
@@ -150,8 +165,8 @@ static void trainer_tasks_alloc(trainer *tr, const ms_task_shape *sh) {
 }
 
 /* Samples tasks ids[0..nb) of `stream` from split s into tr->tasks and builds x. */
-static ms_status build_batch(trainer *tr, const ms_split *s, const int *cond, int n_cond,
-                             uint64_t stream, const long *ids, int nb) {
+static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, const int *cond,
+                             int n_cond, uint64_t stream, const long *ids, int nb) {
     const ms_train_config *cfg = tr->cfg;
     ms_status first = MS_OK;
 #pragma omp parallel for schedule(static)
@@ -159,7 +174,7 @@ static ms_status build_batch(trainer *tr, const ms_split *s, const int *cond, in
         int *scratch = tr->scratch + (size_t)omp_get_thread_num() * tr->scratch_n;
         ms_task_sample(&tr->tasks[b], s, &cfg->shape, cond, n_cond, cfg->seed, stream, (uint64_t)ids[b], scratch);
         ms_status st = ms_selector_input(tr->x + (size_t)b * tr->P * tr->Din, s, tr->tasks[b].pool, tr->P,
-                                         cfg->clinical, cfg->impute_clinical);
+                                         cfg->clinical, fill);
         if (st) {
 #pragma omp critical(ms_train_err)
             if (!first) first = st;
@@ -177,7 +192,7 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
     for (int start = 0; start < cfg->val_tasks && !st; start += tr->B) {
         int nb = cfg->val_tasks - start < tr->B ? cfg->val_tasks - start : tr->B;
         for (int b = 0; b < nb; b++) ids[b] = start + b;
-        st = build_batch(tr, val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb);
+        st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb);
         if (st) break;
         ms_lstm_forward(tr->logits, &tr->cache, tr->x, &tr->params, nb, tr->P);
 #pragma omp parallel for schedule(static)
@@ -213,7 +228,7 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
 static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
     const ms_train_config *cfg = tr->cfg;
     const ms_split *s = tr->s;
-    ms_status st = build_batch(tr, s, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb);
+    ms_status st = build_batch(tr, s, tr->fill_train, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb);
     if (st) return st;
     ms_lstm_forward(tr->logits, &tr->cache, tr->x, &tr->params, nb, tr->P);
 #pragma omp parallel for schedule(static)
@@ -357,6 +372,12 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     if (val->n_norm > nmax) nmax = val->n_norm;
     tr.scratch_n = nmax;
     tr.scratch = ms_xmalloc(sizeof(int) * (size_t)nmax * tr.nthreads);
+    if (cfg->clinical && cfg->impute_clinical) {
+        ms_clin_means(train->clin, train->n, tr.fill_train_mem);
+        ms_clin_means(val->clin, val->n, tr.fill_val_mem);
+        tr.fill_train = tr.fill_train_mem;
+        tr.fill_val = tr.fill_val_mem;
+    }
     int *perm = ms_xmalloc(sizeof(int) * (size_t)cfg->tasks);
     long *ids = ms_xmalloc(sizeof(long) * (size_t)tr.B);
 

@@ -23,7 +23,5 @@ ms_status ms_train_state_save(const char *path, const char *signature, const ms_
 ms_status ms_train_state_load(const char *path, const char *signature, ms_lstm_params *p,
                               ms_lstm_params *m, ms_lstm_params *v, ms_train_state *st);
 
-/* Mean of clinical feature j over the rows where it is present (0 when none). */
-float ms_split_clin_mean(const ms_split *s, int j);
 
 #endif

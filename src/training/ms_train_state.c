@@ -1,5 +1,5 @@
 /* ms_train_state.c: the trainer's resumable state (weights, Adam moments, progress) in one
- * safetensors file, and small helpers of the trainer. */
+ * safetensors file. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,15 +69,4 @@ ms_status ms_train_state_load(const char *path, const char *signature, ms_lstm_p
     }
     ms_st_free(&f);
     return rc;
-}
-
-float ms_split_clin_mean(const ms_split *s, int j) {
-    if (!s->clin) return 0.0f;
-    double sum = 0;
-    long n = 0;
-    for (int i = 0; i < s->n; i++) {
-        float v = s->clin[(size_t)i * MS_NCLIN + j];
-        if (!isnan(v)) sum += v, n++;
-    }
-    return n ? (float)(sum / n) : 0.0f;
 }
