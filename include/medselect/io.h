@@ -129,6 +129,10 @@ typedef struct {
                                    cond_rows (labels after the uncertain policy) */
 } ms_split;
 
+/* dst (n, d) = the rows of src (n, d) scaled to unit L2 norm (norms summed in double; zero
+ * rows stay zero). The cosine predictor and the strategies read these rows. */
+void ms_rows_unit(float *dst, const float *src, size_t n, size_t d);
+
 /* pos_emb/norm_emb NULL: found next to the CSVs. Both files must have the same embedding
  * dimension. Clinical columns are kept when present in both files. On failure *s is left
  * zeroed. Free with ms_split_free. */

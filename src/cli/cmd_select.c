@@ -140,12 +140,7 @@ int ms_cmd_select(int argc, char **argv) {
     ms_arena_init(&ws);
     if (!rc && strat) {
         float *unit = ms_xmalloc(sizeof(float) * (size_t)n * D);
-        for (int i = 0; i < n; i++) {
-            double s2 = 0;
-            for (int j = 0; j < D; j++) s2 += (double)t.emb[(size_t)i * D + j] * t.emb[(size_t)i * D + j];
-            float inv = s2 > 0 ? (float)(1.0 / sqrt(s2)) : 0.0f;
-            for (int j = 0; j < D; j++) unit[(size_t)i * D + j] = t.emb[(size_t)i * D + j] * inv;
-        }
+        ms_rows_unit(unit, t.emb, (size_t)n, (size_t)D);
         ms_pool pool = {.n = n, .d = D, .x = unit, .raw = t.emb, .clin = t.clin};
         st = strat->select(strat, &pool, (int)k, seed, pick, &ws);
         if (st) rc = ms_cli_fail(cmd, st);

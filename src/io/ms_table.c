@@ -246,17 +246,21 @@ fail:
 /* ---- ms_split ------------------------------------------------------------------------ */
 
 /* Fills unit and fingerprint from emb, cond and cond_rows (shared by both constructors). */
-static void split_finish(ms_split *s) {
-    size_t n = (size_t)s->n, d = (size_t)s->d;
-    s->unit = ms_xmalloc(sizeof(float) * (n * d > 0 ? n * d : 1));
+void ms_rows_unit(float *dst, const float *src, size_t n, size_t d) {
     for (size_t i = 0; i < n; i++) {
-        const float *x = s->emb + i * d;
-        float *u = s->unit + i * d;
+        const float *x = src + i * d;
+        float *u = dst + i * d;
         double ss = 0; /* the norm in double: 512 float squares lose ~3 digits otherwise */
         for (size_t j = 0; j < d; j++) ss += (double)x[j] * (double)x[j];
         double inv = ss > 0 ? 1.0 / sqrt(ss) : 0.0; /* zero rows stay zero */
         for (size_t j = 0; j < d; j++) u[j] = (float)((double)x[j] * inv);
     }
+}
+
+static void split_finish(ms_split *s) {
+    size_t n = (size_t)s->n, d = (size_t)s->d;
+    s->unit = ms_xmalloc(sizeof(float) * (n * d > 0 ? n * d : 1));
+    ms_rows_unit(s->unit, s->emb, n, d);
     /* Fingerprint: shape, embeddings, then per condition its name and positive rows (the
      * labels as the tasks will see them, after the uncertain-label policy). */
     int32_t shape[3] = {s->n_pos, s->n_norm, s->d};
