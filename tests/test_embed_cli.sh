@@ -3,13 +3,15 @@
 # layout (CSV rows copied in order + HDF5 "dataset"), NPY output, paths relative to the CSV
 # or to --root, --on-error fail (exit 2, one line naming the file, nothing written) and skip
 # (rows left out of both outputs and listed in OUT.skipped.csv), usage errors (exit 1).
-# Embeddings are compared with PyTorch's (tests/fixtures/embed/pipe_out.npy) through h5py;
+# Embeddings are compared with PyTorch's (tests/fixtures/embed/pipe_out.npy) by tests/tools/cmp_rows
+# (the project's own NPY/HDF5 readers, so no Python is needed);
 # tools/convert_checkpoint.py is checked on a MoCo-style checkpoint against torchvision.
 set -u
 CLI=${MS_CLI:?MS_CLI must point at the medselect binary}
 FIX=${MS_FIXTURES:?}/embed
 T=${MS_TMP:-/tmp/medselect-test}/embed_cli
 PY=/usr/bin/python3
+CMP=${MS_CMP_ROWS:?MS_CMP_ROWS must point at tests/tools/cmp_rows}
 rm -rf "$T" && mkdir -p "$T/model" "$T/imgs"
 fails=0
 check() { # check DESCRIPTION COMMAND...
@@ -37,29 +39,13 @@ sed -i 's/^pipe_/embed\/pipe_/' "$T/list.csv"
 "$CLI" embed --model "$T/model" --images "$T/list.csv" --root "$(dirname "$FIX")" --out "$T/out.csv" 2> "$T/e1"
 check "embed with --root exits 0" test $? -eq 0
 check "out.hdf5 written" test -f "$T/out.hdf5"
-cat > "$T/cmp.py" <<'PYEOF'
-import sys, numpy as np
-ref = np.load(sys.argv[1])
-if sys.argv[2].endswith(".npy"):
-    got = np.load(sys.argv[2])
-else:
-    import h5py
-    with h5py.File(sys.argv[2], "r") as f:
-        got = f["dataset"][:]
-rows = [int(r) for r in sys.argv[3].split(",")]
-ref = ref[rows]
-assert got.dtype == np.float32 and got.shape == ref.shape, (got.dtype, got.shape, ref.shape)
-err = np.abs(got - ref).max(axis=1) / np.abs(ref).max(axis=1)
-print("max relative error per row:", err)
-sys.exit(0 if err.max() <= 2e-3 else 1)
-PYEOF
-check "HDF5 embeddings match PyTorch" $PY "$T/cmp.py" "$FIX/pipe_out.npy" "$T/out.hdf5" 0,1,2
+check "HDF5 embeddings match PyTorch" "$CMP" "$FIX/pipe_out.npy" "$T/out.hdf5" 0,1,2
 
 # 2. NPY output, paths relative to the CSV's directory (no --root)
 printf 'Path\nimgs/pipe_2.png\nimgs/pipe_0.png\n' > "$T/rel.csv"
 "$CLI" embed --model "$T/model" --images "$T/rel.csv" --out "$T/rel.csv.out.csv" --format npy 2> "$T/e2"
 check "npy run exits 0" test $? -eq 0
-check "NPY embeddings match PyTorch" $PY "$T/cmp.py" "$FIX/pipe_out.npy" "$T/rel.csv.out.npy" 2,0
+check "NPY embeddings match PyTorch" "$CMP" "$FIX/pipe_out.npy" "$T/rel.csv.out.npy" 2,0
 
 # 3. --on-error fail: exit 2, one line naming the file, nothing written
 printf 'Path\nimgs/pipe_0.png\nimgs/nope.png\nimgs/pipe_1.png\n' > "$T/bad.csv"
@@ -76,7 +62,7 @@ check "skip exits 0" test $? -eq 0
 check "skip summary on stderr" grep -q "skipped 1 of 3 images" "$T/e4"
 check "skipped row left out of the CSV" test "$(printf 'Path\nimgs/pipe_0.png\nimgs/pipe_1.png\n')" = "$(cat "$T/skip.csv")"
 check "report lists row 2" grep -q "^2,imgs/nope.png,.*nope.png: cannot open" "$T/skip.skipped.csv"
-check "HDF5 rows stay aligned" $PY "$T/cmp.py" "$FIX/pipe_out.npy" "$T/skip.hdf5" 0,1
+check "HDF5 rows stay aligned" "$CMP" "$FIX/pipe_out.npy" "$T/skip.hdf5" 0,1
 
 # 5. usage and data errors
 "$CLI" embed --images "$T/list.csv" --out "$T/x.csv" 2> /dev/null
@@ -130,7 +116,7 @@ PYEOF
     printf 'Path\npipe_0.png\npipe_1.png\n' > "$T/moco.csv"
     "$CLI" embed --model "$T/moco" --images "$T/moco.csv" --root "$FIX" --out "$T/moco_out.csv" 2> "$T/e7"
     check "embed with the converted model exits 0" test $? -eq 0
-    check "converted model matches torchvision" $PY "$T/cmp.py" "$T/moco_ref.npy" "$T/moco_out.hdf5" 0,1
+    check "converted model matches torchvision" "$CMP" "$T/moco_ref.npy" "$T/moco_out.hdf5" 0,1
     $PY "$(dirname "$0")/../tools/convert_checkpoint.py" "$T/moco_missing.pth.tar" "$T/m2" > /dev/null 2> "$T/c2"
     check "missing tensor exits 2" test $? -eq 2
     check "missing tensor named" grep -q "tensor module.encoder_q.layer2.1.bn1.running_mean: missing" "$T/c2"
