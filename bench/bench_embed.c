@@ -1,6 +1,7 @@
 /* bench_embed.c: ResNet-18 forward throughput (images/s) of medselect's encoder.
  *
  * Usage: bench_embed [MODEL_DIR] [--size S] [--batch B] [--threads T] [--reps R] [--rgb]
+ *                    [--precision f32|bf16]
  * Runs the network on random normalised input of B images of S x S (1 channel for a gray
  * model, as `medselect embed` does, else 3; --rgb forces 3 channels), after one warm-up
  * pass, R times, and prints one line per repetition plus the median:
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "medselect/embed.h"
+#include "medselect/gemm.h"
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -27,9 +29,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rgb")) rgb = 1;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            ms_precision p;
+            if (ms_precision_parse(argv[++i], &p)) {
+                fprintf(stderr, "bench_embed: %s\n", ms_last_error());
+                return 1;
+            }
+            ms_set_precision(p);
+        }
         else if (argv[i][0] != '-') model = argv[i];
         else {
-            fprintf(stderr, "usage: bench_embed [MODEL_DIR] [--size S] [--batch B] [--threads T] [--reps R] [--rgb]\n");
+            fprintf(stderr, "usage: bench_embed [MODEL_DIR] [--size S] [--batch B] [--threads T] [--reps R] [--rgb] [--precision f32|bf16]\n");
             return 1;
         }
     }

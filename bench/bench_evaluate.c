@@ -3,12 +3,13 @@
  * random, k-medoids and k-means, optionally plus a selector of hidden size 256 (randomly
  * initialised: the cost does not depend on the weights).
  *
- * Usage: bench_evaluate [--tasks N] [--threads T] [--selector] [--reps R] */
+ * Usage: bench_evaluate [--tasks N] [--threads T] [--selector] [--reps R] [--precision P] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "medselect/evaluate.h"
+#include "medselect/gemm.h"
 #include "medselect/synth.h"
 #include "medselect/train.h"
 
@@ -24,8 +25,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--selector")) selector = 1;
-        else {
-            fprintf(stderr, "usage: bench_evaluate [--tasks N] [--threads T] [--selector] [--reps R]\n");
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+            ms_precision p;
+            if (ms_precision_parse(argv[++i], &p)) {
+                fprintf(stderr, "bench_evaluate: %s\n", ms_last_error());
+                return 1;
+            }
+            ms_set_precision(p);
+        } else {
+            fprintf(stderr, "usage: bench_evaluate [--tasks N] [--threads T] [--selector] [--reps R] [--precision f32|bf16]\n");
             return 1;
         }
     }
@@ -45,8 +53,8 @@ int main(int argc, char **argv) {
     if (selector) {
         ms_selector sel;
         memset(&sel, 0, sizeof sel);
-        ms_lstm_params_init(&sel.params, 512, 256);
-        ms_lstm_params_randomize(&sel.params, 1);
+        MS_CHECK(ms_net_init(&sel.net, &ms_arch_bilstm, 512, 256) == MS_OK);
+        ms_net_randomize(&sel.net, 1);
         st[n++] = ms_selector_strategy(&sel);
     }
     ms_eval_config cfg;
@@ -72,6 +80,8 @@ int main(int argc, char **argv) {
     qsort(t, (size_t)reps, sizeof(double), cmp_d);
     printf("evaluate: %d tasks, pool 1000, query 100, 512-d, K 20, strategies random,kmedoids,kmeans%s, %d threads: median %.2f s of %d runs (%.0f tasks/s)\n",
            tasks, selector ? ",medselect(H=256)" : "", threads, t[reps / 2], reps, tasks / t[reps / 2]);
+    printf("{\"name\": \"evaluate%s-%s\", \"seconds\": %.3f, \"threads\": %d}\n", selector ? "-selector" : "",
+           ms_precision_name(ms_get_precision()), t[reps / 2], threads);
     free(t);
     for (int i = 0; i < n; i++) ms_strategy_free(st[i]);
     ms_split_free(&tr), ms_split_free(&va), ms_split_free(&te);

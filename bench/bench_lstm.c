@@ -11,15 +11,12 @@
  *            + 2*B*T*H*8H                dh_{t-1} = dgates W_hh recurrences
  *            (no gradient with respect to the input x)
  * Each figure is the median of 3 timed iterations after one warm-up iteration. The sgemm
- * probe is a square 2048^3 cblas_sgemm, median of 3 after a warm-up. The library that
- * cblas_sgemm resolved to is printed: when a reference CBLAS (e.g. GSL's libgslcblas)
- * precedes OpenBLAS on the link line, every figure here is that library's.
+ * probe is a square 2048^3 ms_gemm (oneDNN, fp32), median of 3 after a warm-up.
  */
-#define _GNU_SOURCE /* dladdr */
+#define _GNU_SOURCE
 #include "medselect/model.h"
 
-#include <cblas.h>
-#include <dlfcn.h>
+#include "medselect/gemm.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +48,7 @@ static double sgemm_rate(int n, double *cpu_rate) {
     double t[4], u[4];
     for (int r = 0; r < 4; r++) {
         double t0 = ms_now(), u0 = cpu_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        ms_gemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n, MS_PREC_F32);
         t[r] = ms_now() - t0;
         u[r] = cpu_now() - u0;
     }
@@ -78,11 +75,6 @@ int main(int argc, char **argv) {
     }
     ms_set_threads(threads);
     printf("bench_lstm: B=%d T=%d D=%d H=%d, %d threads\n", B, T, D, H, ms_get_threads());
-    Dl_info info;
-    void (*fn)(void) = (void (*)(void))cblas_sgemm;
-    void *addr;
-    memcpy(&addr, &fn, sizeof addr);
-    if (dladdr(addr, &info) && info.dli_fname) printf("cblas_sgemm from %s\n", info.dli_fname);
     double fw_flop = 2.0 * B * T * ((double)D * 8 * H + (double)H * 8 * H);
     double bw_flop = 2.0 * B * T * ((double)D * 8 * H + 2.0 * H * 8 * H);
     printf("FLOP model: forward 2*B*T*(D*8H + H*8H) = %.1f GFLOP; backward 2*B*T*(D*8H + 2*H*8H)"

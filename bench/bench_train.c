@@ -9,7 +9,8 @@
  *   forward  = 2 T (D 8H + H 8H)          input projections of both directions + recurrence
  *   backward = 2 T (D 8H) + 2 T (H 8H) + 2 T (H 8H)   dW_ih, dW_hh, dh recurrence (no dx)
  *
- * Usage: bench_train [--iters N] [--threads T] [--pool P] [--hidden H] [--batch B] */
+ * Usage: bench_train [--iters N] [--threads T] [--pool P] [--hidden H] [--batch B]
+ *                    [--precision f32|bf16] */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "medselect/gemm.h"
 #include "medselect/synth.h"
 #include "medselect/train.h"
 
@@ -33,8 +35,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--pool")) pool = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--hidden")) hidden = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
-        else {
-            fprintf(stderr, "usage: bench_train [--iters N] [--threads T] [--pool P] [--hidden H] [--batch B]\n");
+        else if (!strcmp(argv[i], "--precision")) {
+            ms_precision p;
+            if (ms_precision_parse(argv[i + 1], &p)) {
+                fprintf(stderr, "bench_train: %s\n", ms_last_error());
+                return 1;
+            }
+            ms_set_precision(p);
+        } else {
+            fprintf(stderr, "usage: bench_train [--iters N] [--threads T] [--pool P] [--hidden H] [--batch B] [--precision f32|bf16]\n");
             return 1;
         }
     }
@@ -103,13 +112,13 @@ int main(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = ru.ru_maxrss / 1024.0;
     fprintf(stderr,
-            "medselect train step: B=%d T=%d D=%d H=%d K=20 Q=100, %d threads\n"
+            "medselect train step (%s): B=%d T=%d D=%d H=%d K=20 Q=100, %d threads\n"
             "  FLOP model per task: forward 2T(D*8H + H*8H) = %.3f GFLOP, backward 2T(D*8H) + 4T(H*8H) = %.3f GFLOP\n"
             "  first iteration %.2f s (warm-up), median of %d: %.3f s/iteration, %.1f tasks/s, %.1f GFLOP/s, peak RSS %.0f MB\n",
-            batch, pool, D, hidden, threads, fwd / 1e9, bwd / 1e9, dt[0], n - 1, s_iter, batch / s_iter,
+            ms_precision_name(ms_get_precision()), batch, pool, D, hidden, threads, fwd / 1e9, bwd / 1e9, dt[0], n - 1, s_iter, batch / s_iter,
             gflop / s_iter, rss_mb);
-    printf("{\"name\": \"medselect\", \"tasks_per_s\": %.3f, \"s_per_iter\": %.4f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"threads\": %d}\n",
-           batch / s_iter, s_iter, gflop / s_iter, rss_mb, threads);
+    printf("{\"name\": \"medselect-%s\", \"tasks_per_s\": %.3f, \"s_per_iter\": %.4f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"threads\": %d}\n",
+           ms_precision_name(ms_get_precision()), batch / s_iter, s_iter, gflop / s_iter, rss_mb, threads);
     free(dt);
     ms_split_free(&tr), ms_split_free(&va), ms_split_free(&te);
     return 0;

@@ -242,6 +242,9 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--autocast-bf16", action="store_true",
+                    help="run the forward under torch.autocast('cpu', dtype=torch.bfloat16)"
+                         " (bf16 operands, fp32 weights and optimizer): the bf16 peer")
     ap.add_argument("--selftest", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -288,7 +291,11 @@ def main():
         qlab_t = torch.from_numpy(np.stack(qlab).astype(np.float32))
         t.append(time.perf_counter())
         # -- forward
-        logits = model(x)                                          # (B, T)
+        if a.autocast_bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(x).float()                          # (B, T)
+        else:
+            logits = model(x)                                      # (B, T)
         t.append(time.perf_counter())
         # -- selection, log-probability, rewards and baseline
         sel = gumbel_topk(logits, K, gen)
@@ -327,7 +334,7 @@ def main():
     n = len(iter_times)
     s_per_iter = sum(iter_times) / n
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    res = {"name": "pytorch", "tasks_per_s": round(B / s_per_iter, 4),
+    res = {"name": "pytorch-autocast-bf16" if a.autocast_bf16 else "pytorch", "tasks_per_s": round(B / s_per_iter, 4),
            "s_per_iter": round(s_per_iter, 4), "gflops": round(gflop_iter / s_per_iter, 3),
            "peak_rss_mb": round(peak_rss_mb, 1), "threads": torch.get_num_threads(),
            "iters": n, "gflop_per_iter": round(gflop_iter, 2),

@@ -88,7 +88,8 @@ static const char *env_path(const char *var, const char *fallback, const char *n
 }
 
 const char *ms_fixture(const char *name) { return env_path("MS_FIXTURES", "tests/fixtures", name); }
-const char *ms_shared(const char *name) { return env_path("MS_SHARED", "../shared", name); }
+const char *ms_data(const char *name) { return env_path("MS_DATA", ".", name); }
+const char *ms_shared(const char *name) { return ms_data(name); }
 const char *ms_tmp(const char *name) {
     const char *root = getenv("MS_TMP");
     if (!root) root = "/tmp/medselect-test";

@@ -4,7 +4,8 @@
  * arrays with |got - ref| <= atol + rtol * |ref| and prints the largest difference when it
  * fails. main() ends with `return ms_test_summary();`, which prints "N passed, M failed"
  * and returns non-zero on any failure. Environment: MS_FIXTURES (committed fixtures),
- * MS_SHARED (../shared), MS_CLI (the medselect binary), MS_TMP (scratch directory).
+ * MS_DATA (the repository root, which holds the real data in data/ and the encoder in
+ * models/), MS_CLI (the medselect binary), MS_TMP (scratch directory).
  */
 #ifndef MS_TEST_H
 #define MS_TEST_H
@@ -28,12 +29,15 @@ int ms_expect_close_d(const char *what, const double *got, const double *ref, si
  * parity). */
 int ms_expect_relerr_f(const char *what, const float *got, const float *ref, size_t n, double tol);
 
-/* Paths: "$MS_FIXTURES/name", "$MS_SHARED/name", "$MS_TMP/name" (MS_TMP is created).
+/* Paths: "$MS_FIXTURES/name", "$MS_DATA/name" (e.g. "data/nih1000/labels.csv",
+ * "models/cxr-simclr-resnet18-64"), "$MS_TMP/name" (MS_TMP is created).
  * Return a static buffer per call site rotation (8 slots). */
 const char *ms_fixture(const char *name);
-const char *ms_shared(const char *name);
+const char *ms_data(const char *name);
 const char *ms_tmp(const char *name);
-int ms_shared_available(void); /* 1 when MS_SHARED points at a readable data folder */
+/* The older names of ms_data: the data used to live outside the repository. */
+const char *ms_shared(const char *name);
+int ms_shared_available(void); /* 1 when the shipped NIH data is readable (it always should be) */
 
 /* Runs `$MS_CLI args` through the shell with stdout/stderr captured to files; returns the
  * exit code (or -1). *out / *err (if not NULL) receive malloc'd contents. */

@@ -198,7 +198,7 @@ int main(void) {
         for (int g = 0; g < cfg.n_groups; g++)
             for (int i = 0; i < cfg.tasks; i++) {
                 ms_task_sample(&t, &te, &cfg.shape, cfg.group[g].cond, cfg.group[g].n_cond, cfg.seed,
-                               (uint64_t)g, (uint64_t)i, scratch);
+                               ms_eval_group_stream(&te, &cfg.group[g]), (uint64_t)i, scratch);
                 for (int j = 0; j < t.P; j++) nrm[j] = row_norm(te.emb + (size_t)t.pool[j] * te.d, te.d);
                 qsort(nrm, (size_t)t.P, sizeof(double), cmp_desc);
                 memcpy(got, l2->b + (size_t)(g * cfg.tasks + i) * 10, sizeof(double) * 10);
@@ -322,9 +322,17 @@ int main(void) {
     }
     free(text);
 
-    /* a report into a directory that cannot be created fails and writes nothing */
-    MS_EXPECT(ms_analysis_write_report(ms_tmp("no/such/parent/dir"), &rep) == MS_ERR_IO);
-    MS_EXPECT(strstr(ms_last_error(), "no/such/parent/dir") != NULL);
+    /* a report into missing parent folders creates them; one under a file fails, writes
+     * nothing and names the file */
+    char nested[4200];
+    snprintf(nested, sizeof nested, "%s/such/parent/dir", ms_tmp("no"));
+    MS_EXPECT(ms_analysis_write_report(nested, &rep) == MS_OK);
+    snprintf(nested, sizeof nested, "%s/such/parent/dir/report.md", ms_tmp("no"));
+    MS_EXPECT(ms_file_exists(nested));
+    char under_file[4300];
+    snprintf(under_file, sizeof under_file, "%s/dir", nested);
+    MS_EXPECT(ms_analysis_write_report(under_file, &rep) == MS_ERR_IO);
+    MS_EXPECT(strstr(ms_last_error(), "report.md: cannot create folder") != NULL);
 
     /* plotting helper */
     MS_EXPECT(fabs(ms_plot_nice_step(0, 1, 7) - 0.2) < 1e-12);

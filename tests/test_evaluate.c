@@ -1,7 +1,11 @@
 /* test_evaluate.c: the meta-test protocol end to end on the synthetic meta-dataset: results
  * identical for 1 and 2 threads, AUROCs in range, strategies compared on the same tasks
  * (random at a nested K reuses the same draw), summary rows consistent with the raw values,
- * and the synthetic generator's defining properties (outliers, condition directions). */
+ * and the synthetic generator's defining properties (outliers, condition directions).
+ * Also: paired differences against a second strategy (--versus) against numpy/scipy
+ * references (tests/fixtures/gen_evaluate.py); a group's tasks depend on its condition list,
+ * not its position or flag (library and CLI); prefix scoring of rankings equals selecting
+ * at every K; the per-task CSV. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +16,175 @@
 #include "medselect/train.h"
 #include "ms_test.h"
 
+/* The versus differences of ms_eval_summarize against the numpy/scipy fixture. */
+static void test_versus_fixture(void) {
+    int nd;
+    long sh[4];
+    double *au = ms_load_npy_d(ms_fixture("evaluate/versus_auroc.npy"), &nd, sh);
+    MS_EXPECT(nd == 3 && sh[0] == 2 && sh[1] == 3);
+    const int NK = (int)sh[0], NS = (int)sh[1], T = (int)sh[2];
+    double *cond = ms_load_npy_d(ms_fixture("evaluate/versus_cond.npy"), NULL, NULL);
+    double *vk = ms_load_npy_d(ms_fixture("evaluate/versus_k.npy"), NULL, NULL);
+    long rs[4];
+    double *ref = ms_load_npy_d(ms_fixture("evaluate/versus_ref.npy"), &nd, rs);
+    ms_eval_result r;
+    memset(&r, 0, sizeof r);
+    r.n_groups = 1, r.n_k = NK, r.n_strat = NS, r.tasks = T, r.kmax = 10, r.stream[0] = 77;
+    r.auroc = au; /* laid out (g, ki, s, task) like the fixture's (ki, s, task) */
+    r.task_cond = malloc(sizeof(int) * (size_t)T);
+    for (int i = 0; i < T; i++) r.task_cond[i] = (int)cond[i];
+    int conds[2] = {0, 1};
+    ms_eval_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.n_groups = 1, cfg.n_k = NK, cfg.k[0] = 5, cfg.k[1] = 10, cfg.tasks = T, cfg.seed = 9;
+    cfg.group[0].cond = conds, cfg.group[0].n_cond = 2;
+    snprintf(cfg.group[0].name, 32, "all");
+    cfg.versus_on = 1;
+    for (int ki = 0; ki < NK; ki++) cfg.versus[0][ki] = (int)vk[ki];
+    ms_eval_row *rows;
+    int n_rows;
+    ms_eval_summarize(&r, &cfg, 2000, &rows, &n_rows);
+    int nref = (int)rs[0], found = 0;
+    double *g_mean = malloc(sizeof(double) * (size_t)nref * 4), *r_mean = g_mean + nref;
+    double *g_p = r_mean + nref, *r_p = g_p + nref;
+    double max_ci = 0;
+    for (int j = 0; j < nref; j++) {
+        const double *e = ref + (size_t)j * 7;
+        for (int i = 0; i < n_rows; i++) {
+            if (rows[i].ki != (int)e[0] || rows[i].s != (int)e[1] || rows[i].cond != (int)e[2]) continue;
+            found++;
+            MS_EXPECT(rows[i].vs == (int)vk[(int)e[0]]);
+            g_mean[j] = rows[i].vdiff.mean, r_mean[j] = e[3];
+            g_p[j] = rows[i].vp, r_p[j] = e[6];
+            max_ci = fmax(max_ci, fmax(fabs(rows[i].vdiff.lo - e[4]), fabs(rows[i].vdiff.hi - e[5])));
+        }
+    }
+    MS_EXPECT(found == nref);
+    ms_expect_close_d("versus: mean paired difference vs numpy", g_mean, r_mean, (size_t)nref, 1e-12, 0);
+    ms_expect_close_d("versus: Wilcoxon p vs scipy", g_p, r_p, (size_t)nref, 0, 1e-9);
+    /* medselect's 2,000 resamples against numpy's 20,000: Monte Carlo error only */
+    printf("versus: %d rows; largest bootstrap CI end difference to numpy %.5f\n", nref, max_ci);
+    MS_EXPECT(max_ci < 0.0025);
+    /* the versus strategy's own row: zero difference, no p; the random column is untouched */
+    for (int i = 0; i < n_rows; i++) {
+        if (rows[i].s == rows[i].vs) MS_EXPECT(rows[i].vdiff.mean == 0 && isnan(rows[i].vp));
+        if (rows[i].cond < 0 && rows[i].s > 0) {
+            double m = 0;
+            for (int t = 0; t < T; t++)
+                m += au[((size_t)rows[i].ki * NS + rows[i].s) * T + t] - au[((size_t)rows[i].ki * NS) * T + t];
+            MS_EXPECT(fabs(rows[i].diff.mean - m / T) < 1e-12);
+        }
+    }
+    /* best: the highest mean among the candidates, per K */
+    int cand[3] = {0, 1, 2};
+    for (int ki = 0; ki < NK; ki++) {
+        int b = ms_eval_best(&r, 0, ki, cand, 3), arg = 0;
+        for (int s = 1; s < NS; s++)
+            if (ms_eval_mean(&r, 0, ki, s) > ms_eval_mean(&r, 0, ki, arg)) arg = s;
+        MS_EXPECT(b == arg);
+        int two[2] = {0, 1};
+        MS_EXPECT(ms_eval_best(&r, 0, ki, two, 2) == (ms_eval_mean(&r, 0, ki, 1) > ms_eval_mean(&r, 0, ki, 0)));
+    }
+    free(rows);
+    free(g_mean);
+    free(r.task_cond);
+    free(au), free(cond), free(vk), free(ref);
+}
+
+/* Same condition list => same tasks and numbers, wherever the group stands; ranking
+ * strategies scored on prefixes equal their per-K selections; the per-task CSV. */
+static void test_streams_and_prefixes(const ms_split *te) {
+    const char *names[] = {"random", "kcenter", "herding", "kmeans", "kmedoids"};
+    enum { NS = 6 };
+    ms_strategy *st[NS];
+    for (int i = 0; i < 5; i++) MS_EXPECT(ms_strategy_create(&st[i], names[i]) == MS_OK);
+    ms_selector sel;
+    memset(&sel, 0, sizeof sel);
+    MS_CHECK(ms_net_init(&sel.net, &ms_arch_bilstm, te->d, 8) == MS_OK);
+    ms_net_randomize(&sel.net, 3);
+    st[5] = ms_selector_strategy(&sel);
+    MS_EXPECT(st[0]->ranking && st[1]->ranking && st[2]->ranking && !st[3]->ranking && !st[4]->ranking && st[5]->ranking);
+    ms_eval_config a;
+    memset(&a, 0, sizeof a);
+    a.shape = (ms_task_shape){.pool = 40, .pos_frac = 0.25, .query = 20, .query_pos_frac = 0.5};
+    a.n_k = 3, a.k[0] = 5, a.k[1] = 10, a.k[2] = 20;
+    a.tasks = 40, a.seed = 11, a.pred = MS_PRED_COSINE, a.keep_selections = 1;
+    int seen[3] = {0, 1, 2}, unseen[2] = {6, 7};
+    a.n_groups = 2;
+    snprintf(a.group[0].name, 32, "seen");
+    a.group[0].cond = seen, a.group[0].n_cond = 3;
+    snprintf(a.group[1].name, 32, "unseen");
+    a.group[1].cond = unseen, a.group[1].n_cond = 2;
+    ms_eval_config b = a;
+    b.n_groups = 1;
+    snprintf(b.group[0].name, 32, "all");
+    b.group[0].cond = unseen, b.group[0].n_cond = 2;
+    ms_eval_result ra, rb, rp;
+    MS_EXPECT(ms_evaluate(&ra, te, &a, st, NS, NULL) == MS_OK);
+    MS_EXPECT(ms_evaluate(&rb, te, &b, st, NS, NULL) == MS_OK);
+    size_t per_g = (size_t)a.n_k * NS * a.tasks;
+    MS_EXPECT(ra.stream[1] == rb.stream[0] && ra.stream[0] != ra.stream[1]);
+    MS_EXPECT(memcmp(ra.auroc + per_g, rb.auroc, sizeof(double) * per_g) == 0);
+    MS_EXPECT(memcmp(ra.task_cond + a.tasks, rb.task_cond, sizeof(int) * (size_t)a.tasks) == 0);
+    MS_EXPECT(memcmp(ra.sel + per_g * ra.kmax, rb.sel, sizeof(int) * per_g * (size_t)ra.kmax) == 0);
+    /* the summary (bootstrap CIs included) is the same too */
+    ms_eval_row *rowa, *rowb;
+    int na, nb;
+    ms_eval_summarize(&ra, &a, 300, &rowa, &na);
+    ms_eval_summarize(&rb, &b, 300, &rowb, &nb);
+    int same = 0, cmp = 0;
+    for (int i = 0; i < na; i++) {
+        if (rowa[i].g != 1) continue;
+        for (int j = 0; j < nb; j++)
+            if (rowb[j].ki == rowa[i].ki && rowb[j].s == rowa[i].s && rowb[j].cond == rowa[i].cond) {
+                cmp++;
+                same += !memcmp(&rowa[i].auroc, &rowb[j].auroc, sizeof(ms_ci)) &&
+                        !memcmp(&rowa[i].diff, &rowb[j].diff, sizeof(ms_ci));
+            }
+    }
+    MS_EXPECT(cmp == nb && same == nb);
+    free(rowa), free(rowb);
+    /* a different list is a different stream */
+    int other[2] = {6, 5};
+    b.group[0].cond = other;
+    MS_EXPECT(ms_eval_group_stream(te, &b.group[0]) != rb.stream[0]);
+    /* prefixes of one ranking == selecting at each K (every strategy, both groups) */
+    a.per_k = 1;
+    MS_EXPECT(ms_evaluate(&rp, te, &a, st, NS, NULL) == MS_OK);
+    MS_EXPECT(memcmp(ra.auroc, rp.auroc, sizeof(double) * 2 * per_g) == 0);
+    size_t diff_sel = 0;
+    for (size_t c = 0; c < 2 * per_g; c++) {
+        int K = a.k[(c / ((size_t)NS * a.tasks)) % (size_t)a.n_k];
+        diff_sel += memcmp(ra.sel + c * ra.kmax, rp.sel + c * rp.kmax, sizeof(int) * (size_t)K) != 0;
+    }
+    printf("prefix scoring vs per-K selection: %zu of %zu selections differ\n", diff_sel, 2 * per_g);
+    MS_EXPECT(diff_sel == 0);
+    /* per-task CSV: a header and one line per (group, task, K) with every strategy */
+    const char *path = ms_tmp("per_task.csv");
+    MS_EXPECT(ms_eval_write_per_task(path, &ra, &a, te, st) == MS_OK);
+    size_t len;
+    char *txt = ms_read_file(path, &len);
+    MS_EXPECT(txt != NULL);
+    if (txt) {
+        int lines = 0;
+        for (size_t i = 0; i < len; i++) lines += txt[i] == '\n';
+        MS_EXPECT(lines == 1 + 2 * a.tasks * a.n_k);
+        MS_EXPECT(!strncmp(txt, "group,task,condition,k,random,kcenter,herding,kmeans,kmedoids,medselect\n", 71));
+        /* the line of unseen task 3, K 10 holds that task's AUROCs */
+        char want[512];
+        int n = snprintf(want, sizeof want, "unseen,3,%s,10", te->cond[ra.task_cond[a.tasks + 3]]);
+        for (int s = 0; s < NS; s++)
+            n += snprintf(want + n, sizeof want - (size_t)n, ",%.9g",
+                          ra.auroc[((size_t)(1 * a.n_k + 1) * NS + s) * a.tasks + 3]);
+        MS_EXPECT(strstr(txt, want) != NULL);
+        free(txt);
+    }
+    ms_eval_result_free(&ra), ms_eval_result_free(&rb), ms_eval_result_free(&rp);
+    for (int i = 0; i < NS; i++) ms_strategy_free(st[i]);
+}
+
 int main(void) {
+    test_versus_fixture();
     ms_synth_config sc;
     ms_synth_defaults(&sc);
     sc.n_pos[0] = 300, sc.n_pos[1] = 100, sc.n_pos[2] = 600;
@@ -41,8 +213,8 @@ int main(void) {
     /* a (randomly initialised) selector: scored in batches before the task loop */
     ms_selector sel;
     memset(&sel, 0, sizeof sel);
-    ms_lstm_params_init(&sel.params, te.d, 16);
-    ms_lstm_params_randomize(&sel.params, 5);
+    MS_CHECK(ms_net_init(&sel.net, &ms_arch_bilstm, te.d, 16) == MS_OK);
+    ms_net_randomize(&sel.net, 5);
     st[3] = ms_selector_strategy(&sel);
     MS_EXPECT(st[3]->score != NULL && st[3]->select_scored != NULL);
     ms_eval_config cfg;
@@ -138,6 +310,7 @@ int main(void) {
     ms_eval_result_free(&r1);
     ms_eval_result_free(&r2);
     for (int i = 0; i < 4; i++) ms_strategy_free(st[i]);
+    test_streams_and_prefixes(&te);
     ms_split_free(&tr), ms_split_free(&va), ms_split_free(&te);
     return ms_test_summary();
 }

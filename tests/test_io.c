@@ -16,6 +16,7 @@
 #include <hdf5.h>
 
 #include "medselect/io.h"
+#include "medselect/tasks.h"
 #include "ms_test.h"
 
 /* Checks a failure: the status, and that the message contains each given fragment. */
@@ -257,9 +258,6 @@ static void test_hdf5(void) {
     for (int i = 0; i < R * C; i++) x[i] = fixture_value(i / C, i % C) * 1e-3f + (float)i;
     const char *path = ms_tmp("round.hdf5");
     MS_EXPECT(ms_hdf5_write(path, NULL, x, R, C) == MS_OK);
-    char tmpname[4200];
-    snprintf(tmpname, sizeof tmpname, "%s.tmp.%ld", path, (long)getpid());
-    MS_EXPECT(!ms_file_exists(tmpname)); /* renamed into place */
     float *y = NULL;
     int r = 0, c = 0;
     MS_EXPECT(ms_hdf5_read(path, "dataset", &y, &r, &c) == MS_OK && r == R && c == C);
@@ -307,7 +305,12 @@ static void test_hdf5(void) {
     EXPECT_FAIL(ms_hdf5_read(pt, NULL, &y, &r, &c), MS_ERR_DATA, "text.hdf5", "not an HDF5");
     EXPECT_FAIL(ms_hdf5_read(ms_tmp("absent.hdf5"), NULL, &y, &r, &c), MS_ERR_IO, "absent.hdf5",
                 "cannot open");
-    EXPECT_FAIL(ms_hdf5_write(ms_tmp("no-dir/x.hdf5"), NULL, x, R, C), MS_ERR_IO, "x.hdf5", NULL);
+    /* missing parent folders are created; a parent that is a file is an error naming it */
+    char nested[4200];
+    snprintf(nested, sizeof nested, "%s/new-dir/sub/x.hdf5", ms_tmp("h5parents"));
+    MS_EXPECT(ms_hdf5_write(nested, NULL, x, R, C) == MS_OK && ms_file_exists(nested));
+    snprintf(nested, sizeof nested, "%s/x.hdf5", pt);
+    EXPECT_FAIL(ms_hdf5_write(nested, NULL, x, R, C), MS_ERR_IO, "text.hdf5", "cannot create folder");
 }
 
 /* ---- tables and splits --------------------------------------------------------------- */
@@ -492,7 +495,7 @@ static void test_split(void) {
     MS_EXPECT(ms_split_resolve(&s, names, 2, idx) == MS_OK && idx[0] == 1 && idx[1] == 0);
     char *bad[2] = {"Effusion", "Count"};
     EXPECT_FAIL(ms_split_resolve(&s, bad, 2, idx), MS_ERR_ARG,
-                "pos.csv: unknown condition 'Count' (available: Effusion, Lung Opacity)", NULL);
+                "pos.csv: unknown condition 'Count' (conditions: Effusion, Lung Opacity)", NULL);
 
     /* Other uncertain policies: -1 never makes a positive. */
     st = ms_split_load(&sn, pos, NULL, norm, NULL, MS_UNCERTAIN_NEGATIVE);
@@ -544,15 +547,85 @@ out:
     free(norm);
 }
 
+/* ---- condition names: summaries are not conditions, NIH/CheXpert synonyms ------------- */
+
+static void test_condition_names(void) {
+    /* NIH-style file: 0/1 summary columns (No Finding, is_normal, is_positive) and NIH
+     * metadata never become conditions; Effusion and Pleural_Thickening answer to their
+     * CheXpert names. */
+    ms_write_text(ms_tmp("nih_pos.csv"),
+                  "Path,Image Index,Follow-up #,Patient Age,No Finding,is_normal,is_positive,Effusion,"
+                  "Pleural_Thickening,Atelectasis\n"
+                  "a.png,a.png,0,40,0,0,1,1,0,1\n"
+                  "b.png,b.png,1,41,0,0,1,1,1,0\n"
+                  "c.png,c.png,0,42,0,0,1,0,1,1\n");
+    ms_write_text(ms_tmp("nih_norm.csv"), "Path,No Finding,is_normal,is_positive,Effusion\n"
+                                          "n0.png,1,1,0,0\nn1.png,1,1,0,0\n");
+    const float pe[6] = {1, 0, 0, 1, 1, 1}, ne[4] = {0, 1, 1, 1};
+    MS_CHECK(ms_hdf5_write(ms_tmp("nih_pos.hdf5"), NULL, pe, 3, 2) == MS_OK);
+    MS_CHECK(ms_hdf5_write(ms_tmp("nih_norm.hdf5"), NULL, ne, 2, 2) == MS_OK);
+    char *pos = xstrdup(ms_tmp("nih_pos.csv")), *norm = xstrdup(ms_tmp("nih_norm.csv"));
+    ms_split s;
+    ms_status st = ms_split_load(&s, pos, NULL, norm, NULL, MS_UNCERTAIN_POSITIVE);
+    if (st) fprintf(stderr, "  %s\n", ms_last_error());
+    MS_EXPECT(st == MS_OK);
+    if (!st) {
+        MS_EXPECT(s.n_cond == 3 && !strcmp(s.cond[0], "Effusion") && !strcmp(s.cond[1], "Pleural_Thickening") &&
+                  !strcmp(s.cond[2], "Atelectasis"));
+        MS_EXPECT(ms_split_find_condition(&s, "No Finding") < 0 && ms_split_find_condition(&s, "is_normal") < 0 &&
+                  ms_split_find_condition(&s, "is_positive") < 0);
+        MS_EXPECT(ms_split_find_condition(&s, "Pleural Effusion") == 0);
+        MS_EXPECT(ms_split_find_condition(&s, "pleural-effusion") == 0);
+        MS_EXPECT(ms_split_find_condition(&s, "Pleural Other") == 1);
+        MS_EXPECT(ms_split_find_condition(&s, "pleural thickening") == 1);
+        MS_EXPECT(ms_split_find_condition(&s, "Lung Opacity") < 0); /* no single NIH counterpart */
+        char *bad[1] = {"No Finding"};
+        int idx[1];
+        EXPECT_FAIL(ms_split_resolve(&s, bad, 1, idx), MS_ERR_ARG,
+                    "nih_pos.csv: unknown condition 'No Finding' (conditions: Effusion, Pleural_Thickening, "
+                    "Atelectasis)", NULL);
+        char *bad2[1] = {"Enlarged Cardiomediastinum"};
+        EXPECT_FAIL(ms_split_resolve(&s, bad2, 1, idx), MS_ERR_ARG, "(conditions: Effusion, Pleural_Thickening, Atelectasis)",
+                    NULL);
+        /* the task check's message counts positives per part of the task */
+        ms_task_shape sh = {.pool = 4, .pos_frac = 0.5, .query = 2, .query_pos_frac = 0.5};
+        int c0 = 0;
+        EXPECT_FAIL(ms_task_check(&s, &sh, &c0, 1), MS_ERR_DATA,
+                    "nih_pos.csv: condition 'Effusion' has 2 positives, a task needs 3 (2 pool positives + 1 query positives)",
+                    NULL);
+        ms_split_free(&s);
+    }
+    /* CheXpert-style file: its names answer to NIH's */
+    ms_write_text(ms_tmp("cx_pos.csv"), "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Pleural Effusion,Pleural Other\n"
+                                        "p1.png,Male,50,Frontal,AP,,1.0,-1.0\n"
+                                        "p2.png,Female,60,Frontal,PA,,1.0,\n");
+    MS_CHECK(ms_hdf5_write(ms_tmp("cx_pos.hdf5"), NULL, pe, 2, 2) == MS_OK);
+    free(pos);
+    pos = xstrdup(ms_tmp("cx_pos.csv"));
+    st = ms_split_load(&s, pos, NULL, norm, NULL, MS_UNCERTAIN_POSITIVE);
+    MS_EXPECT(st == MS_OK);
+    if (!st) {
+        MS_EXPECT(s.n_cond == 2);
+        MS_EXPECT(ms_split_find_condition(&s, "Effusion") == 0);
+        MS_EXPECT(ms_split_find_condition(&s, "Pleural_Thickening") == 1);
+        char *bad[1] = {"Fibrosis"};
+        int idx[1];
+        EXPECT_FAIL(ms_split_resolve(&s, bad, 1, idx), MS_ERR_ARG,
+                    "cx_pos.csv: unknown condition 'Fibrosis' (conditions: Pleural Effusion, Pleural Other)", NULL);
+        ms_split_free(&s);
+    }
+    MS_EXPECT(ms_condition_synonym("EFFUSION") && !strcmp(ms_condition_synonym("EFFUSION"), "Pleural Effusion"));
+    MS_EXPECT(ms_condition_synonym("Cardiomegaly") == NULL);
+    free(pos);
+    free(norm);
+}
+
 /* ---- the real NIH1000 test split ----------------------------------------------------- */
 
 static void test_real_split(void) {
-    if (!ms_shared_available()) {
-        printf("note: shared data not found, skipping the NIH1000 split test\n");
-        return;
-    }
-    char *pos = xstrdup(ms_shared("data/nih1000/embeddings/test_pos.csv"));
-    char *norm = xstrdup(ms_shared("data/nih1000/embeddings/test_norm.csv"));
+    MS_EXPECT(ms_shared_available()); /* data/nih1000 ships with the repository */
+    char *pos = xstrdup(ms_data("data/nih1000/embeddings/test_pos.csv"));
+    char *norm = xstrdup(ms_data("data/nih1000/embeddings/test_norm.csv"));
     ms_split s;
     ms_status st = ms_split_load(&s, pos, NULL, norm, NULL, MS_UNCERTAIN_POSITIVE);
     if (st) fprintf(stderr, "  %s\n", ms_last_error());
@@ -605,7 +678,7 @@ static void test_real_split(void) {
     /* The embeddings match a direct read of the HDF5 file. */
     float *x = NULL;
     int r = 0, c = 0;
-    MS_EXPECT(ms_hdf5_read(ms_shared("data/nih1000/embeddings/test_norm.hdf5"), NULL, &x, &r, &c) ==
+    MS_EXPECT(ms_hdf5_read(ms_data("data/nih1000/embeddings/test_norm.hdf5"), NULL, &x, &r, &c) ==
                   MS_OK &&
               r == 120 && c == 512);
     if (x) MS_EXPECT(memcmp(x, s.emb + (size_t)147 * 512, sizeof(float) * 120 * 512) == 0);
@@ -622,6 +695,7 @@ int main(void) {
     test_table();
     test_table_errors();
     test_split();
+    test_condition_names();
     test_real_split();
     return ms_test_summary();
 }

@@ -277,22 +277,120 @@ static void test_fast_vs_ref(int B, int T, int D, int H, uint64_t seed) {
     ms_lstm_params_free(&g);
 }
 
+/* ---- bf16 against f32 ------------------------------------------------------------------
+ * The paper's layer sizes (D 512, H 256) on unit-scale embeddings. bf16 keeps 8 significant
+ * bits of each operand (relative rounding error <= 2^-9), the products accumulate in fp32,
+ * and the recurrence feeds rounded states back for T steps. Stated tolerance, as the
+ * whole-tensor relative error max|bf16 - f32| / max|f32|: 2e-2 for the logits and for every
+ * gradient tensor. */
+static void run_threads(int nthreads, float *logits, ms_lstm_params *g, const float *x,
+                        const float *dlog, const ms_lstm_params *p, int B, int T,
+                        ms_precision prec);
+
+static void test_bf16_vs_f32(void) {
+    const int B = 4, T = 60, D = 512, H = 256;
+    printf("-- bf16 vs f32 (B=%d T=%d D=%d H=%d)\n", B, T, D, H);
+    ms_lstm_params p, gf, gb;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_init(&gf, D, H);
+    ms_lstm_params_init(&gb, D, H);
+    ms_lstm_params_randomize(&p, 41);
+    size_t BT = (size_t)B * T;
+    float *x = malloc(sizeof(float) * BT * D), *dlog = malloc(sizeof(float) * BT);
+    float *lf = malloc(sizeof(float) * BT), *lb = malloc(sizeof(float) * BT);
+    fill_normal(x, BT * D, 42, 1.0 / sqrt((double)D));
+    fill_normal(dlog, BT, 43, 1.0);
+    run_threads(2, lf, &gf, x, dlog, &p, B, T, MS_PREC_F32);
+    run_threads(2, lb, &gb, x, dlog, &p, B, T, MS_PREC_BF16);
+    ms_set_threads(0);
+    ms_expect_relerr_f("bf16 logits vs f32", lb, lf, BT, 2e-2);
+    double worst = 0;
+    for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
+        char what[128];
+        snprintf(what, sizeof what, "bf16 grad %s vs f32", ms_lstm_tensor_name(i));
+        ms_expect_relerr_f(what, gb.t[i], gf.t[i], p.size[i], 2e-2);
+        double md = 0, mr = 0;
+        for (size_t j = 0; j < p.size[i]; j++) {
+            md = fmax(md, fabs((double)gb.t[i][j] - gf.t[i][j]));
+            mr = fmax(mr, fabs((double)gf.t[i][j]));
+        }
+        worst = fmax(worst, mr > 0 ? md / mr : md);
+    }
+    double ml = 0, mlr = 0;
+    for (size_t j = 0; j < BT; j++) {
+        ml = fmax(ml, fabs((double)lb[j] - lf[j]));
+        mlr = fmax(mlr, fabs((double)lf[j]));
+    }
+    printf("   relative error: logits %.2e, worst gradient tensor %.2e\n", ml / mlr, worst);
+    /* it really ran in bf16 */
+    MS_EXPECT(ml > 0);
+    free(x);
+    free(dlog);
+    free(lf);
+    free(lb);
+    ms_lstm_params_free(&p);
+    ms_lstm_params_free(&gf);
+    ms_lstm_params_free(&gb);
+}
+
+/* ---- forward-only scoring ------------------------------------------------------------
+ * ms_lstm_infer against ms_lstm_forward: pools long enough for several chunks (and a
+ * partial last one), one and several tasks, 1 and 2 threads (bitwise), both precisions. */
+static void test_infer(int B, int T, int D, int H, ms_precision prec) {
+    printf("-- infer vs forward, %s (B=%d T=%d D=%d H=%d)\n", ms_precision_name(prec), B, T, D, H);
+    ms_lstm_params p;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_randomize(&p, 51);
+    size_t BT = (size_t)B * T;
+    float *x = malloc(sizeof(float) * BT * D);
+    float *lf = malloc(sizeof(float) * BT), *l1 = malloc(sizeof(float) * BT),
+          *l2 = malloc(sizeof(float) * BT);
+    fill_normal(x, BT * D, 52, 1.0 / sqrt((double)D));
+    ms_lstm_cache c;
+    ms_lstm_cache_init(&c, D, H, B, T);
+    ms_lstm_cache_set_precision(&c, prec);
+    ms_lstm_forward(lf, &c, x, &p, B, T);
+    ms_lstm_cache_free(&c);
+    size_t bytes = ms_lstm_infer_bytes(D, H, B, T, prec);
+    void *work = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    ms_set_threads(1);
+    ms_lstm_infer(l1, work, x, &p, B, T, prec);
+    ms_set_threads(2);
+    ms_lstm_infer(l2, work, x, &p, B, T, prec);
+    ms_set_threads(0);
+    /* the same operands in the same precision: only the products' blocking differs */
+    ms_expect_relerr_f("infer vs forward logits", l2, lf, BT, 1e-5);
+    MS_EXPECT(memcmp(l1, l2, sizeof(float) * BT) == 0);
+    printf("   workspace %.2f MB vs cache %.2f MB\n", bytes / 1e6,
+           ms_lstm_cache_bytes(D, H, B, T) / 1e6);
+    MS_EXPECT(bytes < ms_lstm_cache_bytes(D, H, B, T));
+    free(work);
+    free(x);
+    free(lf);
+    free(l1);
+    free(l2);
+    ms_lstm_params_free(&p);
+}
+
 /* ---- 1 versus 2 threads --------------------------------------------------------------- */
 
 static void run_threads(int nthreads, float *logits, ms_lstm_params *g, const float *x,
-                        const float *dlog, const ms_lstm_params *p, int B, int T) {
+                        const float *dlog, const ms_lstm_params *p, int B, int T,
+                        ms_precision prec) {
     ms_set_threads(nthreads);
     ms_lstm_cache c;
     ms_lstm_cache_init(&c, p->D, p->H, B, T);
+    ms_lstm_cache_set_precision(&c, prec);
     ms_lstm_params_zero(g);
     ms_lstm_forward(logits, &c, x, p, B, T);
     ms_lstm_backward(g, dlog, &c, x, p);
     ms_lstm_cache_free(&c);
 }
 
-static void test_threads(void) {
+static void test_threads(ms_precision prec) {
     const int B = 16, T = 64, D = 128, H = 64;
-    printf("-- 1 vs 2 threads (B=%d T=%d D=%d H=%d)\n", B, T, D, H);
+    printf("-- %s: 1 vs 2 and 3 threads (B=%d T=%d D=%d H=%d)\n", ms_precision_name(prec), B, T,
+           D, H);
     ms_lstm_params p, g1, g2;
     ms_lstm_params_init(&p, D, H);
     ms_lstm_params_init(&g1, D, H);
@@ -303,9 +401,8 @@ static void test_threads(void) {
     float *l1 = malloc(sizeof(float) * BT), *l2 = malloc(sizeof(float) * BT);
     fill_normal(x, BT * D, 22, 1.0);
     fill_normal(dlog, BT, 23, 1.0);
-    run_threads(1, l1, &g1, x, dlog, &p, B, T);
-    run_threads(2, l2, &g2, x, dlog, &p, B, T);
-    ms_set_threads(0);
+    run_threads(1, l1, &g1, x, dlog, &p, B, T, prec);
+    run_threads(2, l2, &g2, x, dlog, &p, B, T, prec);
     ms_expect_relerr_f("logits 2 threads vs 1", l2, l1, BT, 1e-6);
     for (int i = 0; i < MS_LSTM_NTENSORS; i++) {
         char what[128];
@@ -314,7 +411,14 @@ static void test_threads(void) {
     }
     int identical = memcmp(l1, l2, sizeof(float) * BT) == 0 &&
                     memcmp(g1.memory, g2.memory, sizeof(float) * p.count) == 0;
-    printf("   1 and 2 threads bitwise identical: %s\n", identical ? "yes" : "no");
+    run_threads(3, l2, &g2, x, dlog, &p, B, T, prec);
+    ms_set_threads(0);
+    identical &= memcmp(l1, l2, sizeof(float) * BT) == 0 &&
+                 memcmp(g1.memory, g2.memory, sizeof(float) * p.count) == 0;
+    printf("   1, 2 and 3 threads bitwise identical: %s\n", identical ? "yes" : "no");
+    /* every product goes through ms_gemm's shape-only blocking, every reduction has a fixed
+     * order: the results must not depend on the thread count at all */
+    MS_EXPECT(identical);
     free(x);
     free(dlog);
     free(l1);
@@ -829,7 +933,20 @@ int main(void) {
     test_fast_vs_ref(4, 13, 10, 6, 31);
     test_fast_vs_ref(3, 9, 7, 16, 32);
     test_fast_vs_ref(1, 1, 4, 5, 33);
-    test_threads();
+    test_threads(MS_PREC_F32);
+    test_infer(1, 1300, 24, 16, MS_PREC_F32);
+    test_infer(5, 900, 24, 16, MS_PREC_F32);
+    test_infer(2, 3, 7, 5, MS_PREC_F32);
+    if (ms_bf16_supported()) {
+        test_infer(1, 1300, 24, 16, MS_PREC_BF16);
+        test_infer(5, 900, 24, 16, MS_PREC_BF16);
+    }
+    if (ms_bf16_supported()) {
+        test_threads(MS_PREC_BF16);
+        test_bf16_vs_f32();
+    } else {
+        printf("bf16 checks skipped: this CPU has no AVX512_BF16\n");
+    }
     test_policy_fixtures();
     test_policy_sampling();
     test_safetensors();

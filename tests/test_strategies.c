@@ -161,7 +161,7 @@ static void test_options(void) {
     ms_strategy *s = NULL;
     const char *bad[] = {"nosuch",           "kmeans:bogus=1",       "kmeans:iters=abc",
                          "kmeans:iters=0",   "kmedoids:iters=-3",    "kcenter:k=2",
-                         "typiclust:knn=0",  "typiclust:min_cluster=x", "probcover:delta=-1",
+                         "typiclust:knn=0",  "typiclust:min_cluster=x", "typiclust:min_cluster=-1", "probcover:delta=-1",
                          "probcover:delta=abc", "probcover:alpha=2", "probcover:max_edges=0",
                          "herding:sigma=0",  "herding:sigma=",       "random:seed=3",
                          "kmeans:iters"};
@@ -446,8 +446,34 @@ static void test_typiclust(void) {
         /* min_cluster=2 keeps the small cluster: it comes last */
         MS_EXPECT(run("typiclust:min_cluster=2", &pool, 5, seed, out) == MS_OK);
         MS_EXPECT(out[0] == core[1] && label[out[4]] == 2);
+        /* on a pool this size (183 items, K 5) auto is the authors' rule, min_cluster=5 */
+        int o5[5], oa[5];
+        MS_EXPECT(run("typiclust:min_cluster=5", &pool, 5, seed, o5) == MS_OK);
+        MS_EXPECT(run("typiclust:min_cluster=auto", &pool, 5, seed, oa) == MS_OK);
+        MS_EXPECT(run("typiclust", &pool, 5, seed, out) == MS_OK);
+        MS_EXPECT(!memcmp(o5, out, sizeof o5) && !memcmp(oa, out, sizeof oa));
     }
     free(x);
+    /* A small pool: clusters of 8, 4, 4, 1, 1 items, K 5 (average cluster 3.6). The
+     * authors' rule (<= 5 skipped) leaves only the 8-item cluster, so all five picks come
+     * from it; auto skips clusters of <= min(5, floor(18 / 10)) = 1 item: the picks are the
+     * three cores (8, then the 4s), then the cycle returns to the 8 and the first 4. */
+    int small[5] = {8, 4, 4, 1, 1}, slabel[18], score[5], sn;
+    float *y = cored_rows(5, small, d, slabel, score, &sn);
+    ms_pool sp = {sn, d, y, y, NULL};
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        int o5[5], oa[5];
+        MS_EXPECT(run("typiclust:min_cluster=5", &sp, 5, seed, o5) == MS_OK);
+        int all0 = 1;
+        for (int i = 0; i < 5; i++) all0 &= slabel[o5[i]] == 0;
+        MS_EXPECT(all0 && o5[0] == score[0]);
+        MS_EXPECT(run("typiclust", &sp, 5, seed, oa) == MS_OK);
+        int hits[5] = {0};
+        for (int i = 0; i < 5; i++) hits[slabel[oa[i]]]++;
+        MS_EXPECT(oa[0] == score[0] && hits[0] == 2 && hits[1] + hits[2] == 3 && hits[3] == 0 && hits[4] == 0);
+        MS_EXPECT((oa[1] == score[1] && oa[2] == score[2]) || (oa[1] == score[2] && oa[2] == score[1]));
+    }
+    free(y);
 }
 
 /* ---- ProbCover ----------------------------------------------------------------------- */

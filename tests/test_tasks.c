@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "medselect/io.h"
 #include "medselect/tasks.h"
 #include "ms_test.h"
 
@@ -32,7 +33,83 @@ static int is_pos(const ms_split *s, int cond, int row) {
     return 0;
 }
 
+/* Grouped sampling on the shipped NIH test split grouped by PatientID: every pool has
+ * distinct patients, class counts and disjointness hold, tasks are a pure function of the
+ * index, patients do repeat without grouping, and the check reports when groups are too few. */
+static void test_grouped(void) {
+    char pos[4096], norm[4096];
+    snprintf(pos, sizeof pos, "%s", ms_data("data/nih1000/embeddings/test_pos.csv"));
+    snprintf(norm, sizeof norm, "%s", ms_data("data/nih1000/embeddings/test_norm.csv"));
+    ms_split s;
+    ms_status st = ms_split_load(&s, pos, NULL, norm, NULL, MS_UNCERTAIN_POSITIVE);
+    MS_EXPECT(st == MS_OK);
+    if (st) return;
+    MS_EXPECT(ms_split_group_by(&s, "NoSuchColumn") == MS_ERR_DATA && strstr(ms_last_error(), "NoSuchColumn"));
+    MS_EXPECT(s.group == NULL);
+    uint64_t fp = s.fingerprint;
+    MS_EXPECT(ms_split_group_by(&s, "patientid") == MS_OK);
+    MS_EXPECT(s.group && s.n_groups == 93 && s.fingerprint != fp); /* 93 test patients (data README) */
+    int conds[2] = {ms_split_find_condition(&s, "Effusion"), ms_split_find_condition(&s, "Infiltration")};
+    ms_task_shape sh = {.pool = 16, .pos_frac = 0.5, .query = 20, .query_pos_frac = 0.5};
+    MS_EXPECT(ms_task_check(&s, &sh, conds, 2) == MS_OK);
+    int *scratch = malloc(sizeof(int) * (size_t)s.n);
+    ms_task t, u;
+    ms_task_alloc(&t, &sh, NULL);
+    ms_task_alloc(&u, &sh, NULL);
+    int bad_group = 0, bad_count = 0, bad_disjoint = 0, bad_det = 0, bad_label = 0;
+    for (int i = 0; i < 300; i++) {
+        ms_task_sample(&t, &s, &sh, conds, 2, 5, 0, (uint64_t)i, scratch);
+        ms_task_sample(&u, &s, &sh, conds, 2, 5, 0, (uint64_t)i, scratch);
+        bad_det += memcmp(t.pool, u.pool, sizeof(int) * 16) || memcmp(t.query, u.query, sizeof(int) * 20);
+        int np = 0, nq = 0;
+        for (int a = 0; a < 16; a++) {
+            np += t.pool_y[a];
+            for (int b = a + 1; b < 16; b++) bad_group += s.group[t.pool[a]] == s.group[t.pool[b]];
+            for (int b = 0; b < 20; b++) bad_disjoint += t.pool[a] == t.query[b];
+            bad_label += t.pool_y[a] ? !is_pos(&s, t.cond, t.pool[a]) : t.pool[a] < s.n_pos;
+        }
+        for (int b = 0; b < 20; b++) {
+            nq += t.query_y[b];
+            bad_label += t.query_y[b] ? !is_pos(&s, t.cond, t.query[b]) : t.query[b] < s.n_pos;
+        }
+        bad_count += np != 8 || nq != 10;
+    }
+    if (bad_group || bad_count || bad_disjoint || bad_det || bad_label)
+        fprintf(stderr, "grouped: %d repeated groups, %d counts, %d overlaps, %d nondeterministic, %d labels\n",
+                bad_group, bad_count, bad_disjoint, bad_det, bad_label);
+    MS_EXPECT(!bad_group && !bad_count && !bad_disjoint && !bad_det && !bad_label);
+    /* without grouping the same shape repeats patients in most pools */
+    int *g = s.group;
+    s.group = NULL;
+    int repeats = 0;
+    for (int i = 0; i < 100; i++) {
+        ms_task_sample(&t, &s, &sh, conds, 2, 5, 0, (uint64_t)i, scratch);
+        int rep = 0;
+        for (int a = 0; a < 16; a++)
+            for (int b = a + 1; b < 16; b++) rep |= g[t.pool[a]] == g[t.pool[b]];
+        repeats += rep;
+    }
+    s.group = g;
+    MS_EXPECT(repeats > 50);
+    /* Cardiomegaly's 31 test positives come from 8 patients */
+    int cardio = ms_split_find_condition(&s, "Cardiomegaly");
+    MS_EXPECT(ms_task_check(&s, &sh, &cardio, 1) == MS_OK); /* 8 pool positives: exactly fits */
+    ms_task_shape big = {.pool = 30, .pos_frac = 0.5, .query = 20, .query_pos_frac = 0.5};
+    MS_EXPECT(ms_task_check(&s, &big, &cardio, 1) == MS_ERR_DATA &&
+              strstr(ms_last_error(), "condition 'Cardiomegaly' has positives from 8 groups of patientid, a pool of 15 "
+                                      "positives without repeated groups needs 15"));
+    ms_task_free(&t);
+    ms_task_free(&u);
+    free(scratch);
+    ms_split_free(&s);
+    /* a split built from arrays has no CSV to group by */
+    make_split(&s);
+    MS_EXPECT(ms_split_group_by(&s, "PatientID") == MS_ERR_ARG);
+    ms_split_free(&s);
+}
+
 int main(void) {
+    test_grouped();
     ms_split s;
     make_split(&s);
     MS_EXPECT(s.n_pos == 240 && s.n_norm == 300 && s.n == 540);

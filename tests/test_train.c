@@ -252,8 +252,11 @@ static void test_run_files(void) {
         ms_st_free(&f);
     }
     /* last equals the weights in the state */
-    ms_lstm_params ps, pm, pv, pl;
-    ms_lstm_params_init(&ps, g_train.d, 8), ms_lstm_params_init(&pm, g_train.d, 8), ms_lstm_params_init(&pv, g_train.d, 8);
+    ms_lstm_params pl;
+    ms_net ps, pm, pv;
+    MS_CHECK(ms_net_init(&ps, &ms_arch_bilstm, g_train.d, 8) == MS_OK);
+    MS_CHECK(ms_net_init(&pm, &ms_arch_bilstm, g_train.d, 8) == MS_OK);
+    MS_CHECK(ms_net_init(&pv, &ms_arch_bilstm, g_train.d, 8) == MS_OK);
     ms_train_state ts;
     if (load_weights(in_dir(dir, "last.safetensors"), &pl)) {
         ms_st_file sf;
@@ -262,16 +265,16 @@ static void test_run_files(void) {
             MS_EXPECT(sig != NULL);
             st = ms_train_state_load(in_dir(dir, "state.safetensors"), sig ? sig : "", &ps, &pm, &pv, &ts);
             MS_EXPECT(st == MS_OK && ts.iteration == 16);
-            MS_EXPECT(memcmp(ps.memory, pl.memory, sizeof(float) * pl.count) == 0);
+            MS_EXPECT(memcmp(ps.params, pl.memory, sizeof(float) * pl.count) == 0);
             /* Adam's second moment is non-negative and not all zero after 16 steps */
             int vpos = 0, vneg = 0;
-            for (size_t i = 0; i < pv.count; i++) vpos += pv.memory[i] > 0, vneg += pv.memory[i] < 0;
+            for (size_t i = 0; i < pv.count; i++) vpos += pv.params[i] > 0, vneg += pv.params[i] < 0;
             MS_EXPECT(vpos > 0 && vneg == 0);
             ms_st_free(&sf);
         }
         ms_lstm_params_free(&pl);
     }
-    ms_lstm_params_free(&ps), ms_lstm_params_free(&pm), ms_lstm_params_free(&pv);
+    ms_net_free(&ps), ms_net_free(&pm), ms_net_free(&pv);
 
     /* the weights moved away from the initialisation */
     ms_lstm_params init;
@@ -348,13 +351,20 @@ static void test_resume(void) {
     MS_EXPECT(strstr(ms_last_error(), "state.safetensors") && strstr(ms_last_error(), "other settings"));
     MS_EXPECT(!ms_file_exists(in_dir(dir, "last.safetensors")));
     check_metrics(in_dir(dir, "metrics.csv"), 5, 16, 4);
-    /* ... as is a resume without a state */
+    /* a resume without a state (a run killed before saving one) starts from scratch and
+     * ends as the uninterrupted run; the missing parent folders of --out are created */
     char *empty = run_dir("run_nostate");
+    char nested[4200];
+    snprintf(nested, sizeof nested, "%s/new/parents", empty);
+    rm_run(nested); /* a previous run of this test left one */
     other = c;
-    other.out_dir = empty;
+    other.out_dir = nested;
     other.resume = 1;
+    other.max_iterations = 0;
     st = ms_train(&g_train, &g_val, &other, &s);
-    MS_EXPECT(st != MS_OK && strstr(ms_last_error(), "state.safetensors"));
+    MS_EXPECT(st == MS_OK && s.iterations == 16);
+    MS_EXPECT(same_weights(in_dir(ref, "last.safetensors"), in_dir(nested, "last.safetensors"), NULL));
+    MS_EXPECT(!ms_file_exists(in_dir(nested, ".medselect.lock"))); /* released */
 
     /* resume to the end */
     c.resume = 1;
@@ -452,9 +462,9 @@ static void test_clinical(void) {
 static void selector_from(const char *path, ms_selector *sel, int sample) {
     memset(sel, 0, sizeof *sel);
     ms_selector_meta m;
-    MS_CHECK(ms_checkpoint_load(path, &sel->params, &m) == MS_OK);
+    MS_CHECK(ms_net_load(path, &sel->net, &m) == MS_OK);
     sel->clinical = m.clinical == 1;
-    sel->sample = sample;
+    sel->decode = sample ? MS_DECODE_SAMPLE : MS_DECODE_GREEDY;
     sel->sampler = MS_SAMPLER_WOR;
     ms_selector_meta_free(&m);
 }
@@ -478,9 +488,11 @@ static void test_selector(void) {
     ms_selector sel;
     selector_from(ckpt, &sel, 0);
     ms_lstm_cache cache;
-    ms_lstm_cache_init(&cache, D, sel.params.H, 1, n);
+    ms_lstm_params view;
+    ms_net_lstm_view(&sel.net, sel.net.params, &view);
+    ms_lstm_cache_init(&cache, D, sel.net.H, 1, n);
     float logits[30];
-    ms_lstm_forward(logits, &cache, raw, &sel.params, 1, n);
+    ms_lstm_forward(logits, &cache, raw, &view, 1, n);
     ms_lstm_cache_free(&cache);
     int order[30];
     for (int i = 0; i < n; i++) order[i] = i;
@@ -494,7 +506,7 @@ static void test_selector(void) {
 
     ms_strategy *strat = ms_selector_strategy(&sel);
     MS_EXPECT(strcmp(strat->name, "medselect") == 0);
-    MS_EXPECT(sel.params.memory == NULL); /* ownership moved */
+    MS_EXPECT(sel.net.params == NULL); /* ownership moved */
     ms_arena ws;
     ms_arena_init(&ws);
     int pick1[4], pick2[4];

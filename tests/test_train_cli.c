@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "medselect/gemm.h"
 #include "medselect/io.h"
 #include "medselect/safetensors.h"
 #include "ms_test.h"
@@ -379,6 +380,29 @@ static void test_select(const char *run) {
     MS_EXPECT(list_same(&a, &w));
     list_free(&a);
 
+    /* --precision: an unknown value is a usage error naming it (nothing written); bf16 on
+     * a CPU without AVX512_BF16 is one too; where it runs, every logit is within 0.02 of
+     * the f32 one (bf16 operands: 8 significant bits) */
+    fmt(args, sizeof args, "select --model %s --pool %s -k 5 --out %s --precision fp16", best, data("test_pos.csv"), W);
+    expect_error("--precision fp16", args, 1, "fp16", W);
+    fmt(args, sizeof args, "select --model %s --pool %s -k 5 --out %s --scores %s --precision bf16", best,
+        data("test_pos.csv"), W, S);
+    if (!ms_bf16_supported()) {
+        expect_error("--precision bf16 without AVX512_BF16", args, 1, "AVX512_BF16", W);
+    } else if (ms_run_cli(args, NULL, NULL) == 0 && list_read(&a, S, 0)) {
+        double md = 0;
+        int same = a.n == s.n;
+        for (int j = 0; same && j < a.n; j++) {
+            same &= strcmp(a.path[j], s.path[j]) == 0;
+            md = fmax(md, fabs(a.logit[j] - s.logit[j]));
+        }
+        printf("select --precision bf16: largest logit difference to f32 %.3g\n", md);
+        MS_EXPECT(same && md > 0 && md < 0.02);
+        list_free(&a);
+    } else {
+        MS_EXPECT(0);
+    }
+
     /* a baseline strategy: 5 distinct rows, logit and probability empty */
     fmt(args, sizeof args, "select --strategy kmedoids --pool %s -k 5 --out %s", data("test_pos.csv"), W);
     rc = ms_run_cli(args, NULL, NULL);
@@ -451,6 +475,47 @@ static void write_without_clinical(const char *from, const char *to) {
     }
     MS_CHECK(fclose(f) == 0);
     ms_csv_free(&c);
+}
+
+/* Another architecture through the same commands: train --arch relational with K and
+ * prevalence ranges, then select (a ranking: the K 3 worklist is the first 3 rows of the
+ * K 6 one) and evaluate; bad architecture options are usage errors. */
+static void test_relational(void) {
+    char run[4096], args[8192];
+    fmt(run, sizeof run, "%s", ms_tmp("run_rel"));
+    rm_run(run);
+    char *out = NULL, *err = NULL;
+    int rc = ms_run_cli(train_args(run, 32, "--arch relational -k 2:6 --pos-frac 0.2:0.5 --hidden 4 --lr 0.01"), &out, &err);
+    MS_EXPECT(rc == 0 && ms_file_exists(in_dir(run, "best.safetensors")));
+    if (rc) fprintf(stderr, "relational train failed: %s", err ? err : "");
+    free(out), free(err);
+    const char *best = in_dir(run, "best.safetensors");
+    const char *W6 = ms_tmp("rel_w6.csv"), *W3 = ms_tmp("rel_w3.csv");
+    fmt(args, sizeof args, "select --model %s --pool %s -k 6 --out %s", best, data("test_pos.csv"), W6);
+    MS_EXPECT(ms_run_cli(args, NULL, NULL) == 0);
+    fmt(args, sizeof args, "select --model %s --pool %s -k 3 --out %s", best, data("test_pos.csv"), W3);
+    MS_EXPECT(ms_run_cli(args, NULL, NULL) == 0);
+    list a, b;
+    memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+    if (list_read(&a, W6, 1) && list_read(&b, W3, 1)) {
+        int same = a.n == 6 && b.n == 3;
+        for (int i = 0; same && i < 3; i++) same = strcmp(a.path[i], b.path[i]) == 0;
+        MS_EXPECT(same);
+    } else {
+        MS_EXPECT(0);
+    }
+    list_free(&a), list_free(&b);
+    fmt(args, sizeof args,
+        "evaluate --pos-csv %s --norm-csv %s --conditions finding_a,finding_b --pool 20 --query 10 -k 2,4 "
+        "--tasks 10 --strategies random --bootstrap 100 --model %s",
+        data("test_pos.csv"), data("test_norm.csv"), best);
+    rc = ms_run_cli(args, &out, &err);
+    MS_EXPECT(rc == 0 && out && strstr(out, "| 4 | medselect relational | 10 |"));
+    free(out), free(err);
+    expect_error("unknown architecture", train_args(ms_tmp("run_bad"), 32, "--arch hyper"), 1, "bilstm,relational", NULL);
+    expect_error("relational with clinical input", train_args(ms_tmp("run_bad"), 32, "--arch relational --clinical"), 1,
+                 "clinical", NULL);
+    expect_error("K range upside down", train_args(ms_tmp("run_bad"), 32, "-k 6:2"), 1, "-k 6:2", NULL);
 }
 
 static void test_errors(const char *run) {
@@ -622,6 +687,8 @@ int main(void) {
     test_select(run);
     test_evaluate(run);
     printf("select + evaluate: %.1f s\n", ms_now() - t), t = ms_now();
+    test_relational();
+    printf("relational: %.1f s\n", ms_now() - t), t = ms_now();
     test_errors(run);
     printf("errors: %.1f s\n", ms_now() - t);
     return ms_test_summary();

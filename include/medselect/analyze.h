@@ -35,14 +35,18 @@
  * ms_analysis_write_report renders a directory with report.md and PNG figures (ECDFs of A
  * versus B for each quantity, whose area between the curves is the Wasserstein-1 distance,
  * and a bar chart of the mean AUROC per condition per strategy with 95% CIs), drawn with
- * cairo; ms_analysis_write_json writes the same numbers as JSON. Every file is written
- * atomically; on failure the files already written by the call are removed.
+ * cairo; ms_analysis_write_json writes the same numbers as JSON. The directory and its
+ * missing parents are created; all files are written completely before any is published
+ * (report.md last, medselect/output.h), so on failure none is, and a folder created for
+ * them is removed again.
  *
  * Example:
  *   cfg.keep_selections = 1;
+ *   ms_evaluate(&vres, &val_split, &vcfg, baselines, nb, NULL);   // choose B on validation
+ *   int b = index_in_strats(baselines[ms_analyze_best(&vres, -1)]);
  *   ms_evaluate(&res, &split, &cfg, strats, n, NULL);
  *   ms_analysis an;
- *   ms_analyze(&an, &split, &cfg, &res, 1, ms_analyze_best(&res, 1), 0, 2000, 0, MS_AN_TASK_SWAP);
+ *   ms_analyze(&an, &split, &cfg, &res, 1, b, 0, 2000, 0, MS_AN_TASK_SWAP);
  *   ms_eval_summarize(&res, &cfg, 2000, &rows, &n_rows);
  *   ms_analysis_report rep = {&split, &cfg, &res, strats, &an, 1, rows, n_rows, "..."};
  *   ms_analysis_write_report("out", &rep);
@@ -127,8 +131,10 @@ ms_status ms_analyze(ms_analysis *an, const ms_split *s, const ms_eval_config *c
                      ms_an_scheme scheme);
 void ms_analysis_free(ms_analysis *an);
 
-/* The strategy other than `exclude` with the highest mean AUROC over every group, K and task
- * of res (ties: the lower index). -1 when res has a single strategy. */
+/* The strategy other than `exclude` (-1: none excluded) with the highest mean AUROC over
+ * every group, K and task of res (ties: the lower index); -1 when there is none. Call it on
+ * a VALIDATION run (as `analyze --b best` does) so that the choice of B never sees the test
+ * tasks it is then compared on. */
 int ms_analyze_best(const ms_eval_result *res, int exclude);
 
 /* Everything a report shows. an[n_an] are analyses of the same evaluation (e.g. one per K);
@@ -144,6 +150,7 @@ typedef struct {
     const ms_eval_row *rows;
     int n_rows;
     const char *command;
+    const char *b_note; /* how B was chosen, e.g. "best baseline on the validation split ..." (NULL: omitted) */
 } ms_analysis_report;
 
 /* Writes DIR/report.md and its figures DIR/k<K>_<quantity>.png (one ECDF figure per available
@@ -158,6 +165,8 @@ ms_status ms_analysis_write_report(const char *dir, const ms_analysis_report *r)
  * "p_fisher", "p_perm", "p_chi2_bh", "p_fisher_bh", "p_perm_bh"}]}], "auroc": [{"group", "condition", "k", "strategy",
  * "tasks", "mean", "lo", "hi"}]}; unavailable numbers are null. */
 ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r);
+/* That JSON text (newline-terminated, malloc'd: the caller frees it). */
+char *ms_analysis_json(const ms_analysis_report *r);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /* medselect/common.h: status codes, error messages, the seeded random generator, threads,
- * progress bars and atomic file output shared by every module.
+ * progress bars shared by every module (and, through medselect/output.h, output files).
  *
  * Errors come in two tiers. A programmer error (a contract violation such as a NULL
  * argument or K > pool size reaching a kernel) aborts through MS_CHECK with file:line.
@@ -27,6 +27,7 @@ typedef enum {
     MS_ERR_DATA = 2,   /* the content is malformed or inconsistent */
     MS_ERR_ARG = 3,    /* an option value is out of range or unknown */
     MS_ERR_NOMEM = 4,  /* an allocation failed */
+    MS_ERR_CANCELLED = 5, /* the caller's cancel hook asked a long call to stop (ms_progress) */
 } ms_status;
 
 /* Records the thread's last error message (printf-style, one line, no newline).
@@ -34,6 +35,50 @@ typedef enum {
 ms_status ms_fail(ms_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The calling thread's last error message ("" when none). Valid until the next ms_fail. */
 const char *ms_last_error(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Hostile input. Messages: ms_fail (and the CLI's usage errors) print every byte a file
+ * name or a file's content could smuggle into a terminal as \xNN (control bytes, DEL, C1
+ * controls, invalid UTF-8; valid UTF-8 text stays readable) and shorten a message longer
+ * than MS_MSG_MAX characters by eliding its middle ("head...tail"), so a 10 MB path still
+ * gives one readable line that ends with the problem.
+ *
+ * Size budget: every allocation whose size a file declares (array dimensions, tensor shapes,
+ * image sizes, network widths) is checked with ms_check_alloc BEFORE it is made. Where the
+ * format says how many bytes must follow (NPY, safetensors, checkpoints, encoder weights)
+ * the file's own size is checked first (declared data larger than the file is an error);
+ * the budget covers what a file cannot prove (HDF5 dimensions of compressed data, image
+ * dimensions, config.json input sizes, derived workspaces). The default is 4096 MB; the
+ * environment variable MS_MAX_ALLOC_MB raises (or lowers) it.
+ * ------------------------------------------------------------------------------------- */
+#define MS_MSG_MAX 1000
+#define MS_MAX_ALLOC_DEFAULT_MB 4096
+/* The budget in bytes (MS_MAX_ALLOC_MB, else 4096 MB). */
+uint64_t ms_alloc_limit(void);
+/* MS_OK when `bytes` fits the budget, else MS_ERR_DATA "PATH: WHAT needs N MB, more than the
+ * limit of L MB (set MS_MAX_ALLOC_MB to raise it)". `bytes` saturates: pass UINT64_MAX for
+ * a product that overflowed. */
+ms_status ms_check_alloc(uint64_t bytes, const char *what, const char *path);
+/* a * b, saturating at UINT64_MAX (for size products from untrusted dimensions). */
+uint64_t ms_mul_sat(uint64_t a, uint64_t b);
+/* Copies `src` into dst (cap bytes, NUL-terminated) escaped and shortened as described
+ * above, to at most min(cap - 1, MS_MSG_MAX + a few) characters. Returns dst. */
+char *ms_escape_msg(char *dst, size_t cap, const char *src);
+
+/* Parsing behind a process boundary, for third-party parsers that can crash, abort on an
+ * internal assertion or allocate without bound on crafted files (libhdf5, GDCM). `fn` runs
+ * in a forked child whose stderr is /dev/null and whose address space is capped to its
+ * current size plus the size budget (not under AddressSanitizer, which needs the space);
+ * fn returns a status and, on success, a malloc'd result of *bytes bytes plus four integers
+ * of metadata (e.g. rows, cols). They come back through a pipe: on success *out (malloc'd,
+ * the caller frees it), *bytes and meta are set, after the parent has checked *bytes against
+ * the budget. An error of fn comes back as the same status and message. A child that dies
+ * instead gives MS_ERR_DATA "PATH: corrupt WHAT file (the WHAT library crashed reading it:
+ * signal N)" or "... failed reading it". Costs one fork per call; the result is held twice
+ * while it is copied. Call it from one thread at a time per file. */
+typedef ms_status (*ms_contained_fn)(void *ctx, void **out, size_t *bytes, int32_t meta[4]);
+ms_status ms_run_contained(const char *path, const char *what, ms_contained_fn fn, void *ctx, void **out,
+                           size_t *bytes, int32_t meta[4]);
 
 /* Contract check: aborts with file:line and the expression when `cond` is false. */
 #define MS_CHECK(cond)                                                                      \
@@ -81,7 +126,7 @@ enum {
 };
 
 /* ---------------------------------------------------------------------------------------
- * Threads. ms_set_threads sets OpenMP's and OpenBLAS's thread counts (n <= 0: all cores).
+ * Threads. ms_set_threads sets OpenMP's thread count (which the GEMM layer follows) (n <= 0: all cores).
  * Results never depend on it: work is split by task, and each task's arithmetic runs on one
  * thread in a fixed order.
  * ------------------------------------------------------------------------------------- */
@@ -89,7 +134,16 @@ void ms_set_threads(int n);
 int ms_get_threads(void);
 
 /* ---------------------------------------------------------------------------------------
- * Progress bar on stderr, drawn only when stderr is a terminal (and MS_PROGRESS is not 0).
+ * Progress bar on stderr, drawn only when stderr is a terminal (and MS_PROGRESS is not 0),
+ * or as ms_set_progress says.
+ *
+ * Cancellation rides on the same struct: a caller that wants to stop a long call (a binding
+ * reacting to Ctrl-C) sets `cancel` (and `cancel_ctx`) after ms_progress_begin. Every
+ * ms_progress_add, i.e. after every unit of work (a task, a batch), calls cancel(cancel_ctx)
+ * from the thread that finished the unit; a non-zero return sets `cancelled` for good. Long
+ * calls that take an ms_progress (ms_evaluate) poll ms_progress_cancelled between units and
+ * then return MS_ERR_CANCELLED ("cancelled") without a partial result. The hook may be
+ * called from several threads at once and must be cheap.
  * ------------------------------------------------------------------------------------- */
 typedef struct {
     const char *label;
@@ -98,33 +152,23 @@ typedef struct {
     double t0;
     double last_draw;
     int enabled;
+    int (*cancel)(void *ctx); /* optional cancel hook, NULL by default */
+    void *cancel_ctx;
+    volatile int cancelled;   /* set once the hook returned non-zero */
 } ms_progress;
 
 void ms_progress_begin(ms_progress *p, const char *label, long total);
 void ms_progress_add(ms_progress *p, long n); /* thread-safe */
 void ms_progress_end(ms_progress *p);
+/* 1 when p is not NULL and its cancel hook has asked to stop. */
+int ms_progress_cancelled(const ms_progress *p);
+/* Process-wide drawing mode of the bars: -1 (the default) as described above, 0 never,
+ * 1 always (on stderr, terminal or not). For embedders that own the terminal. */
+void ms_set_progress(int mode);
 
 double ms_now(void); /* monotonic seconds */
 
-/* ---------------------------------------------------------------------------------------
- * Atomic output: write to "<path>.tmp.<pid>", then rename over <path> on success, so that
- * a failed or interrupted run never leaves a partial file.
- * ------------------------------------------------------------------------------------- */
-typedef struct {
-    FILE *f;
-    char *path;
-    char *tmp;
-} ms_outfile;
-
-/* Opens the temporary file ("-" means stdout: no temporary, commit is a flush). */
-ms_status ms_out_open(ms_outfile *o, const char *path);
-/* Flushes, fsyncs and renames into place. Records an error naming the path on failure. */
-ms_status ms_out_commit(ms_outfile *o);
-/* Removes the temporary file (safe to call after commit or on a zeroed struct). */
-void ms_out_abort(ms_outfile *o);
-
-/* Writes `n` bytes atomically to `path`. */
-ms_status ms_write_file_atomic(const char *path, const void *data, size_t n);
+/* Output files (atomic, parents created, one writer per output): medselect/output.h. */
 
 /* ---------------------------------------------------------------------------------------
  * Workspace arena: per-thread scratch memory for hot loops. ms_arena_alloc bumps a pointer;
@@ -158,4 +202,6 @@ uint64_t ms_fnv1a(const void *data, size_t n, uint64_t h);
 #ifdef __cplusplus
 }
 #endif
+
+#include "medselect/output.h"
 #endif

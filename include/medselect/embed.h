@@ -135,8 +135,9 @@ void ms_resnet_ws_free(ms_resnet_ws *ws);
  * x is (B, cin, H, W) normalised input with cin = 3, or cin = 1 for a gray copied to 3
  * channels (exactly equivalent; needs ms_resnet_input_channels() == 1);
  * out is (B, dim). B <= max_batch, H and W as given to ms_resnet_ws_new.
- * With B >= threads the batch is split over the threads (single-threaded BLAS each);
- * otherwise the images run one after the other with multi-threaded BLAS. */
+ * With B >= threads the batch is split over the threads (single-threaded GEMMs each);
+ * otherwise the images run one after the other and ms_gemm spreads each product. The
+ * convolutions run in the process-wide precision (gemm.h: ms_set_precision). */
 void ms_resnet_forward(const ms_resnet *net, ms_resnet_ws *ws, const float *x, int cin, int B,
                        float *out);
 

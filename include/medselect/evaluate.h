@@ -1,19 +1,32 @@
 /* medselect/evaluate.h: the meta-test protocol of the paper, for any set of strategies.
  *
- * For each condition group (e.g. "seen" and "unseen"), `tasks` tasks are sampled (task i of
- * group g is a pure function of (seed, g, i)); on every task each strategy selects K items
- * for every requested K, the predictor is built from their labels and scored on the query
- * set, and the AUROC is recorded. All strategies see the same tasks, so comparisons are
- * paired. Work is split across threads by task; results do not depend on the thread count.
+ * For each condition group (e.g. "seen" and "unseen"), `tasks` tasks are sampled. Task i of a
+ * group is a pure function of (seed, the group's condition list, task shape, i): the group's
+ * stream is a hash of its condition names (ms_eval_group_stream), not its position, so the
+ * same list gives the same tasks whether it is the first or the second group, called "seen",
+ * "unseen" or "all". On every task each strategy selects K items for every requested K, the
+ * predictor is built from their labels and scored on the query set, and the AUROC is
+ * recorded. All strategies see the same tasks, so comparisons are paired. Work is split
+ * across threads by task; results do not depend on the thread count.
+ *
+ * Budgets and rankings: a strategy whose selections are nested (strategy.h: `ranking`, e.g.
+ * random, k-center, MaxHerding, the greedy selector) selects once at the largest K and every
+ * K is scored on a prefix of that one order, as a labeling team working down one worklist
+ * would; the others (k-medoids, k-means, TypiClust, ProbCover) are run once per K. The
+ * prefix of a ranking equals its selection at that K (tested), so this changes the cost,
+ * not the numbers.
  *
  * ms_eval_summarize then reports, per group, K, strategy and condition (and for the group as
- * a whole): mean AUROC with a 95% bootstrap CI over tasks, and the paired difference against
- * the first strategy (normally random) with its bootstrap CI and Wilcoxon signed-rank p-value.
+ * a whole): mean AUROC with a 95% bootstrap CI over tasks, the paired difference against
+ * the first strategy (normally random) with its bootstrap CI and Wilcoxon signed-rank
+ * p-value, and optionally the same against a second strategy per (group, K) (`versus`, e.g.
+ * the best baseline chosen on a validation split with ms_eval_best).
  */
 #ifndef MEDSELECT_EVALUATE_H
 #define MEDSELECT_EVALUATE_H
 
 #include "medselect/metrics.h"
+#include "medselect/policy.h"
 #include "medselect/predictor.h"
 #include "medselect/strategy.h"
 #include "medselect/tasks.h"
@@ -41,6 +54,15 @@ typedef struct {
     int n_groups;
     ms_eval_group group[MS_MAX_GROUPS];
     int keep_selections; /* store every selection (for analysis) */
+    ms_decode decode;    /* the learned selector's decoding rule, stated in every report (the
+                            strategy applies it: ms_selector.decode) */
+    int per_k;           /* 1: run ranking strategies once per K too (no prefix scoring) */
+    /* versus_on: rows also carry the paired difference against strategy versus[g][ki]
+     * (an index into the strategies) */
+    int versus_on;
+    int versus_best; /* versus is "the best baseline" (for the reports' wording) */
+    int versus[MS_MAX_GROUPS][MS_MAX_K];
+    char versus_note[MS_MAX_GROUPS][512]; /* printed above group g's table (how versus was chosen) */
 } ms_eval_config;
 
 typedef struct {
@@ -53,14 +75,23 @@ typedef struct {
      * positions (0..P-1) of the j-th pick, kmax = largest K */
     int *sel;
     int kmax;
+    uint64_t stream[MS_MAX_GROUPS]; /* each group's stream (ms_eval_group_stream) */
     double seconds;
 } ms_eval_result;
 
-/* The strategy seed for task i of group g: distinct per task, identical across strategies
- * and K (so that random at K=10 and K=20 are nested draws of the same permutation). */
-uint64_t ms_eval_task_seed(uint64_t seed, int g, long i);
+/* A group's task stream: a hash of its condition names in list order (case, '_' and ' '
+ * do not matter). The CLI sorts each list by name, so "--unseen B,A" and "--conditions A,B"
+ * sample the same tasks. */
+uint64_t ms_eval_group_stream(const ms_split *s, const ms_eval_group *grp);
 
-/* Runs the protocol. `prog` may be NULL. On a strategy error the first error is returned. */
+/* The strategy seed for task i of the group with stream `stream`: distinct per task,
+ * identical across strategies and K (so that random at K=10 and K=20 are nested draws of
+ * the same permutation). */
+uint64_t ms_eval_task_seed(uint64_t seed, uint64_t stream, long i);
+
+/* Runs the protocol. `prog` may be NULL. On a strategy error the first error is returned;
+ * when prog's cancel hook asks to stop (common.h), MS_ERR_CANCELLED after the tasks under
+ * way finish. On any error *res is left empty. */
 ms_status ms_evaluate(ms_eval_result *res, const ms_split *s, const ms_eval_config *cfg,
                       ms_strategy *const *strats, int n_strat, ms_progress *prog);
 void ms_eval_result_free(ms_eval_result *r);
@@ -72,7 +103,22 @@ typedef struct {
     ms_ci auroc;        /* mean AUROC, 95% bootstrap CI */
     ms_ci diff;         /* paired difference against strategy 0 */
     double p;           /* Wilcoxon signed-rank p-value of the difference (NAN for strategy 0) */
+    int vs;             /* with cfg->versus_on: the versus strategy of (g, ki), else -1 */
+    ms_ci vdiff;        /* paired difference against strategy vs (0 for vs itself) */
+    double vp;          /* its Wilcoxon p-value (NAN for vs itself) */
 } ms_eval_row;
+
+/* The strategy among candidates (n_cand indices) with the highest mean AUROC over the tasks
+ * of group g at K index ki of r (lowest index on ties). Used on a VALIDATION run to choose
+ * the baseline that test rows are compared with, so that the choice never sees test tasks. */
+int ms_eval_best(const ms_eval_result *r, int g, int ki, const int *candidates, int n_cand);
+/* Mean AUROC of strategy si over group g's tasks at K index ki. */
+double ms_eval_mean(const ms_eval_result *r, int g, int ki, int si);
+
+/* Writes every task's AUROC as CSV (atomically): group,task,condition,k, then one column per
+ * strategy label. One line per (group, task, K). */
+ms_status ms_eval_write_per_task(const char *path, const ms_eval_result *r, const ms_eval_config *cfg,
+                                 const ms_split *s, ms_strategy *const *strats);
 
 /* Computes the summary rows (caller frees *rows). boot_reps: bootstrap resamples. */
 void ms_eval_summarize(const ms_eval_result *r, const ms_eval_config *cfg, int boot_reps,
@@ -84,7 +130,10 @@ void ms_eval_print_markdown(FILE *f, const ms_eval_result *r, const ms_eval_conf
                             const ms_split *s, ms_strategy *const *strats,
                             const ms_eval_row *rows, int n_rows);
 /* The same numbers as JSON (with the configuration), written atomically to path ("-" for
- * stdout). */
+ * stdout). ms_eval_json returns that text (newline-terminated, malloc'd: the caller frees
+ * it), for callers that parse it in memory. */
+char *ms_eval_json(const ms_eval_result *r, const ms_eval_config *cfg, const ms_split *s,
+                   ms_strategy *const *strats, const ms_eval_row *rows, int n_rows);
 ms_status ms_eval_write_json(const char *path, const ms_eval_result *r, const ms_eval_config *cfg,
                              const ms_split *s, ms_strategy *const *strats,
                              const ms_eval_row *rows, int n_rows);

@@ -52,13 +52,18 @@ void ms_csv_put(FILE *f, const char *field);
 /* Reads a rank-2 float32/float64 dataset into a newly allocated float32 (rows, cols) array.
  * `dataset` NULL means "dataset". */
 ms_status ms_hdf5_read(const char *path, const char *dataset, float **out, int *rows, int *cols);
-/* Writes a (rows, cols) float32 array as `dataset` (NULL: "dataset"), atomically: written
- * to "<path>.tmp.<pid>" in the same directory, then renamed over path. */
+/* Writes a (rows, cols) float32 array as `dataset` (NULL: "dataset"), atomically, through
+ * an output of medselect/output.h (the file is built in memory by HDF5's core driver). */
 ms_status ms_hdf5_write(const char *path, const char *dataset, const float *x, int rows, int cols);
+/* The same file written into an open output `o` (not committed: the caller commits it,
+ * e.g. together with other files through ms_out_commit_all). */
+ms_status ms_hdf5_write_to(ms_outfile *o, const char *dataset, const float *x, int rows, int cols);
 /* NPY format 1.0, 2.0 or 3.0 with dtype '<f4' or '<f8', C order, rank 2. */
 ms_status ms_npy_read(const char *path, float **out, int *rows, int *cols);
 /* Writes format 1.0 '<f4' (x is (rows, cols)), atomically. */
 ms_status ms_npy_write(const char *path, const float *x, int rows, int cols);
+/* The same file written into an open output `o` (not committed). */
+ms_status ms_npy_write_to(ms_outfile *o, const float *x, int rows, int cols);
 /* By extension (case-insensitive): .hdf5/.h5/.he5 -> HDF5 dataset "dataset"; .npy -> NPY;
  * any other extension is MS_ERR_ARG. */
 ms_status ms_matrix_read(const char *path, float **out, int *rows, int *cols);
@@ -74,10 +79,12 @@ typedef struct {
     char **path;    /* (n) the Path column */
     int n_cond;     /* condition columns: every column other than Path and the known
                        metadata columns (Age, Sex, Frontal/Lateral, View, AP/PA, PatientID,
-                       Patient ID, Split, Unnamed: 0, index, an unnamed column; matched
-                       case-insensitively) whose values are all blank or numbers in
-                       {-1, 0, 1} ("1", "1.0", "-1.0"). No Finding is a condition too.
-                       Other columns (text, counts) are ignored. */
+                       Patient ID, Split, Unnamed: 0, index, an unnamed column, NIH's Image
+                       Index, Finding Labels, Follow-up #, Patient Age, Patient Gender, View
+                       Position, Study/StudyID/Study ID) and the per-image summaries No
+                       Finding, is_normal and is_positive (all matched case-insensitively)
+                       whose values are all blank or numbers in {-1, 0, 1} ("1", "1.0",
+                       "-1.0"). Other columns (text, counts) are ignored. */
     char **cond;    /* (n_cond) names as in the header */
     float *label;   /* (n, n_cond): 1, 0, -1, blank read as 0 */
     float *clin;    /* (n, 3) standardized age (age - MS_AGE_MEAN) / MS_AGE_SD; sex
@@ -126,7 +133,13 @@ typedef struct {
     int *cond_count; /* per condition: number of such rows */
     char *pos_name, *norm_name; /* the positives/normals CSV paths, for messages */
     uint64_t fingerprint;       /* FNV-1a of the shape, embeddings, condition names and
-                                   cond_rows (labels after the uncertain policy) */
+                                   cond_rows (labels after the uncertain policy); after
+                                   ms_split_group_by also of the column name and group ids */
+    int *group;                 /* (n) group id per row (e.g. the patient), or NULL: set by
+                                   ms_split_group_by; tasks then draw pools with at most one
+                                   image per group (see tasks.h) */
+    int n_groups;
+    char *group_col;            /* the grouping column's name, or NULL */
 } ms_split;
 
 /* dst (n, d) = the rows of src (n, d) scaled to unit L2 norm (norms summed in double; zero
@@ -145,12 +158,34 @@ ms_status ms_split_load(ms_split *s, const char *pos_csv, const char *pos_emb,
 void ms_split_from_arrays(ms_split *s, const float *pos_emb, int n_pos, const float *norm_emb,
                           int n_norm, int d, const float *labels, int n_cond,
                           const char *const *cond_names);
-/* Condition index by name: case-insensitive, '_' and ' ' equivalent; -1 when absent. */
+/* Condition names. Comparison ignores case, and '_', '-' and ' ' are the same character
+ * ("pleural effusion" = "Pleural_Effusion"). NIH ChestX-ray14 and CheXpert name two findings
+ * differently; either name finds the column when the file has no column of the name asked for:
+ *
+ *     NIH ChestX-ray14      CheXpert / MIMIC-CXR
+ *     Effusion              Pleural Effusion
+ *     Pleural_Thickening    Pleural Other (CheXpert's label for pleural thickening and
+ *                                          other pleural findings)
+ *
+ * Atelectasis, Cardiomegaly, Consolidation, Edema, Pneumonia and Pneumothorax are spelled the
+ * same in both. No synonym exists for NIH Infiltration, Mass, Nodule, Emphysema, Fibrosis,
+ * Hernia or for CheXpert Lung Opacity, Lung Lesion, Enlarged Cardiomediastinum, Fracture,
+ * Support Devices (none has a single counterpart). */
+/* The other vocabulary's name for `name` (a static string), or NULL. */
+const char *ms_condition_synonym(const char *name);
+/* Condition index by name (the column of that name, else the column of its synonym); -1 when
+ * absent. */
 int ms_split_find_condition(const ms_split *s, const char *name);
 /* Resolves a list of names into indices; an unknown name is an MS_ERR_ARG naming the file and
- * listing the available conditions. */
+ * the name (and its synonym, if it has one) and listing the file's condition columns. */
 ms_status ms_split_resolve(const ms_split *s, char **names, int n, int *idx);
 void ms_split_free(ms_split *s);
+/* Groups the split's rows by a column of both CSVs (e.g. PatientID; the name matched
+ * case-insensitively): equal values are one group across the positives and normals files; a
+ * blank value is a group of its own. Sets s->group, n_groups, group_col and folds them into
+ * s->fingerprint. MS_ERR_DATA naming the file when a CSV lacks the column; MS_ERR_ARG for a
+ * split built from arrays (it has no CSV). */
+ms_status ms_split_group_by(ms_split *s, const char *column);
 
 #ifdef __cplusplus
 }

@@ -24,20 +24,24 @@
  *  - backward through time computes the pre-activation gradients per step, the recurrent
  *    dh_{t-1} = dgates_t W_hh as one sgemm over the batch, and then dW_ih with one sgemm
  *    (8H, B*T) x (B*T, D) and dW_hh with one sgemm per direction (4H, B*T) x (B*T, H).
- * Storage is batch-major, (B, T, .), as the caller's x: BLAS packs its operands, so the rows
+ * Storage is batch-major, (B, T, .), as the caller's x: the GEMM packs its operands, so the rows
  * h_{t-1} of the B tasks need not be adjacent (they are read with a leading dimension of
  * T*2H), and batch-major lets the big GEMMs read x in place without a transposed copy.
  *
- * Threads and reproducibility. The two directions of the recurrence run on two OpenMP
- * threads (when at least two are allowed); every BLAS call made inside that region is
- * single-threaded (OpenBLAS's OpenMP build does so inside a parallel region), and with one
- * thread the same calls run one after the other, so the recurrences are bitwise identical
- * for any thread count. Elementwise loops and the bias / linear-layer reductions are done
- * per direction in a fixed order. The only place where the thread count can enter is the
- * multi-threaded BLAS of the three large GEMMs (input projection, dW_ih, dW_hh): OpenBLAS
- * splits them over the M and N dimensions, not over the summed K dimension, so in
- * practice each output element is summed in the same order; this is not a documented
- * guarantee, and the tests check 1 versus 2 threads to 1e-6 relative.
+ * Threads and reproducibility. Every product goes through ms_gemm (gemm.h), whose blocking
+ * depends on the shapes only, so each output element is summed in the same order for any
+ * thread count. The two directions of the recurrence run on two OpenMP threads (when at
+ * least two are allowed; ms_gemm then runs on its calling thread), and with one thread the
+ * same calls run one after the other. Elementwise loops and the bias / linear-layer
+ * reductions are done per direction in a fixed order. So logits and gradients are bitwise
+ * identical for any thread count (tests: 1, 2 and 3 threads, f32 and bf16).
+ *
+ * Precision. A cache runs its products in f32 or, after ms_lstm_cache_set_precision(c,
+ * MS_PREC_BF16) (or when created while ms_get_precision() is bf16), with bf16 operands and
+ * fp32 accumulation; gate math, states, logits and the gradient accumulators stay fp32 (or
+ * double), and so do the parameters the optimizer updates. Measured against f32 at D 512,
+ * H 256, T 60: logits 8e-4, gradients up to 6e-3 relative (max |diff| / max |f32|); the
+ * test allows 2e-2.
  *
  * Typical use (a training step over B tasks of T items each):
  *     ms_lstm_params p, g;            ms_lstm_cache cache;
@@ -53,6 +57,7 @@
 #define MEDSELECT_MODEL_H
 
 #include "medselect/common.h"
+#include "medselect/gemm.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -122,17 +127,33 @@ typedef struct {
     float *zeros;    /* (H): the zero initial cell state */
     void *memory;    /* one allocation, owned */
     size_t bytes;
+    /* Precision of the matrix products (MS_PREC_F32 after init). With MS_PREC_BF16 the
+     * operands below are rounded copies (a second allocation, bf_memory); the gate math,
+     * states, logits and all accumulators stay fp32/double. */
+    ms_precision prec;
+    ms_bf16 *w_ih_bf;  /* (8H, D): [W_ih; W_ih_reverse] */
+    ms_bf16 *w_hh_bf;  /* (2, 4H, H): W_hh, W_hh_reverse */
+    ms_bf16 *x_bf;     /* (Bmax, Tmax, D): the forward's input, reused by the backward */
+    ms_bf16 *step_bf;  /* (2, Bmax, 4H): per direction, one step's h_{t-1} or dgates */
+    ms_bf16 *dg_bf;    /* (Bmax, Tmax, 8H): pre-activation gradients (backward) */
+    ms_bf16 *h_bf;     /* (Bmax, Tmax, 2H): hidden states (backward) */
+    void *bf_memory;
+    size_t bf_bytes;
 } ms_lstm_cache;
 
 void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax);
 void ms_lstm_cache_free(ms_lstm_cache *c);
+/* Selects the precision of the cache's matrix products. MS_PREC_BF16 (the CPU must support
+ * it: ms_precision_check) allocates the rounded operand copies, about
+ * 2 * Bmax * Tmax * (D + 10H) bytes more; MS_PREC_F32 frees them. */
+void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec);
 size_t ms_lstm_cache_bytes(int D, int H, int Bmax, int Tmax);
 
 /* Forward pass over B tasks (pools) of T items each.
  * logits: (B, T) out.  x: (B, T, D), row-major, task b's item t at x + (b*T + t)*D.
  * p: parameters with p->D == cache->D, p->H == cache->H.  1 <= B <= Bmax, 1 <= T <= Tmax.
  * The cache keeps what the backward needs (x is not copied: pass the same, unchanged x to
- * backward). Allocates nothing; BLAS and OpenMP threads as described at the top. */
+ * backward). Allocates nothing; threads as described at the top. */
 void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
                      const ms_lstm_params *p, int B, int T);
 
@@ -142,6 +163,19 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
  * overwritten with gradients): run forward again before another backward. */
 void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache *cache,
                       const float *x, const ms_lstm_params *p);
+
+/* ---------------------------------------------------------------------------------------
+ * Forward-only scoring (selection and evaluation need only the logits). The same logits as
+ * ms_lstm_forward (up to the order of fp32 rounding in the products) without its cache:
+ * memory is O(B*H*min(T, 512) + B*T), e.g. about 2.5 MB plus 16 bytes per item for one pool,
+ * instead of 48*B*T*H bytes. Each direction runs on its own thread when two are allowed;
+ * results do not depend on the thread count.
+ * logits: (B, T) out. work: ms_lstm_infer_bytes(D, H, B, T, prec) bytes, 64-byte aligned,
+ * owned by the caller (reuse it across calls). x: (B, T, D). prec: the products' precision.
+ * ------------------------------------------------------------------------------------- */
+size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec);
+void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_params *p, int B,
+                   int T, ms_precision prec);
 
 /* ---------------------------------------------------------------------------------------
  * The plain kernels: one task, straightforward loops, everything in double. The reference

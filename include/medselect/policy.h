@@ -44,6 +44,22 @@ ms_status ms_sampler_parse(const char *s, ms_sampler *out);
 /* "without-replacement" or "multinomial". */
 const char *ms_sampler_name(ms_sampler s);
 
+/* How a trained selector turns a pool's logits into the K items to label when it is
+ * deployed or evaluated (select, evaluate, analyze):
+ *   greedy       the K largest logits (deterministic; medselect's default)
+ *   sample       K distinct items drawn from the policy (Gumbel-top-k, as training draws)
+ *   multinomial  the reference code's evaluation: K draws WITH replacement from
+ *                softmax(logits); repeats are kept, so an item drawn twice counts twice in
+ *                the prototype classifier (as in the authors' evaluate) and the selection
+ *                holds K entries but fewer distinct images */
+typedef enum { MS_DECODE_GREEDY = 0, MS_DECODE_SAMPLE = 1, MS_DECODE_MULTINOMIAL = 2 } ms_decode;
+
+/* Parses "greedy", "sample" or "multinomial"; unknown: MS_ERR_ARG listing the valid names. */
+ms_status ms_decode_parse(const char *s, ms_decode *out);
+const char *ms_decode_name(ms_decode d);
+/* One sentence stating the rule, for reports. */
+const char *ms_decode_rule(ms_decode d);
+
 /* ---- without replacement (Plackett-Luce, Gumbel-top-k) -------------------------------- */
 
 /* items: (K) out, distinct indices in [0, T) in draw order. logits: (T). 1 <= K <= T. */

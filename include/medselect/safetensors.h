@@ -64,12 +64,17 @@ const ms_st_tensor *ms_st_find(const ms_st_file *f, const char *name);
 /* The metadata value for `key`, or NULL. */
 const char *ms_st_meta(const ms_st_file *f, const char *key);
 
-/* Converts a tensor's numel values to float / double. Supported: F32, F64, I64, I32
- * (others give MS_ERR_DATA naming the file and the tensor). */
+/* Converts a tensor's numel values to float / double. Supported: F32, F64, F16 (IEEE
+ * binary16), BF16, I64, I32 (others give MS_ERR_DATA naming the file and the tensor).
+ * F16 and BF16 convert exactly (every 16-bit value is a float). */
 ms_status ms_st_to_f32(const ms_st_file *f, const ms_st_tensor *t, float *out);
 ms_status ms_st_to_f64(const ms_st_file *f, const ms_st_tensor *t, double *out);
 
 size_t ms_st_dtype_size(ms_st_dtype d);
+/* One 16-bit value (as its bits) to float, exactly: IEEE binary16 (subnormals, inf and NaN
+ * included) and bfloat16. */
+float ms_st_f16_to_f32(uint16_t h);
+float ms_st_bf16_to_f32(uint16_t h);
 const char *ms_st_dtype_name(ms_st_dtype d); /* "F32", ... */
 
 /* One tensor to write: numel(shape) * itemsize bytes at data, little-endian. */

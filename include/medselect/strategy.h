@@ -15,7 +15,7 @@
  *   typiclust   TypiClust: K k-means clusters, clusters of <= min_cluster items skipped,
  *               largest first, the most typical item (inverse mean SQUARED L2 distance to
  *               its min(knn, m/2) nearest cluster members, as the authors' code)
- *               [knn=20, min_cluster=5]
+ *               [knn=20, min_cluster=auto: min(5, floor(n / 2K)); the authors use 5]
  *   probcover   ProbCover: greedy max coverage of L2 delta-balls; delta=auto picks the
  *               largest of 0.05, 0.10, ..., 1.50 with k-means (K) pseudo-label purity >=
  *               alpha [delta=auto, alpha=0.95, max_edges=16777216: larger graphs are refused]
@@ -23,6 +23,16 @@
  *               exp(-|x-y|^2 / (2 sigma^2)); the (n, n) kernel is kept in float when
  *               n <= dense_max [sigma=1.0, dense_max=12000]; the seed is not used
  * Options follow the name: "probcover:delta=0.4", "kmeans:iters=300", "herding:sigma=0.5".
+ *
+ * Rankings and budgets. Some strategies produce a ranking: their selection at K is the first
+ * K items of their selection at any larger K (same pool and seed), so one ordered worklist
+ * serves every budget. They set `ranking` and evaluate scores prefixes of one order:
+ *   ranking     random (a prefix of one permutation), kcenter (greedy), herding (greedy
+ *               coverage gain), the learned selector (greedy top-K of its logits; the
+ *               sequential selectors' greedy decode)
+ *   per K       kmedoids, kmeans (K clusters), typiclust (K clusters), probcover (delta=auto
+ *               is chosen from K-means pseudo-labels at K): their K-subset changes with K,
+ *               so they are run once per budget
  * Memory: O(n d) scratch from the arena, except herding's dense kernel (4 n^2 bytes) and
  * ProbCover's graph (8 bytes per edge with its transpose).
  */
@@ -39,7 +49,7 @@ typedef struct {
     int n, d;
     const float *x;    /* (n, d) rows scaled to unit L2 norm */
     const float *raw;  /* (n, d) rows as stored */
-    const float *clin; /* (n, 3) clinical features or NULL */
+    const float *clin; /* (n, 3) clinical features [age, sex, frontal] (io.h) or NULL */
 } ms_pool;
 
 typedef struct ms_strategy ms_strategy;
@@ -63,7 +73,21 @@ struct ms_strategy {
     ms_status (*select_scored)(const ms_strategy *s, const float *scores, int n_items, int k,
                                uint64_t seed, int *out, ms_arena *ws);
     int score_batch;           /* pools per score call that suit the model's memory */
+    /* 1 when select(k) always returns the first k items of select(k') for every k < k' on
+     * the same pool and seed (see "Rankings and budgets" above); evaluate then selects once
+     * at the largest K and scores prefixes. 0 when the selection depends on K. */
+    int ranking;
 };
+
+/* A strategy defined by the caller (e.g. a language binding wrapping a user's function):
+ * `select` as documented in the struct (it is called from several OpenMP threads at once, so
+ * it must be thread-safe or serialise itself); ctx is owned by the strategy and released by
+ * free_ctx (may be NULL) in ms_strategy_free. name and label are copied (label NULL: the
+ * name), truncated to the struct's fields. Free with ms_strategy_free. */
+typedef ms_status (*ms_select_fn)(const ms_strategy *s, const ms_pool *pool, int k, uint64_t seed,
+                                  int *out, ms_arena *ws);
+ms_strategy *ms_strategy_new(const char *name, const char *label, ms_select_fn select, void *ctx,
+                             void (*free_ctx)(void *ctx));
 
 /* Creates a strategy from "name" or "name:key=value,key=value". Unknown name or option:
  * MS_ERR_ARG with a message listing what is valid. */

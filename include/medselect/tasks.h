@@ -34,7 +34,15 @@ int ms_task_pool_pos(const ms_task_shape *sh);  /* ceil(P * pos_frac) */
 int ms_task_query_pos(const ms_task_shape *sh); /* ceil(Q * query_pos_frac) */
 
 /* Checks that every listed condition has enough positives and the split enough normals
- * for one task; the error names the file, the condition and the counts. */
+ * for one task; the error names the file, the condition and the counts.
+ *
+ * Grouped splits (ms_split_group_by, e.g. by patient): the pool holds at most one image per
+ * group; the query is drawn as usual from the rows not in the pool (so a query image may
+ * share a group with a pool image). A grouped pool fits when the condition's positives come
+ * from at least pool-positives groups and the normals from at least pool-normals +
+ * pool-positives groups (a pool positive's group may also hold normals, which that pool can
+ * then not use); the query still needs query-positives more positive rows and query-normals
+ * more normal rows. When this does not hold the check fails with the counts. */
 ms_status ms_task_check(const ms_split *s, const ms_task_shape *sh, const int *conds, int n_conds);
 
 /* Allocates a task's arrays for the shape from the arena (or malloc when arena is NULL:

@@ -13,15 +13,24 @@
  * task), so a run interrupted at any point and resumed from its state file ends with the same
  * weights as an uninterrupted one.
  *
- * Files in the output directory (all written atomically):
+ * Files in the output directory (all written atomically, medselect/output.h):
  *   best.safetensors   weights with the best meta-validation AUROC (PyTorch names)
  *   last.safetensors   weights after the last iteration
- *   state.safetensors  weights + Adam moments + progress, for --resume
- *   metrics.csv        iteration, epoch, reward, baseline, advantage, val_auroc, lr, seconds
+ *   state.safetensors  weights + Adam moments + progress, for --resume; saved at iteration 0
+ *                      (before the first validation), at every validation and at the end
+ *   metrics.csv        iteration, epoch, reward, baseline, advantage, val_auroc, lr, seconds;
+ *                      rewritten whole before every state save (and at most once a
+ *                      second in between), so it never has fewer rows than the state
+ * The directory (and its missing parents) is created; while a run uses it, it holds the lock
+ * file .medselect.lock with the run's pid, and a second run into it is refused (MS_ERR_IO
+ * naming the folder and that pid). A run that fails before saving anything removes the
+ * folders it created. A run killed at any moment resumes (resume = 1) from its last state;
+ * with no state saved yet, resume starts from scratch.
  */
 #ifndef MEDSELECT_TRAIN_H
 #define MEDSELECT_TRAIN_H
 
+#include "medselect/arch.h"
 #include "medselect/model.h"
 #include "medselect/policy.h"
 #include "medselect/predictor.h"
@@ -32,9 +41,31 @@
 extern "C" {
 #endif
 
+/* What the trainer reports after each iteration to cfg->on_iteration (the numbers of the
+ * iteration's metrics.csv row plus the best validation so far). */
+typedef struct {
+    long iteration;        /* iterations completed, 1-based */
+    long total;            /* iterations of the whole run (epochs x batches per epoch) */
+    long epoch;            /* 1-based */
+    double reward, baseline, advantage; /* means over the iteration's tasks */
+    double val_auroc;      /* meta-validation AUROC, NAN when no validation ran this iteration */
+    double best_val;       /* best meta-validation AUROC so far */
+    int best_iteration;
+    double lr;
+    double seconds;        /* since this call started */
+} ms_train_progress;
+
 typedef struct {
     ms_task_shape shape;   /* pool/query of every task (reference 1000/100, half positive) */
-    int k;                 /* labels per task (reference 20) */
+    const ms_arch *arch;   /* selector architecture (NULL: the default, bilstm) */
+    const char *arch_opts; /* its initialisation options ("key=value,..."; NULL: defaults) */
+    int k;                 /* labels per task (reference 20); with k_min: the largest */
+    int k_min;             /* 0: one budget k; else every budget of [k_min, k]: each task
+                              draws k items in order and its reward (and the validation
+                              score of the greedy ranking) is the mean AUROC of the prefixes
+                              k_min, 2 k_min, 4 k_min, ... < k and k */
+    double pos_frac_hi;    /* > shape.pos_frac: each task draws its pool's positive fraction
+                              uniformly from [shape.pos_frac, pos_frac_hi] */
     int batch;             /* tasks per iteration (64) */
     int epochs;            /* passes over the meta-train tasks (5) */
     int tasks;             /* fixed meta-train tasks (10000) */
@@ -43,7 +74,14 @@ typedef struct {
     double lr;             /* Adam learning rate (1e-4) */
     double lr_decay;       /* factor applied from epoch lr_decay_epoch on (0.1) */
     int lr_decay_epoch;    /* 1-based epoch where the decay starts (3); 0: never */
-    int hidden;            /* H (256) */
+    int hidden;            /* H (0: the architecture's default, 256 for bilstm) */
+    int augment_rotate;    /* 1: every meta-train task's embeddings (not the clinical columns)
+                              are multiplied by a fresh random orthogonal matrix (structured:
+                              H S3 H S2 H S1, Hadamard and random signs; the width must be a
+                              power of two), so that absolute embedding directions carry no
+                              reward; validation tasks are not rotated */
+    int baseline_greedy;   /* 1: the REINFORCE baseline is the reward of the greedy decode of
+                              the current policy (self-critical); 0: K random items (default) */
     ms_sampler sampler;    /* MS_SAMPLER_WOR (without replacement, default) or multinomial */
     int clinical;          /* append the 3 clinical features to the selector input */
     int impute_clinical;   /* replace missing clinical values by the split's mean */
@@ -53,10 +91,17 @@ typedef struct {
     int n_train_cond;
     const int *val_cond;   /* conditions of meta-validation tasks (indices into val split) */
     int n_val_cond;
-    const char *out_dir;   /* created when missing */
-    int resume;            /* continue from out_dir/state.safetensors */
+    const char *out_dir;   /* created with its parents when missing; locked while in use */
+    int resume;            /* continue from out_dir/state.safetensors (from scratch if absent) */
     int max_iterations;    /* stop after this many iterations in this call (0: no limit);
                               for tests of resumption */
+    /* Optional (NULL: none): called on the calling thread after every iteration, once its
+     * validation and metrics.csv row are done. A non-zero return stops training there: the
+     * state is saved as after max_iterations (so `resume` continues exactly) and ms_train
+     * returns MS_OK with summary->stopped set. Used by bindings for progress callbacks and
+     * Ctrl-C. */
+    int (*on_iteration)(const ms_train_progress *p, void *ctx);
+    void *on_iteration_ctx;
 } ms_train_config;
 
 void ms_train_defaults(ms_train_config *c);
@@ -68,12 +113,27 @@ typedef struct {
     double random_val;     /* meta-validation AUROC of random selection, for reference */
     double seconds;        /* wall time of this call */
     double tasks_per_second;
+    int stopped;           /* 1 when on_iteration stopped the run */
 } ms_train_summary;
 
 /* Trains (or resumes) as configured. The input of the selector is the split's embedding
  * rows as stored (plus clinical features), as in the reference code. */
 ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_config *cfg,
                    ms_train_summary *summary);
+
+/* The selector's clinical input columns follow the embedding in the authors' order
+ * [sex, age, frontal] (their get_age_sex_lat): sex female 1 / male 0, age standardized
+ * (age - MS_AGE_MEAN) / MS_AGE_SD, frontal 1 / lateral 0. Tables (io.h) keep them as
+ * [age, sex, frontal]; ms_clin_to_input is the one place that reorders. Checkpoints record
+ * the order in their metadata (checkpoint.h, "clinical_order"). */
+#define MS_CLIN_ORDER "sex,age,frontal"
+/* in (3): one row of table clinical features [age, sex, frontal]; out (3): the selector's
+ * input order [sex, age, frontal]. */
+static inline void ms_clin_to_input(float *out, const float *in) {
+    out[0] = in[1];
+    out[1] = in[0];
+    out[2] = in[2];
+}
 
 /* Builds the selector input of one pool: x (n, D [+3]) from rows of the split. A missing
  * clinical value is replaced by fill[j] when fill is not NULL (see ms_clin_means), else it is
@@ -87,15 +147,24 @@ void ms_clin_means(const float *clin, int n, float fill[MS_NCLIN]);
 
 /* ---- the trained selector as a strategy ----------------------------------------------- */
 typedef struct {
-    ms_lstm_params params;
+    ms_net net;        /* any architecture (arch.h) */
     int clinical;      /* input is D + 3 */
-    int sample;        /* 0: greedy top-K (default); 1: a draw from the policy */
+    ms_decode decode;  /* greedy top-K (default), a draw without replacement, or the
+                          reference's multinomial (policy.h) */
     ms_sampler sampler;
 } ms_selector;
 
 /* Wraps a selector (ownership moves into the strategy) as strategy "medselect". The pool's
- * raw rows (and clinical features when the selector uses them) are its input. */
+ * raw rows (and clinical features when the selector uses them) are its input. Its label
+ * names the decoding rule unless it is greedy ("medselect (sample)", "medselect
+ * (multinomial)"). Under MS_DECODE_MULTINOMIAL, select returns the K draws in order of
+ * first draw with repeats kept (the one exception to a strategy's K distinct items). */
 ms_strategy *ms_selector_strategy(ms_selector *sel);
+/* One pool through a selector strategy made by ms_selector_strategy: k picks in order into
+ * out (greedy, or a draw seeded by seed with sel->sample) and, when logits0 (pool->n) is
+ * not NULL, the first step's logit of every item (for a static architecture: its score). */
+ms_status ms_selector_run(const ms_strategy *s, const ms_pool *pool, int k, uint64_t seed,
+                          int *out, float *logits0, ms_arena *ws);
 
 #ifdef __cplusplus
 }

@@ -68,15 +68,26 @@ static void out_add(out_set *o, const char *dir, const char *name, void *data, s
     f->n = n;
 }
 
+/* Every file is written completely before any is published (medselect/output.h); report.md,
+ * added last, is published last. */
 static ms_status out_write_all(out_set *o) {
-    for (int i = 0; i < o->n; i++) {
-        ms_status st = ms_write_file_atomic(o->f[i].path, o->f[i].data, o->f[i].n);
-        if (st) {
-            for (int j = 0; j < i; j++) unlink(o->f[j].path);
-            return st;
-        }
+    ms_outfile *of = ms_xcalloc((size_t)o->n, sizeof *of);
+    ms_outfile **v = ms_xmalloc(sizeof *v * (size_t)o->n);
+    ms_status st = MS_OK;
+    int opened = 0;
+    for (int i = 0; i < o->n && !st; i++) {
+        v[i] = &of[i];
+        st = ms_out_open(&of[i], o->f[i].path);
+        if (st) break;
+        opened++;
+        if (o->f[i].n && fwrite(o->f[i].data, 1, o->f[i].n, of[i].f) != o->f[i].n)
+            st = ms_fail(MS_ERR_IO, "%s: cannot write: %s", o->f[i].path, strerror(errno));
     }
-    return MS_OK;
+    if (!st) st = ms_out_commit_all(v, o->n);
+    for (int i = opened - 1; i >= 0; i--) ms_out_abort(&of[i]);
+    free(v);
+    free(of);
+    return st;
 }
 
 static void out_free(out_set *o) {
@@ -86,14 +97,6 @@ static void out_free(out_set *o) {
     }
     free(o->f);
     memset(o, 0, sizeof *o);
-}
-
-static ms_status make_dir(const char *dir) {
-    struct stat sb;
-    if (mkdir(dir, 0777) == 0) return MS_OK;
-    if (errno == EEXIST && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return MS_OK;
-    return ms_fail(MS_ERR_IO, "%s: cannot create the output directory: %s", dir,
-                   errno == EEXIST ? "a file of that name exists" : strerror(errno));
 }
 
 /* ---- figures ----------------------------------------------------------------------------- */
@@ -194,9 +197,11 @@ static void md_settings(FILE *f, const ms_analysis_report *r) {
     for (int i = 0; i < cfg->n_k; i++) fprintf(f, "%s %d", i ? "," : "", cfg->k[i]);
     fprintf(f, "; predictor %s; task seed %llu\n", cfg->pred == MS_PRED_COSINE ? "cosine" : "euclidean",
             (unsigned long long)cfg->seed);
-    fprintf(f, "- **A**: %s (mean AUROC %.4f over every task and K); **B**: %s (mean AUROC %.4f)\n",
+    fprintf(f, "- **A**: %s (mean AUROC %.4f over every task and K); **B**: %s (mean AUROC %.4f)%s%s\n",
             r->strats[an0->sa]->label, strategy_mean_auroc(r->res, an0->sa), r->strats[an0->sb]->label,
-            strategy_mean_auroc(r->res, an0->sb));
+            strategy_mean_auroc(r->res, an0->sb), r->b_note ? ", chosen as the " : "", r->b_note ? r->b_note : "");
+    fprintf(f, "- Learned selector's decoding rule: %s%s\n", ms_decode_rule(cfg->decode),
+            cfg->decode == MS_DECODE_MULTINOMIAL ? " (a repeated image counts once per draw here too)" : "");
     fprintf(f, "- Permutation tests: %d permutations (%s scheme), seed %llu\n\n", an0->perms,
             an0->scheme == MS_AN_POOLED ? "pooled" : "task-swap", (unsigned long long)an0->seed);
 }
@@ -295,8 +300,7 @@ static void md_analysis(FILE *f, const ms_analysis_report *r, const ms_analysis 
 
 ms_status ms_analysis_write_report(const char *dir, const ms_analysis_report *r) {
     MS_CHECK(r->n_an >= 1);
-    ms_status st = make_dir(dir);
-    if (st) return st;
+    ms_status st = MS_OK;
     out_set o = {0};
     char *md = NULL;
     size_t md_n = 0;
@@ -336,7 +340,7 @@ static void add_num(cJSON *o, const char *key, double v) {
     else cJSON_AddNumberToObject(o, key, v);
 }
 
-ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r) {
+char *ms_analysis_json(const ms_analysis_report *r) {
     const ms_eval_config *cfg = r->cfg;
     const ms_split *s = r->split;
     cJSON *root = cJSON_CreateObject();
@@ -363,6 +367,7 @@ ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r) 
         cJSON_AddNumberToObject(ao, "k", an->k);
         cJSON_AddStringToObject(ao, "a", r->strats[an->sa]->label);
         cJSON_AddStringToObject(ao, "b", r->strats[an->sb]->label);
+        if (r->b_note) cJSON_AddStringToObject(ao, "b_chosen_as", r->b_note);
         cJSON_AddNumberToObject(ao, "permutations", an->perms);
         char seed[32];
         snprintf(seed, sizeof seed, "%llu", (unsigned long long)an->seed);
@@ -434,9 +439,14 @@ ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r) 
     text = ms_xrealloc(text, n + 2);
     text[n] = '\n';
     text[n + 1] = 0;
+    return text;
+}
+
+ms_status ms_analysis_write_json(const char *path, const ms_analysis_report *r) {
+    char *text = ms_analysis_json(r);
     ms_status rc = MS_OK;
     if (!strcmp(path, "-")) fputs(text, stdout);
-    else rc = ms_write_file_atomic(path, text, n + 1);
+    else rc = ms_write_file_atomic(path, text, strlen(text));
     free(text);
     return rc;
 }

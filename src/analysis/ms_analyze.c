@@ -243,7 +243,7 @@ ms_status ms_analyze(ms_analysis *an, const ms_split *s, const ms_eval_config *c
     for (int g = 0; g < res->n_groups; g++) {
         const ms_eval_group *grp = &cfg->group[g];
         for (int i = 0; i < res->tasks; i++) {
-            ms_task_sample(&t, s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, (uint64_t)g,
+            ms_task_sample(&t, s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, res->stream[g],
                            (uint64_t)i, scratch);
             /* the same task as the evaluation's, or the split/config differ from the run's */
             MS_CHECK(t.cond == res->task_cond[g * res->tasks + i]);

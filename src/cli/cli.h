@@ -6,6 +6,7 @@
 #define MS_CLI_H
 
 #include "medselect/common.h"
+#include "medselect/gemm.h"
 
 enum { MS_EXIT_OK = 0, MS_EXIT_USAGE = 1, MS_EXIT_DATA = 2 };
 
@@ -22,6 +23,11 @@ int ms_cmd_bench(int argc, char **argv);
 int ms_cli_fail(const char *cmd, ms_status st);
 /* Prints the one line "medselect CMD: <message> (see 'medselect CMD --help')" and returns 1. */
 int ms_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The usage error for getopt_long's '?' or ':' (call with opterr = 0 and an optstring that
+ * starts with ':'): one line naming the unrecognized option or the option missing its value.
+ * Returns 1. */
+int ms_cli_bad_option(const char *cmd, int opt, char **argv);
 
 /* Strict number parsing for options; on error prints a usage error and returns non-zero. */
 int ms_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
@@ -40,6 +46,8 @@ enum {
     MS_OPT_CONDITIONS, MS_OPT_SEEN, MS_OPT_UNSEEN, MS_OPT_POOL, MS_OPT_POS_FRAC, MS_OPT_QUERY,
     MS_OPT_QUERY_POS_FRAC, MS_OPT_TASKS, MS_OPT_SEED, MS_OPT_THREADS, MS_OPT_PREDICTOR,
     MS_OPT_JSON, MS_OPT_STRATEGIES, MS_OPT_BOOTSTRAP, MS_OPT_MODEL,
+    MS_OPT_VAL_POS_CSV, MS_OPT_VAL_NORM_CSV, MS_OPT_VAL_POS_EMB, MS_OPT_VAL_NORM_EMB, MS_OPT_VAL_TASKS,
+    MS_OPT_CLINICAL, MS_OPT_DECODE, MS_OPT_GROUP_BY, MS_OPT_PRECISION,
     MS_OPT_FIRST_FREE = 1100
 };
 
@@ -62,6 +70,8 @@ enum {
     {"seed", required_argument, 0, MS_OPT_SEED},                                              \
     {"threads", required_argument, 0, MS_OPT_THREADS},                                        \
     {"predictor", required_argument, 0, MS_OPT_PREDICTOR},                                    \
+    {"precision", required_argument, 0, MS_OPT_PRECISION},                                    \
+    {"group-by", required_argument, 0, MS_OPT_GROUP_BY},                                      \
     {"k", required_argument, 0, 'k'}
 
 typedef struct {
@@ -75,6 +85,7 @@ typedef struct {
     uint64_t seed;
     int threads;
     ms_pred_kind pred;
+    const char *group_by; /* --group-by COLUMN: pools without repeated groups, or NULL */
 } ms_cli_common;
 
 /* Defaults of the reference code: pool 1000 (half positive), query 100 (half positive),
@@ -86,6 +97,10 @@ int ms_cli_common_option(const char *cmd, int opt, const char *arg, ms_cli_commo
 /* The help text of the shared options. */
 extern const char ms_cli_data_help[];
 extern const char ms_cli_task_help[];
+/* The --precision help line, and its handler: parses f32|bf16, checks the CPU and sets the
+ * process-wide precision (gemm.h). Returns 0 or the usage exit code after the message. */
+extern const char ms_cli_precision_help[];
+int ms_cli_precision(const char *cmd, const char *arg);
 /* Loads the split named by the options (both CSVs required). Returns an exit code. */
 int ms_cli_load_split(const char *cmd, const ms_cli_common *c, ms_split *s);
 /* Builds the evaluation config: groups from --conditions ("all"), or --seen/--unseen (each
@@ -93,14 +108,46 @@ int ms_cli_load_split(const char *cmd, const ms_cli_common *c, ms_split *s);
  * allocated (free with ms_cli_config_free). Returns an exit code. */
 int ms_cli_eval_config(const char *cmd, const ms_cli_common *c, const ms_split *s, ms_eval_config *cfg);
 void ms_cli_config_free(ms_eval_config *cfg);
+
+/* The validation split used to choose "the best baseline" (evaluate --versus best, analyze
+ * --b best) without looking at the test tasks. */
+typedef struct {
+    const char *pos_csv, *norm_csv, *pos_emb, *norm_emb;
+    long tasks; /* 0: as many as the evaluation */
+} ms_cli_val;
+#define MS_CLI_VAL_OPTIONS                                                                    \
+    {"val-pos-csv", required_argument, 0, MS_OPT_VAL_POS_CSV},                                \
+    {"val-norm-csv", required_argument, 0, MS_OPT_VAL_NORM_CSV},                              \
+    {"val-pos-emb", required_argument, 0, MS_OPT_VAL_POS_EMB},                                \
+    {"val-norm-emb", required_argument, 0, MS_OPT_VAL_NORM_EMB},                              \
+    {"val-tasks", required_argument, 0, MS_OPT_VAL_TASKS}
+extern const char ms_cli_val_help[];
+/* Like ms_cli_common_option for the validation options. */
+int ms_cli_val_option(const char *cmd, int opt, const char *arg, ms_cli_val *v);
+/* Loads the validation split and evaluates strats[0..n_base) on it with cfg's shape, K and
+ * seed, per group of cfg: the group's conditions that the split can hold a task of, or, when
+ * it holds none of them, every condition of cfg that it can hold. On success the caller
+ * frees val (ms_split_free), vcfg (ms_cli_config_free) and vres. Returns an exit code. */
+int ms_cli_val_run(const char *cmd, const ms_cli_val *v, const ms_cli_common *c, const ms_split *test,
+                   const ms_eval_config *cfg, ms_strategy *const *strats, int n_base, ms_split *val,
+                   ms_eval_config *vcfg, ms_eval_result *vres);
+/* One sentence naming the validation tasks of group g (and why, when they are not the
+ * group's own conditions) and best[ki] with its validation mean per K. */
+void ms_cli_val_note(char *buf, size_t n, const ms_split *test, const ms_eval_config *cfg, const ms_split *val,
+                     const ms_eval_config *vcfg, int g, const ms_eval_result *vres, ms_strategy *const *strats,
+                     const int *best);
 /* Creates "random" followed by the strategies of the comma-separated list (a repeated
  * "random" is skipped), with `extra` more free slots at the end for the caller. *out is
  * allocated (free each with ms_strategy_free, then the array). Returns an exit code. */
 int ms_cli_strategies(const char *cmd, const char *list, int extra, ms_strategy ***out, int *n);
-/* Loads a trained selector checkpoint as a strategy named "medselect" (greedy top-K), checking
- * that its input dimension matches the split (D, or D + 3 with clinical features). Returns an
- * exit code. */
-int ms_cli_model_strategy(const char *cmd, const char *path, const ms_split *s, ms_strategy **out);
+/* Loads a trained selector checkpoint as a strategy named "medselect" decoding with
+ * `decode`, checking that its input dimension matches the split (D, or D + 3 with clinical
+ * features: from the checkpoint's metadata, inferred for a tensors-only file, or forced by
+ * force_clinical, i.e. --clinical). Returns an exit code. */
+int ms_cli_model_strategy(const char *cmd, const char *path, const ms_split *s, int force_clinical,
+                          ms_decode decode, ms_strategy **out);
+/* Help lines of --clinical and --decode (evaluate, analyze). */
+extern const char ms_cli_model_help[];
 /* Meta-trains the demo's small selector (hidden 64) on the seen group of cfg using train and
  * val, with the demo's task shape, and returns it as a strategy. Returns an exit code. */
 int ms_cli_demo_train(const char *cmd, const ms_split *train, const ms_split *val,

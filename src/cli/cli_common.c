@@ -1,6 +1,7 @@
 /* cli_common.c: options shared by the commands that sample tasks (evaluate, train,
  * analyze, demo): data files, task shape, K values, seed, threads. */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +20,23 @@ const char ms_cli_data_help[] =
     "      --pos-emb FILE       embeddings of the positives (.hdf5/.h5 or .npy; default: next\n"
     "                           to the CSV with the same base name)\n"
     "      --norm-emb FILE      embeddings of the normals (same rules)\n"
-    "      --uncertain MODE     label -1: positive (default, the paper's), negative, ignore\n";
+    "      --uncertain MODE     label -1: positive (default: the paper and the authors' README\n"
+    "                           count uncertain as positive), negative, ignore. The authors'\n"
+    "                           code counts only 1.0 as positive (their sampler keeps rows with\n"
+    "                           label == 1.0): use negative (or ignore) to match their code\n";
 
 const char ms_cli_task_help[] =
     "Tasks:\n"
     "      --conditions A,B     sample tasks from these conditions (one group, \"all\")\n"
     "      --seen A,B           seen-condition group (default: the paper's six CheXpert names)\n"
     "      --unseen A,B         unseen-condition group (default: Atelectasis,Edema)\n"
+    "                           Condition names are the CSV's column names; case does not\n"
+    "                           matter and '_', '-' and ' ' are the same. A name with spaces\n"
+    "                           needs quotes around the list (or write '_' for the spaces):\n"
+    "                           --seen \"Pleural Effusion,Lung Opacity\" or\n"
+    "                           --seen Pleural_Effusion,Lung_Opacity. NIH and CheXpert names of\n"
+    "                           one finding are interchangeable: Effusion = Pleural Effusion,\n"
+    "                           Pleural_Thickening = Pleural Other.\n"
     "      --pool N             unlabeled pool size (default 1000)\n"
     "      --pos-frac F         fraction of positives in the pool (default 0.5)\n"
     "      --query N            query set size (default 100)\n"
@@ -34,7 +45,24 @@ const char ms_cli_task_help[] =
     "      --tasks N            tasks per group (default 1000)\n"
     "      --seed S             seed of every random choice (default 0)\n"
     "      --threads T          worker threads (default: all cores); results do not depend on it\n"
-    "      --predictor KIND     cosine (default) or euclidean\n";
+    "      --predictor KIND     cosine (default) or euclidean\n"
+    "      --group-by COLUMN    a column of both CSVs (e.g. PatientID): every pool holds at\n"
+    "                           most one image per group (the query is drawn as usual from\n"
+    "                           the other rows). It fits when a condition's positives come\n"
+    "                           from >= pool-positives groups and the normals from >= pool\n"
+    "                           groups; otherwise the error gives the counts\n"
+    "      --precision P        f32 (default) or bf16 for the selector's matrix products\n";
+
+const char ms_cli_precision_help[] =
+    "      --precision P        f32 (default) or bf16: bf16 operands with fp32 accumulation\n"
+    "                           (needs a CPU with AVX512_BF16; otherwise an error)\n";
+
+int ms_cli_precision(const char *cmd, const char *arg) {
+    ms_precision p;
+    if (ms_precision_parse(arg, &p)) return ms_cli_usage_error(cmd, "%s", ms_last_error());
+    ms_set_precision(p);
+    return 0;
+}
 
 void ms_cli_common_defaults(ms_cli_common *c) {
     memset(c, 0, sizeof *c);
@@ -67,6 +95,7 @@ int ms_cli_common_option(const char *cmd, int opt, const char *arg, ms_cli_commo
     case MS_OPT_CONDITIONS: c->conditions = arg; return 0;
     case MS_OPT_SEEN: c->seen = arg; return 0;
     case MS_OPT_UNSEEN: c->unseen = arg; return 0;
+    case MS_OPT_GROUP_BY: c->group_by = arg; return 0;
     case MS_OPT_POOL:
         if (ms_cli_int(cmd, "--pool", arg, 2, 10000000, &v)) return MS_EXIT_USAGE;
         c->shape.pool = (int)v;
@@ -103,6 +132,7 @@ int ms_cli_common_option(const char *cmd, int opt, const char *arg, ms_cli_commo
     case MS_OPT_PREDICTOR:
         if (ms_pred_kind_parse(arg, &c->pred)) return ms_cli_usage_error(cmd, "%s", ms_last_error());
         return 0;
+    case MS_OPT_PRECISION: return ms_cli_precision(cmd, arg);
     default: return -1;
     }
 }
@@ -111,8 +141,17 @@ int ms_cli_load_split(const char *cmd, const ms_cli_common *c, ms_split *s) {
     if (!c->pos_csv || !c->norm_csv)
         return ms_cli_usage_error(cmd, "--pos-csv and --norm-csv are required");
     ms_status st = ms_split_load(s, c->pos_csv, c->pos_emb, c->norm_csv, c->norm_emb, c->uncertain);
+    if (!st && c->group_by && (st = ms_split_group_by(s, c->group_by))) ms_split_free(s);
     if (st) return ms_cli_fail(cmd, st);
     return MS_EXIT_OK;
+}
+
+/* strcmp on canonical names: lower case, '_' read as ' ' */
+static int canon_cmp(const char *a, const char *b) {
+    for (;; a++, b++) {
+        int x = tolower((unsigned char)(*a == '_' ? ' ' : *a)), y = tolower((unsigned char)(*b == '_' ? ' ' : *b));
+        if (x != y || !x) return x - y;
+    }
 }
 
 static int add_group(const char *cmd, const ms_split *s, ms_eval_config *cfg, const char *name,
@@ -130,7 +169,18 @@ static int add_group(const char *cmd, const ms_split *s, ms_eval_config *cfg, co
     cfg->n_groups++;
     ms_status st = ms_split_resolve(s, names, n, g->cond);
     ms_strv_free(names, n);
-    if (st) return ms_cli_fail(cmd, MS_ERR_DATA);
+    if (st) return ms_cli_fail(cmd, st);
+    /* canonical order (by name, case and '_' ignored): the group's tasks then depend on its
+     * set of conditions only, not on the order or the flag that named them */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && canon_cmp(s->cond[g->cond[j - 1]], s->cond[g->cond[j]]) > 0; j--) {
+            int tmp = g->cond[j];
+            g->cond[j] = g->cond[j - 1];
+            g->cond[j - 1] = tmp;
+        }
+    for (int i = 1; i < n; i++)
+        if (g->cond[i] == g->cond[i - 1])
+            return ms_cli_usage_error(cmd, "condition '%s' is listed twice in the %s group", s->cond[g->cond[i]], name);
     return MS_EXIT_OK;
 }
 
@@ -191,4 +241,130 @@ int ms_cli_strategies(const char *cmd, const char *list, int extra, ms_strategy 
 void ms_cli_config_free(ms_eval_config *cfg) {
     for (int g = 0; g < cfg->n_groups; g++) free(cfg->group[g].cond);
     cfg->n_groups = 0;
+}
+
+/* ---- the validation split: choosing "best" without looking at test tasks ------------------ */
+
+const char ms_cli_val_help[] =
+    "Validation (to choose --versus best, or analyze's --b best):\n"
+    "      --val-pos-csv F, --val-norm-csv F  the validation split (or --val-pos-emb,\n"
+    "                           --val-norm-emb for its embeddings)\n"
+    "      --val-tasks N        validation tasks per group (default: --tasks)\n"
+    "  The best baseline of a group and K is the strategy with the highest mean AUROC on\n"
+    "  validation tasks of the same shape, seed and conditions. A condition the validation\n"
+    "  split holds too few images of for one task is left out of that group's validation\n"
+    "  tasks; when none is left, the group is validated on every condition of the command\n"
+    "  that the split can hold (the report names them).\n";
+
+int ms_cli_val_option(const char *cmd, int opt, const char *arg, ms_cli_val *v) {
+    long n;
+    switch (opt) {
+    case MS_OPT_VAL_POS_CSV: v->pos_csv = arg; return 0;
+    case MS_OPT_VAL_NORM_CSV: v->norm_csv = arg; return 0;
+    case MS_OPT_VAL_POS_EMB: v->pos_emb = arg; return 0;
+    case MS_OPT_VAL_NORM_EMB: v->norm_emb = arg; return 0;
+    case MS_OPT_VAL_TASKS:
+        if (ms_cli_int(cmd, "--val-tasks", arg, 1, 100000000, &n)) return MS_EXIT_USAGE;
+        v->tasks = n;
+        return 0;
+    default: return -1;
+    }
+}
+
+int ms_cli_val_run(const char *cmd, const ms_cli_val *v, const ms_cli_common *c, const ms_split *test,
+                   const ms_eval_config *cfg, ms_strategy *const *strats, int n_base, ms_split *val,
+                   ms_eval_config *vcfg, ms_eval_result *vres) {
+    memset(val, 0, sizeof *val);
+    memset(vcfg, 0, sizeof *vcfg);
+    memset(vres, 0, sizeof *vres);
+    if (!v->pos_csv || !v->norm_csv)
+        return ms_cli_usage_error(cmd, "choosing the best baseline needs the validation split "
+                                       "(--val-pos-csv and --val-norm-csv)");
+    ms_status st = ms_split_load(val, v->pos_csv, v->pos_emb, v->norm_csv, v->norm_emb, c->uncertain);
+    if (!st && c->group_by && (st = ms_split_group_by(val, c->group_by))) ms_split_free(val);
+    if (st) return ms_cli_fail(cmd, st);
+    if (val->d != test->d) {
+        ms_fail(MS_ERR_DATA, "%s: embeddings have %d columns, the evaluated split %d", v->pos_csv, val->d, test->d);
+        ms_split_free(val);
+        return ms_cli_fail(cmd, MS_ERR_DATA);
+    }
+    *vcfg = *cfg;
+    vcfg->tasks = v->tasks > 0 ? (int)v->tasks : cfg->tasks;
+    vcfg->keep_selections = 0;
+    vcfg->versus_on = 0;
+    int rc = MS_EXIT_OK;
+    /* every condition of the command that the validation split can hold, for fallbacks */
+    int *fit_all = ms_xmalloc(sizeof(int) * (size_t)val->n_cond);
+    int n_fit_all = 0;
+    for (int g = 0; g < cfg->n_groups; g++) vcfg->group[g].cond = NULL;
+    for (int g = 0; g < cfg->n_groups && !rc; g++) {
+        const ms_eval_group *tg = &cfg->group[g];
+        char **names = ms_xcalloc((size_t)tg->n_cond, sizeof *names);
+        for (int i = 0; i < tg->n_cond; i++) names[i] = ms_xstrdup(test->cond[tg->cond[i]]);
+        int *idx = ms_xmalloc(sizeof(int) * (size_t)tg->n_cond);
+        if (ms_split_resolve(val, names, tg->n_cond, idx)) rc = ms_cli_fail(cmd, MS_ERR_DATA);
+        ms_strv_free(names, tg->n_cond);
+        int n = 0;
+        for (int i = 0; i < tg->n_cond && !rc; i++)
+            if (ms_task_check(val, &cfg->shape, &idx[i], 1) == MS_OK) {
+                idx[n++] = idx[i];
+                int dup = 0;
+                for (int j = 0; j < n_fit_all; j++) dup |= fit_all[j] == idx[n - 1];
+                if (!dup) fit_all[n_fit_all++] = idx[n - 1];
+            }
+        vcfg->group[g].cond = idx;
+        vcfg->group[g].n_cond = n;
+    }
+    for (int g = 0; g < cfg->n_groups && !rc; g++) {
+        ms_eval_group *vg = &vcfg->group[g];
+        if (vg->n_cond == 0) {
+            if (n_fit_all == 0) {
+                ms_fail(MS_ERR_DATA, "%s: the validation split holds too few images of every condition for "
+                                     "one task (pool %d with %d positive, query %d with %d positive)",
+                        v->pos_csv, cfg->shape.pool, ms_task_pool_pos(&cfg->shape), cfg->shape.query,
+                        ms_task_query_pos(&cfg->shape));
+                rc = ms_cli_fail(cmd, MS_ERR_DATA);
+                break;
+            }
+            vg->cond = ms_xrealloc(vg->cond, sizeof(int) * (size_t)n_fit_all);
+            memcpy(vg->cond, fit_all, sizeof(int) * (size_t)n_fit_all);
+            vg->n_cond = n_fit_all;
+            for (int i = 1; i < vg->n_cond; i++)
+                for (int j = i; j > 0 && canon_cmp(val->cond[vg->cond[j - 1]], val->cond[vg->cond[j]]) > 0; j--) {
+                    int tmp = vg->cond[j];
+                    vg->cond[j] = vg->cond[j - 1];
+                    vg->cond[j - 1] = tmp;
+                }
+        }
+    }
+    free(fit_all);
+    if (!rc) {
+        st = ms_evaluate(vres, val, vcfg, strats, n_base, NULL);
+        if (st) rc = ms_cli_fail(cmd, st);
+    }
+    if (rc) {
+        ms_cli_config_free(vcfg);
+        ms_split_free(val);
+    }
+    return rc;
+}
+
+void ms_cli_val_note(char *buf, size_t n, const ms_split *test, const ms_eval_config *cfg, const ms_split *val,
+                     const ms_eval_config *vcfg, int g, const ms_eval_result *vres, ms_strategy *const *strats,
+                     const int *best) {
+    /* did the validation tasks keep exactly the group's conditions? */
+    int same = vcfg->group[g].n_cond == cfg->group[g].n_cond;
+    for (int c = 0; same && c < cfg->group[g].n_cond; c++)
+        same = canon_cmp(val->cond[vcfg->group[g].cond[c]], test->cond[cfg->group[g].cond[c]]) == 0;
+    size_t len = (size_t)snprintf(buf, n, "Best baseline chosen on the validation split (%s; %d tasks of ",
+                                  val->pos_name ? val->pos_name : "", vres->tasks);
+    for (int c = 0; c < vcfg->group[g].n_cond && len < n; c++)
+        len += (size_t)snprintf(buf + len, n - len, "%s%s", c ? ", " : "", val->cond[vcfg->group[g].cond[c]]);
+    if (!same && len < n)
+        len += (size_t)snprintf(buf + len, n - len, ", because it holds too few images of %s for one task",
+                                vcfg->group[g].n_cond == cfg->group[g].n_cond ? "the group's conditions" : "some of the group's conditions");
+    for (int ki = 0; ki < vcfg->n_k && len < n; ki++)
+        len += (size_t)snprintf(buf + len, n - len, "%s K %d %s %.3f", ki ? "," : "):", vcfg->k[ki],
+                                strats[best[ki]]->label, ms_eval_mean(vres, g, ki, best[ki]));
+    if (len < n) snprintf(buf + len, n - len, ".");
 }

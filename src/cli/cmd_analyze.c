@@ -29,15 +29,20 @@ static void help(void) {
            "All p-values of one K are also Benjamini-Hochberg adjusted. DIR receives report.md\n"
            "(tables, the settings, the AUROC per condition per strategy) and PNG figures: the\n"
            "ECDFs of A and B for each quantity (k<K>_<quantity>.png) and the mean AUROC per\n"
-           "condition with 95%% bootstrap CIs (k<K>_auroc.png).\n\n%s\n%s\n"
+           "condition with 95%% bootstrap CIs (k<K>_auroc.png).\n\n%s\n%s\n%s\n"
            "Analysis:\n"
            "      --a SPEC|CKPT        strategy A: a strategy spec (options after ':', e.g.\n"
            "                           probcover:delta=0.4) or a trained selector checkpoint\n"
            "                           (*.safetensors). Strategies: %s\n"
-           "      --b SPEC|best        strategy B (default best: every built-in strategy is\n"
-           "                           evaluated and B is the one other than A with the highest\n"
-           "                           mean AUROC over all tasks and K)\n"
-           "      --out DIR            output directory (created; its parent must exist)\n"
+           "      --b SPEC|best        strategy B (default best: every built-in strategy other\n"
+           "                           than A is evaluated on the VALIDATION split (--val-pos-csv,\n"
+           "                           --val-norm-csv; same shape, K, seed and conditions, see\n"
+           "                           above) and B is the one with the highest mean AUROC over\n"
+           "                           all its validation tasks and K; the test tasks analysed\n"
+           "                           here take no part in that choice)\n"
+           "%s"
+           "      --out DIR            output directory (created with missing parents; removed again\n"
+           "                           if the run fails before writing; one run at a time)\n"
            "      --permutations N     permutations per test (default 2000)\n"
            "      --perm-seed S        seed of the permutation tests (default: --seed)\n"
            "      --perm-scheme S      task-swap (default): permutations swap A's and B's\n"
@@ -53,8 +58,9 @@ static void help(void) {
            "  medselect analyze --pos-csv test_pos.csv --norm-csv test_norm.csv \\\n"
            "      --seen Effusion,Infiltration --unseen Atelectasis,Cardiomegaly \\\n"
            "      --pool 30 --query 20 -k 10 --tasks 1000 --a selector.safetensors --b best \\\n"
+           "      --val-pos-csv val_pos.csv --val-norm-csv val_norm.csv \\\n"
            "      --out analysis --json analysis/analysis.json\n",
-           ms_cli_data_help, ms_cli_task_help, ms_strategy_names());
+           ms_cli_data_help, ms_cli_task_help, ms_cli_val_help, ms_strategy_names(), ms_cli_model_help);
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -122,8 +128,14 @@ int ms_cmd_analyze(int argc, char **argv) {
     int have_perm_seed = 0;
     ms_an_scheme scheme = MS_AN_TASK_SWAP;
     unsigned long long perm_seed = 0;
+    ms_cli_val v;
+    memset(&v, 0, sizeof v);
+    int force_clinical = 0, have_decode = 0;
+    ms_decode decode = MS_DECODE_GREEDY;
     static const struct option opts[] = {
-        MS_CLI_DATA_OPTIONS, MS_CLI_TASK_OPTIONS,
+        MS_CLI_DATA_OPTIONS, MS_CLI_TASK_OPTIONS, MS_CLI_VAL_OPTIONS,
+        {"clinical", no_argument, 0, MS_OPT_CLINICAL},
+        {"decode", required_argument, 0, MS_OPT_DECODE},
         {"a", required_argument, 0, OPT_A},
         {"b", required_argument, 0, OPT_B},
         {"out", required_argument, 0, OPT_OUT},
@@ -136,13 +148,22 @@ int ms_cmd_analyze(int argc, char **argv) {
         {0, 0, 0, 0}};
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":k:h", opts, NULL)) != -1) {
         int rc = ms_cli_common_option(cmd, opt, optarg, &c);
+        if (rc > 0) return rc;
+        if (rc == 0) continue;
+        rc = ms_cli_val_option(cmd, opt, optarg, &v);
         if (rc > 0) return rc;
         if (rc == 0) continue;
         switch (opt) {
         case OPT_A: a_spec = optarg; break;
         case OPT_B: b_spec = optarg; break;
+        case MS_OPT_CLINICAL: force_clinical = 1; break;
+        case MS_OPT_DECODE:
+            if (ms_decode_parse(optarg, &decode)) return ms_cli_usage_error(cmd, "--decode: %s", ms_last_error());
+            have_decode = 1;
+            break;
         case OPT_OUT: out = optarg; break;
         case MS_OPT_JSON: json = optarg; break;
         case OPT_PERMS:
@@ -165,12 +186,14 @@ int ms_cmd_analyze(int argc, char **argv) {
             if (ms_cli_int(cmd, "--bootstrap", optarg, 100, 1000000, &boot)) return MS_EXIT_USAGE;
             break;
         case 'h': help(); return MS_EXIT_OK;
-        default: return ms_cli_usage_error(cmd, "unrecognized option");
+        default: return ms_cli_bad_option(cmd, opt, argv);
         }
     }
     if (optind < argc) return ms_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!a_spec) return ms_cli_usage_error(cmd, "--a is required");
     if (!out) return ms_cli_usage_error(cmd, "--out is required");
+    if ((force_clinical || have_decode) && !ends_with(a_spec, ".safetensors"))
+        return ms_cli_usage_error(cmd, "%s needs a selector checkpoint as --a", force_clinical ? "--clinical" : "--decode");
     if (!have_perm_seed) perm_seed = c.seed;
     ms_set_threads(c.threads);
 
@@ -182,12 +205,16 @@ int ms_cmd_analyze(int argc, char **argv) {
     char **names = ms_split_list(ms_strategy_names(), &n_names);
     ms_strategy **strats = ms_xcalloc((size_t)n_names + 4, sizeof *strats);
     int n_strat = 0, ia = -1, ib = -1, best = !strcasecmp(b_spec, "best");
-    int rc = ms_cli_load_split(cmd, &c, &s);
+    /* one run per output folder: a second analyze into the same --out is refused; the
+     * folder (and its missing parents) is removed again if the run writes nothing */
+    ms_lock lock;
+    ms_status lst = ms_lock_acquire(&lock, out, MS_LOCK_FOLDER);
+    int rc = lst ? ms_cli_fail(cmd, lst) : ms_cli_load_split(cmd, &c, &s);
     /* random first (the paired baseline of the AUROC table), then A, then B */
     if (!rc && add_spec(cmd, strats, &n_strat, "random") < 0) rc = MS_EXIT_USAGE;
     if (!rc) {
         if (ends_with(a_spec, ".safetensors")) {
-            rc = ms_cli_model_strategy(cmd, a_spec, &s, &strats[n_strat]);
+            rc = ms_cli_model_strategy(cmd, a_spec, &s, force_clinical, decode, &strats[n_strat]);
             if (!rc) ia = n_strat++;
         } else if ((ia = add_spec(cmd, strats, &n_strat, a_spec)) < 0) {
             rc = MS_EXIT_USAGE;
@@ -203,6 +230,38 @@ int ms_cmd_analyze(int argc, char **argv) {
     }
     ms_strv_free(names, n_names);
     if (!rc) rc = ms_cli_eval_config(cmd, &c, &s, &cfg);
+    cfg.decode = decode;
+    char best_note[512] = "";
+    if (!rc && best) {
+        /* B: the built-in strategy other than A with the highest validation mean */
+        ms_strategy **cand = ms_xcalloc((size_t)n_strat, sizeof *cand);
+        int n_cand = 0;
+        for (int i = 0; i < n_strat; i++)
+            if (i != ia) cand[n_cand++] = strats[i];
+        ms_split val;
+        ms_eval_config vcfg;
+        ms_eval_result vres;
+        rc = ms_cli_val_run(cmd, &v, &c, &s, &cfg, cand, n_cand, &val, &vcfg, &vres);
+        if (!rc) {
+            int b = ms_analyze_best(&vres, -1);
+            for (int i = 0; i < n_strat; i++)
+                if (strats[i] == cand[b]) ib = i;
+            size_t len = (size_t)snprintf(best_note, sizeof best_note,
+                                          "best baseline on the validation split (%d tasks per group;", vres.tasks);
+            for (int g = 0; g < vcfg.n_groups && len < sizeof best_note; g++) {
+                len += (size_t)snprintf(best_note + len, sizeof best_note - len, "%s %s:", g ? ";" : "",
+                                        vcfg.group[g].name);
+                for (int k = 0; k < vcfg.group[g].n_cond && len < sizeof best_note; k++)
+                    len += (size_t)snprintf(best_note + len, sizeof best_note - len, "%s %s", k ? "," : "",
+                                            val.cond[vcfg.group[g].cond[k]]);
+            }
+            if (len < sizeof best_note) snprintf(best_note + len, sizeof best_note - len, ")");
+            ms_eval_result_free(&vres);
+            ms_cli_config_free(&vcfg);
+            ms_split_free(&val);
+        }
+        free(cand);
+    }
     if (!rc) {
         cfg.keep_selections = 1;
         ms_eval_result res;
@@ -213,7 +272,6 @@ int ms_cmd_analyze(int argc, char **argv) {
         if (st) {
             rc = ms_cli_fail(cmd, st);
         } else {
-            if (best) ib = ms_analyze_best(&res, ia);
             ms_analysis *an = ms_xcalloc((size_t)cfg.n_k, sizeof *an);
             double t0 = ms_now();
             for (int ki = 0; ki < cfg.n_k && !st; ki++)
@@ -224,16 +282,17 @@ int ms_cmd_analyze(int argc, char **argv) {
             if (!st) ms_eval_summarize(&res, &cfg, (int)boot, &rows, &n_rows);
             char *line = command_line(argc, argv);
             ms_analysis_report rep = {.split = &s, .cfg = &cfg, .res = &res, .strats = strats, .an = an,
-                                      .n_an = cfg.n_k, .rows = rows, .n_rows = n_rows, .command = line};
+                                      .n_an = cfg.n_k, .rows = rows, .n_rows = n_rows, .command = line,
+                                      .b_note = best ? best_note : NULL};
             if (!st) st = ms_analysis_write_report(out, &rep);
             if (!st && json) st = ms_analysis_write_json(json, &rep);
             if (st) {
                 rc = ms_cli_fail(cmd, st);
             } else {
                 fprintf(stderr,
-                        "medselect analyze: A = %s, B = %s%s; %d tasks x %d strategies evaluated in %.1f s, "
+                        "medselect analyze: A = %s, B = %s%s%s%s; %d tasks x %d strategies evaluated in %.1f s, "
                         "analysed in %.1f s; report in %s/report.md\n",
-                        strats[ia]->label, strats[ib]->label, best ? " (best other strategy by mean AUROC)" : "",
+                        strats[ia]->label, strats[ib]->label, best ? ", the " : "", best_note, "",
                         cfg.n_groups * cfg.tasks, n_strat, res.seconds, t_an, out);
             }
             free(line);
@@ -243,6 +302,7 @@ int ms_cmd_analyze(int argc, char **argv) {
             ms_eval_result_free(&res);
         }
     }
+    ms_lock_release(&lock);
     ms_cli_config_free(&cfg);
     ms_split_free(&s);
     for (int i = 0; i < n_strat; i++) ms_strategy_free(strats[i]);

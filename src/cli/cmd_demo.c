@@ -62,7 +62,8 @@ int ms_cmd_demo(int argc, char **argv) {
         {0, 0, 0, 0}};
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":k:h", opts, NULL)) != -1) {
         int rc = ms_cli_common_option(cmd, opt, optarg, &c);
         if (rc > 0) return rc;
         if (rc == 0) continue;
@@ -72,7 +73,7 @@ int ms_cmd_demo(int argc, char **argv) {
         case OPT_NO_TRAIN: no_train = 1; break;
         case OPT_WRITE_DATA: write_dir = optarg; break;
         case 'h': help(); return MS_EXIT_OK;
-        default: return ms_cli_usage_error(cmd, "unrecognized option");
+        default: return ms_cli_bad_option(cmd, opt, argv);
         }
     }
     if (optind < argc) return ms_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);

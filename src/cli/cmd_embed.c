@@ -1,8 +1,8 @@
 /* cmd_embed.c: `medselect embed`: embed the images listed in a CSV with a ResNet-18 encoder
  * and write the reference layout (OUT.csv with the input rows + OUT.hdf5 dataset "dataset",
  * or OUT.npy) that evaluate, select and train read directly. Nothing is written unless every
- * step succeeds: the CSV goes through a temporary file, the embeddings through a staging
- * file, and both are renamed into place at the end. */
+ * step succeeds: all outputs are written completely (medselect/output.h), then published,
+ * the CSV last. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
@@ -38,7 +38,9 @@ static void help(void) {
            "PIL's convert('L') for gray models; x = (u8/255 - mean) / std.\n\n"
            "Output:\n"
            "      --out OUT.csv        output CSV; embeddings go next to it with the same base\n"
-           "                           name (OUT.hdf5, or OUT.npy with --format npy)\n"
+           "                           name (OUT.hdf5, or OUT.npy with --format npy); missing\n"
+           "                           folders are created; the embeddings are put in place\n"
+           "                           before OUT.csv; one embed per OUT.csv at a time\n"
            "      --format FMT         hdf5 (default) or npy\n"
            "      --on-error MODE      fail (default): the first unreadable image stops the run,\n"
            "                           exit 2, nothing written. skip: its row is left out of\n"
@@ -48,6 +50,8 @@ static void help(void) {
            "Speed:\n"
            "      --batch N            images per forward pass (default 32)\n"
            "      --threads T          threads (default: all cores)\n"
+           "      --precision P        f32 (default) or bf16 convolutions (bf16 operands, fp32\n"
+           "                           accumulation; needs AVX512_BF16)\n"
            "  -h, --help               this help\n\n"
            "A progress bar is drawn on stderr when it is a terminal (MS_PROGRESS=0/1 to force).\n"
            "Exit codes: 0 success, 1 usage error, 2 unreadable model, list or image, or a write\n"
@@ -57,7 +61,8 @@ static void help(void) {
            "      --images data/nih1000/labels.csv --out nih1000_emb.csv --threads 2\n");
 }
 
-enum { OPT_MODEL = 256, OPT_IMAGES, OPT_ROOT, OPT_OUT, OPT_FORMAT, OPT_ON_ERROR, OPT_BATCH, OPT_THREADS };
+enum { OPT_MODEL = 256, OPT_IMAGES, OPT_ROOT, OPT_OUT, OPT_FORMAT, OPT_ON_ERROR, OPT_BATCH, OPT_THREADS,
+       OPT_PRECISION };
 
 /* dir of a path ("." when none), newly allocated */
 static char *dir_of(const char *path) {
@@ -113,11 +118,13 @@ int ms_cmd_embed(int argc, char **argv) {
                                          {"on-error", required_argument, 0, OPT_ON_ERROR},
                                          {"batch", required_argument, 0, OPT_BATCH},
                                          {"threads", required_argument, 0, OPT_THREADS},
+                                         {"precision", required_argument, 0, OPT_PRECISION},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_MODEL: model = optarg; break;
         case OPT_IMAGES: images = optarg; break;
@@ -139,8 +146,11 @@ int ms_cmd_embed(int argc, char **argv) {
         case OPT_THREADS:
             if (ms_cli_int(cmd, "--threads", optarg, 1, 1024, &threads)) return MS_EXIT_USAGE;
             break;
+        case OPT_PRECISION:
+            if (ms_cli_precision(cmd, optarg)) return MS_EXIT_USAGE;
+            break;
         case 'h': help(); return MS_EXIT_OK;
-        default: return ms_cli_usage_error(cmd, "unrecognized option");
+        default: return ms_cli_bad_option(cmd, opt, argv);
         }
     }
     if (optind < argc) return ms_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
@@ -173,22 +183,25 @@ int ms_cmd_embed(int argc, char **argv) {
     char **paths = ms_xmalloc(sizeof(char *) * (size_t)n);
     for (int i = 0; i < n; i++) paths[i] = join(base, csv.cell[(size_t)i * csv.n_cols + pcol]);
     float *emb = ms_xmalloc(sizeof(float) * (size_t)n * dim);
-    char **errors = ms_xmalloc(sizeof(char *) * (size_t)n);
+    char **errors = ms_xcalloc((size_t)n, sizeof(char *));
     ms_embed_opts eo = ms_embed_opts_default();
     eo.batch = (int)batch;
     eo.threads = ms_get_threads();
     eo.on_error = on_error;
     eo.progress = "embed";
     int n_failed = 0, rc = MS_EXIT_OK;
+    /* one run per output: a second embed into the same OUT.csv is refused, not interleaved */
+    ms_lock lock;
+    st = ms_lock_acquire(&lock, out, MS_LOCK_FILE);
     double t0 = ms_now();
-    st = ms_embed_files(net, (const char *const *)paths, n, &eo, emb, errors, &n_failed);
+    if (!st) st = ms_embed_files(net, (const char *const *)paths, n, &eo, emb, errors, &n_failed);
     double secs = ms_now() - t0;
     char *emb_path = with_ext(out, npy ? ".npy" : ".hdf5");
     char *skip_path = with_ext(out, ".skipped.csv");
-    char *stage = NULL;
-    ms_outfile oc, os;
+    ms_outfile oc, os, oe;
     memset(&oc, 0, sizeof oc);
     memset(&os, 0, sizeof os);
+    memset(&oe, 0, sizeof oe);
     if (st) rc = ms_cli_fail(cmd, st);
     if (!rc && n_failed == n) rc = ms_cli_fail(cmd, ms_fail(MS_ERR_DATA, "%s: none of the %d images could be read; first: %s",
                                                            images, n, errors[0]));
@@ -200,15 +213,12 @@ int ms_cmd_embed(int argc, char **argv) {
                 if (k != i) memmove(emb + (size_t)k * dim, emb + (size_t)i * dim, sizeof(float) * (size_t)dim);
                 k++;
             }
-        size_t m = strlen(emb_path) + 48;
-        stage = ms_xmalloc(m);
-        snprintf(stage, m, "%s.part.%ld%s", emb_path, (long)getpid(), npy ? ".npy" : ".hdf5");
-        st = ms_out_open(&oc, out);
+        /* everything is written completely before anything is published; the CSV, which
+         * readers open first, is published last */
+        ms_outfile *all[3] = {&oe, &os, &oc};
+        st = ms_out_open(&oe, emb_path);
         if (!st) {
-            write_row(oc.f, &csv, -1);
-            for (int i = 0; i < n; i++)
-                if (!errors[i]) write_row(oc.f, &csv, i);
-            st = npy ? ms_npy_write(stage, emb, k, dim) : ms_hdf5_write(stage, NULL, emb, k, dim);
+            st = npy ? ms_npy_write_to(&oe, emb, k, dim) : ms_hdf5_write_to(&oe, NULL, emb, k, dim);
         }
         if (!st && n_failed) {
             st = ms_out_open(&os, skip_path);
@@ -224,17 +234,21 @@ int ms_cmd_embed(int argc, char **argv) {
                     }
             }
         }
-        if (!st) st = ms_out_commit(&oc);
-        if (!st && rename(stage, emb_path) != 0) {
-            st = ms_fail(MS_ERR_IO, "%s: cannot write: %s", emb_path, strerror(errno));
-            remove(out); /* the CSV without its embeddings would be a partial output */
+        if (!st) st = ms_out_open(&oc, out);
+        if (!st) {
+            write_row(oc.f, &csv, -1);
+            for (int i = 0; i < n; i++)
+                if (!errors[i]) write_row(oc.f, &csv, i);
         }
-        if (!st && n_failed) st = ms_out_commit(&os);
+        if (!st) {
+            if (!n_failed) all[1] = &oc; /* no skip report: embeddings, then the CSV */
+            st = ms_out_commit_all(all, n_failed ? 3 : 2);
+        }
         if (st) {
             rc = ms_cli_fail(cmd, st);
             ms_out_abort(&oc);
             ms_out_abort(&os);
-            remove(stage);
+            ms_out_abort(&oe);
         } else {
             if (!n_failed) remove(skip_path); /* a report from an earlier run would mislead */
             fprintf(stderr, "medselect embed: %d images in %.1f s (%.1f images/s) -> %s, %s\n", k, secs, n / secs, out,
@@ -243,11 +257,11 @@ int ms_cmd_embed(int argc, char **argv) {
                 fprintf(stderr, "medselect embed: skipped %d of %d images (listed in %s)\n", n_failed, n, skip_path);
         }
     }
+    ms_lock_release(&lock);
     for (int i = 0; i < n; i++) {
         free(paths[i]);
         free(errors[i]);
     }
-    free(stage);
     free(emb_path);
     free(skip_path);
     free(paths);

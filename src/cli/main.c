@@ -1,4 +1,6 @@
 /* main.c: `medselect COMMAND [OPTIONS]`: dispatch to the commands and the top-level help. */
+#define _GNU_SOURCE
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +33,10 @@ static void usage(FILE *f) {
     fprintf(f,
             "\nRun 'medselect COMMAND --help' for a command's options.\n"
             "Exit codes: 0 success, 1 usage error, 2 bad input data or I/O failure.\n"
-            "Environment: MS_PROGRESS=0 hides progress bars, MS_PROGRESS=1 forces them.\n");
+            "Environment: MS_PROGRESS=0 hides progress bars, MS_PROGRESS=1 forces them;\n"
+            "MS_MAX_ALLOC_MB=N sets the size budget for what input files declare (array shapes,\n"
+            "image and network sizes; default 4096): a larger declaration is refused before\n"
+            "anything is allocated.\n");
 }
 
 int main(int argc, char **argv) {
@@ -49,8 +54,8 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < N_COMMANDS; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
-    fprintf(stderr, "medselect: unknown command '%s'\n", argv[1]);
-    usage(stderr);
+    char name[MS_MSG_MAX + 24];
+    fprintf(stderr, "medselect: unknown command '%s' (see 'medselect --help')\n", ms_escape_msg(name, sizeof name, argv[1]));
     return MS_EXIT_USAGE;
 }
 
@@ -60,13 +65,24 @@ int ms_cli_fail(const char *cmd, ms_status st) {
 }
 
 int ms_cli_usage_error(const char *cmd, const char *fmt, ...) {
+    /* formatted, then escaped and shortened like every library message (an option value may
+     * hold terminal escapes or be very long) */
+    char msg[8192], line[MS_MSG_MAX + 24];
     va_list ap;
-    fprintf(stderr, "medselect %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see 'medselect %s --help')\n", cmd);
+    fprintf(stderr, "medselect %s: %s (see 'medselect %s --help')\n", cmd, ms_escape_msg(line, sizeof line, msg), cmd);
     return MS_EXIT_USAGE;
+}
+
+int ms_cli_bad_option(const char *cmd, int opt, char **argv) {
+    /* getopt's own message is off (opterr = 0): this is the only line printed */
+    const char *arg = optind > 0 ? argv[optind - 1] : "?";
+    if (opt == ':') return ms_cli_usage_error(cmd, "option '%s' needs a value", arg);
+    if (optopt > 0 && optopt < 128 && arg[0] == '-' && arg[1] != '-')
+        return ms_cli_usage_error(cmd, "unrecognized option '-%c'", optopt);
+    return ms_cli_usage_error(cmd, "unrecognized option '%s'", arg);
 }
 
 int ms_cli_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {

@@ -1,5 +1,5 @@
 /* ms_common.c: error messages, checked allocation, the seeded generator (xoshiro256**),
- * threads, the stderr progress bar, atomic output files and the workspace arena. */
+ * threads, the stderr progress bar and the workspace arena (output files: ms_output.c). */
 #define _POSIX_C_SOURCE 200809L
 #include "medselect/common.h"
 
@@ -10,19 +10,31 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <cblas.h>
 #include <omp.h>
 
-static _Thread_local char ms_errbuf[1024];
+static _Thread_local char ms_errbuf[MS_MSG_MAX + 24];
 
 ms_status ms_fail(ms_status code, const char *fmt, ...) {
+    /* The whole message is formatted first (a path may be megabytes long), then escaped and
+     * shortened into the thread's buffer: one printable line whatever the input held. */
+    char small[2048], *full = small;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ms_errbuf, sizeof ms_errbuf, fmt, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
     va_end(ap);
-    /* one line: the CLI prints it as is */
-    for (char *c = ms_errbuf; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = ' ';
+    if (n >= (int)sizeof small) {
+        char *big = malloc((size_t)n + 1);
+        if (big) {
+            va_start(ap, fmt);
+            vsnprintf(big, (size_t)n + 1, fmt, ap);
+            va_end(ap);
+            full = big;
+        }
+    } else if (n < 0) {
+        snprintf(small, sizeof small, "(unprintable error message)");
+    }
+    ms_escape_msg(ms_errbuf, sizeof ms_errbuf, full);
+    if (full != small) free(full);
     return code;
 }
 
@@ -154,7 +166,6 @@ void ms_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
     ms_threads = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
 }
 
 int ms_get_threads(void) { return ms_threads > 0 ? ms_threads : omp_get_max_threads(); }
@@ -180,21 +191,28 @@ static void progress_draw(ms_progress *p, int final) {
     fflush(stderr);
 }
 
+static int progress_mode = -1;
+
+void ms_set_progress(int mode) { progress_mode = mode < 0 ? -1 : mode > 0; }
+
 void ms_progress_begin(ms_progress *p, const char *label, long total) {
     const char *env = getenv("MS_PROGRESS");
+    memset(p, 0, sizeof *p);
     p->label = label;
     p->total = total;
-    p->done = 0;
     p->t0 = ms_now();
-    p->last_draw = 0;
     p->enabled = isatty(STDERR_FILENO) && !(env && strcmp(env, "0") == 0);
     if (env && strcmp(env, "1") == 0) p->enabled = 1;
+    if (progress_mode >= 0) p->enabled = progress_mode;
 }
+
+int ms_progress_cancelled(const ms_progress *p) { return p && p->cancelled; }
 
 void ms_progress_add(ms_progress *p, long n) {
     long done;
 #pragma omp atomic capture
     done = p->done += n;
+    if (p->cancel && !p->cancelled && p->cancel(p->cancel_ctx)) p->cancelled = 1;
     if (!p->enabled) return;
     if (omp_get_thread_num() != 0 && done != p->total) return;
     double t = ms_now();
@@ -205,72 +223,6 @@ void ms_progress_add(ms_progress *p, long n) {
 
 void ms_progress_end(ms_progress *p) {
     if (p->enabled) progress_draw(p, 1);
-}
-
-/* ---- atomic output ------------------------------------------------------------------- */
-
-ms_status ms_out_open(ms_outfile *o, const char *path) {
-    memset(o, 0, sizeof *o);
-    if (strcmp(path, "-") == 0) {
-        o->f = stdout;
-        return MS_OK;
-    }
-    o->path = ms_xstrdup(path);
-    size_t n = strlen(path) + 32;
-    o->tmp = ms_xmalloc(n);
-    snprintf(o->tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    o->f = fopen(o->tmp, "wb");
-    if (!o->f) {
-        ms_status st = ms_fail(MS_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        free(o->path);
-        free(o->tmp);
-        memset(o, 0, sizeof *o);
-        return st;
-    }
-    return MS_OK;
-}
-
-ms_status ms_out_commit(ms_outfile *o) {
-    if (!o->f) return MS_OK;
-    if (!o->tmp) {
-        fflush(o->f);
-        o->f = NULL;
-        return MS_OK;
-    }
-    int bad = ferror(o->f) != 0;
-    bad |= fflush(o->f) != 0;
-    if (!bad) bad |= fsync(fileno(o->f)) != 0;
-    bad |= fclose(o->f) != 0;
-    o->f = NULL;
-    if (bad || rename(o->tmp, o->path) != 0) {
-        ms_status st = ms_fail(MS_ERR_IO, "%s: cannot write: %s", o->path, strerror(errno));
-        ms_out_abort(o);
-        return st;
-    }
-    free(o->tmp);
-    free(o->path);
-    o->tmp = o->path = NULL;
-    return MS_OK;
-}
-
-void ms_out_abort(ms_outfile *o) {
-    if (o->f && o->tmp) fclose(o->f);
-    if (o->tmp) remove(o->tmp);
-    free(o->tmp);
-    free(o->path);
-    memset(o, 0, sizeof *o);
-}
-
-ms_status ms_write_file_atomic(const char *path, const void *data, size_t n) {
-    ms_outfile o;
-    ms_status st = ms_out_open(&o, path);
-    if (st) return st;
-    if (n && fwrite(data, 1, n, o.f) != n) {
-        st = ms_fail(MS_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        ms_out_abort(&o);
-        return st;
-    }
-    return ms_out_commit(&o);
 }
 
 /* ---- arena --------------------------------------------------------------------------- */

@@ -17,6 +17,7 @@
  */
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -53,7 +54,113 @@ template <typename T> static void to_double(const char *buf, size_t n, std::vect
     }
 }
 
-extern "C" ms_status ms_dicom_load(ms_image *im, const char *path) {
+/* ---- element lengths, checked before GDCM sees the file ------------------------------------
+ * GDCM allocates each element's declared value length before reading it, so an 839-byte
+ * file can ask for gigabytes. This walk reads the element headers (file meta group in
+ * explicit VR little endian, then the data set in the transfer syntax it names: explicit or
+ * implicit VR, little or big endian), stepping into sequences, items and encapsulated pixel
+ * data, and refuses a value length larger than the bytes that remain. Encodings it cannot
+ * follow (deflated data sets, malformed VRs) end the walk and are left to GDCM, which runs
+ * in a child process with capped memory anyway. Returns NULL or the problem. */
+static const char *dicom_lengths(const unsigned char *b, size_t n, char *why, size_t cap) {
+    size_t pos = 132;
+    bool explicit_vr = true, big = false, in_pixels = false, meta = true;
+    auto u16 = [&](size_t at, bool be) { return be ? (unsigned)(b[at] << 8 | b[at + 1]) : (unsigned)(b[at] | b[at + 1] << 8); };
+    auto u32 = [&](size_t at, bool be) {
+        return be ? ((uint32_t)b[at] << 24 | (uint32_t)b[at + 1] << 16 | (uint32_t)b[at + 2] << 8 | b[at + 3])
+                  : ((uint32_t)b[at + 3] << 24 | (uint32_t)b[at + 2] << 16 | (uint32_t)b[at + 1] << 8 | b[at]);
+    };
+    std::string ts;
+    while (pos + 8 <= n) {
+        bool be = meta ? false : big;
+        unsigned group = u16(pos, be), elem = u16(pos + 2, be);
+        if (meta && group != 0x0002) { /* the data set begins: its transfer syntax applies */
+            meta = false;
+            while (!ts.empty() && (ts.back() == '\0' || ts.back() == ' ')) ts.pop_back();
+            if (ts == "1.2.840.10008.1.2.1.99") return nullptr; /* deflated: not walkable */
+            explicit_vr = ts != "1.2.840.10008.1.2";
+            big = ts == "1.2.840.10008.1.2.2";
+            continue;
+        }
+        size_t head;
+        uint32_t len;
+        bool sq = false;
+        if (group == 0xfffe) { /* item, item delimiter, sequence delimiter: no VR */
+            len = u32(pos + 4, be);
+            head = 8;
+            if (elem == 0xe0dd) in_pixels = false;
+            if (elem != 0xe000 || len == 0xffffffffu || !in_pixels) {
+                pos += head; /* step into the item (or past a delimiter) */
+                continue;
+            }
+        } else if (meta || explicit_vr) {
+            char v0 = (char)b[pos + 4], v1 = (char)b[pos + 5];
+            std::string vr{v0, v1};
+            /* an explicit VR must be one of the standard's: GDCM reads other bytes there in
+             * ways that can turn text into a length of hundreds of megabytes */
+            static const char *const vrs[] = {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO",
+                                              "LT", "OB", "OD", "OF", "OL", "OV", "OW", "PN", "SH", "SL", "SQ",
+                                              "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN", "UR", "US", "UT", "UV"};
+            bool known = false;
+            for (const char *k : vrs) known |= vr == k;
+            if (!known) {
+                snprintf(why, cap, "element (%04x,%04x) has the unknown value representation \"%c%c\"", group, elem,
+                         v0 >= 0x20 && v0 < 0x7f ? v0 : '?', v1 >= 0x20 && v1 < 0x7f ? v1 : '?');
+                return why;
+            }
+            static const char *const long_vrs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+            bool is_long = false;
+            for (const char *l : long_vrs) is_long |= vr == l;
+            if (is_long) {
+                if (pos + 12 > n) break;
+                len = u32(pos + 8, be);
+                head = 12;
+            } else {
+                len = u16(pos + 6, be);
+                head = 8;
+            }
+            sq = vr == "SQ";
+        } else {
+            len = u32(pos + 4, be);
+            head = 8;
+        }
+        if (len == 0xffffffffu) { /* undefined length: a sequence or encapsulated pixel data */
+            if (group == 0x7fe0 && elem == 0x0010) in_pixels = true;
+            pos += head;
+            continue;
+        }
+        if (len > n - pos - head) {
+            snprintf(why, cap, "element (%04x,%04x) declares %lu bytes but only %lu remain in the file", group, elem,
+                     (unsigned long)len, (unsigned long)(n - pos - head));
+            return why;
+        }
+        if (meta && group == 0x0002 && elem == 0x0010) ts.assign((const char *)b + pos + head, len);
+        pos += head + (sq ? 0 : len); /* a defined-length sequence is walked into too */
+    }
+    return nullptr;
+}
+
+/* The decoder proper; runs in the child process (see ms_dicom_load). */
+static ms_status dicom_decode(ms_image *im, const char *path) {
+    {
+        std::FILE *f = std::fopen(path, "rb");
+        if (!f) return ms_fail(MS_ERR_IO, "%s: cannot open", path);
+        std::fseek(f, 0, SEEK_END);
+        long size = std::ftell(f);
+        std::rewind(f);
+        ms_status st = size < 0 ? ms_fail(MS_ERR_IO, "%s: cannot read", path)
+                                : ms_check_alloc((uint64_t)size, "reading the DICOM file", path);
+        if (st) {
+            std::fclose(f);
+            return st;
+        }
+        std::vector<unsigned char> bytes((size_t)size);
+        size_t got = size ? std::fread(bytes.data(), 1, (size_t)size, f) : 0;
+        std::fclose(f);
+        char why[160];
+        const char *bad = dicom_lengths(bytes.data(), got, why, sizeof why);
+        if (bad) return ms_fail(MS_ERR_DATA, "%s: corrupt DICOM file: %s", path, bad);
+    }
     try {
         /* library code prints nothing: GDCM's diagnostics become our one-line errors */
         gdcm::Trace::SetWarning(false);
@@ -70,6 +177,9 @@ extern "C" ms_status ms_dicom_load(ms_image *im, const char *path) {
         const gdcm::PixelFormat pf = img.GetPixelFormat();
         const gdcm::PhotometricInterpretation pi = img.GetPhotometricInterpretation();
         const size_t len = img.GetBufferLength();
+        /* what GDCM is about to decode into, and our double copy of it, within the budget */
+        ms_status big = ms_check_alloc((uint64_t)len + (uint64_t)w * h * sizeof(double), "the DICOM pixel data", path);
+        if (big) return big;
         std::vector<char> buf(len);
         if (!img.GetBuffer(buf.data()))
             return ms_fail(MS_ERR_DATA, "%s: cannot decode the DICOM pixel data (transfer syntax %s)", path,
@@ -148,4 +258,43 @@ extern "C" ms_status ms_dicom_load(ms_image *im, const char *path) {
     } catch (...) {
         return ms_fail(MS_ERR_DATA, "%s: DICOM decoding failed", path);
     }
+}
+
+/* ---- GDCM behind a process boundary ------------------------------------------------------
+ * Debian's GDCM keeps its internal assertions (a 132-byte file of preamble and "DICM" aborts
+ * the process) and has read past its buffers on crafted files, so the file is decoded in a
+ * child process (ms_run_contained, with its address space capped) that sends the 8-bit image
+ * back; a child that dies becomes one error line naming the file. */
+static ms_status dicom_contained(void *ctx, void **out, size_t *bytes, int32_t meta[4]) {
+    const char *path = (const char *)ctx;
+    ms_image im;
+    ms_image_init(&im);
+    ms_status st = dicom_decode(&im, path);
+    if (st) {
+        ms_image_free(&im);
+        return st;
+    }
+    *out = im.px; /* handed over: the child exits after sending it */
+    *bytes = (size_t)im.w * im.h * im.c;
+    meta[0] = im.w;
+    meta[1] = im.h;
+    meta[2] = im.c;
+    return MS_OK;
+}
+
+extern "C" ms_status ms_dicom_load(ms_image *im, const char *path) {
+    void *px = nullptr;
+    size_t bytes = 0;
+    int32_t meta[4];
+    ms_status st = ms_run_contained(path, "DICOM", dicom_contained, (void *)path, &px, &bytes, meta);
+    if (st) return st;
+    if (meta[0] < 1 || meta[1] < 1 || (meta[2] != 1 && meta[2] != 3) ||
+        bytes != (size_t)meta[0] * (size_t)meta[1] * (size_t)meta[2]) {
+        std::free(px);
+        return ms_fail(MS_ERR_DATA, "%s: corrupt DICOM file (inconsistent result)", path);
+    }
+    ms_image_reserve(im, meta[0], meta[1], meta[2]);
+    std::memcpy(im->px, px, bytes);
+    std::free(px);
+    return MS_OK;
 }

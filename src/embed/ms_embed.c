@@ -32,6 +32,16 @@ ms_status ms_embed_files(const ms_resnet *net, const char *const *paths, int n, 
     if (n_failed) *n_failed = 0;
     if (n == 0) return MS_OK;
 
+    {
+        /* the whole working set (per-thread workspaces at one image each, the input batch)
+         * within the size budget; ms_resnet_load checked one image against it already */
+        size_t act1, col1;
+        ms_resnet_ws_sizes(net, 1, cfg->height, cfg->width, &act1, &col1);
+        uint64_t bytes = ((uint64_t)T * (4 * act1 + col1) + (uint64_t)in_img * B) * sizeof(float);
+        ms_status s0 = ms_check_alloc(bytes, "the embedding workspace (input_size x batch x threads; lower --batch or --threads)",
+                                      "encoder");
+        if (s0) return s0;
+    }
     ms_resnet_ws *ws = ms_resnet_ws_new(net, B, cfg->height, cfg->width, T);
     float *x = ms_xmalloc(sizeof(float) * in_img * (size_t)B);
     ms_status *st = ms_xmalloc(sizeof(ms_status) * (size_t)B);

@@ -83,7 +83,7 @@ void ms_resnet_ws_sizes(const ms_resnet *net, int b, int H, int W, size_t *act, 
 
 /* Copies F32 tensor `name`, which must have the given shape (ndim values), into dst
  * (prod(shape) floats) and checks that every value is finite. MS_ERR_DATA "FILE: tensor
- * NAME: missing" / "has shape [..], expected [..]" / "dtype .., expected F32". */
+ * NAME: missing" / "has shape [..], expected [..]" / "dtype .., expected F32, F16 or BF16". */
 ms_status ms_weights_get_f32(const ms_st_file *f, const char *name, int ndim, const int *shape,
                              float *dst);
 /* Shape of tensor `name` (up to 8 dims); MS_ERR_DATA when missing. */

@@ -40,11 +40,15 @@ void ms_image_reserve(ms_image *im, int w, int h, int c) {
     im->c = c;
 }
 
+/* Called right after the header is read, before the decoder allocates anything for the
+ * pixels (a 460-byte progressive JPEG can declare 65500 x 65500). The decoded image (w*h*c
+ * bytes) must fit the size budget as well as the fixed sample limit. */
 static ms_status check_size(const char *path, unsigned long w, unsigned long h, int c) {
     if (w < 1 || h < 1) return ms_fail(MS_ERR_DATA, "%s: image has no pixels (%lux%lu)", path, w, h);
     if ((double)w * (double)h * c > (double)MS_IMAGE_MAX_SAMPLES || w > 1000000 || h > 1000000)
-        return ms_fail(MS_ERR_DATA, "%s: image too large (%lux%lu)", path, w, h);
-    return MS_OK;
+        return ms_fail(MS_ERR_DATA, "%s: image too large (%lux%lu, at most %zu samples)", path, w, h,
+                       (size_t)MS_IMAGE_MAX_SAMPLES);
+    return ms_check_alloc(ms_mul_sat(ms_mul_sat(w, h), (uint64_t)c), "the decoded image", path);
 }
 
 /* ---- PNG ----------------------------------------------------------------------------------- */
@@ -147,12 +151,18 @@ static ms_status load_jpeg(ms_image *im, FILE *fp, const char *path) {
         return ms_fail(MS_ERR_DATA, "%s: CMYK JPEG is not supported", path);
     }
     d.out_color_space = d.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_start_decompress(&d);
-    int ch = d.output_components;
-    ms_status st = check_size(path, d.output_width, d.output_height, ch);
+    /* checked after the header and before jpeg_start_decompress, which allocates the
+     * whole-image coefficient buffers of a progressive file */
+    ms_status st = check_size(path, d.image_width, d.image_height, d.out_color_space == JCS_GRAYSCALE ? 1 : 3);
     if (st) {
         jpeg_destroy_decompress(&d);
         return st;
+    }
+    jpeg_start_decompress(&d);
+    int ch = d.output_components;
+    if (ch != 1 && ch != 3) {
+        jpeg_destroy_decompress(&d);
+        return ms_fail(MS_ERR_DATA, "%s: JPEG decodes to %d channels", path, ch);
     }
     ms_image_reserve(im, (int)d.output_width, (int)d.output_height, ch);
     while (d.output_scanline < d.output_height) {

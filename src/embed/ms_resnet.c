@@ -5,7 +5,7 @@
  *
  * Activations are (C, b, H, W) ("CBHW", see ms_embed_internal.h). Threads split the batch:
  * each thread runs whole micro-batches through the network with its own buffers and
- * single-threaded BLAS (OpenBLAS's OpenMP flavour runs serially inside a parallel region),
+ * single-threaded GEMMs (ms_gemm runs on its calling thread inside a parallel region),
  * which keeps every core busy even at 64x64, where each GEMM is too small to split. The
  * micro-batch is as many images as fit a fixed per-thread memory budget, so that the
  * GEMMs of small images are wide while large images (320x320) stay within memory.
@@ -13,10 +13,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cblas.h>
 #include <omp.h>
 
 #include "embed/ms_embed_internal.h"
+#include "medselect/gemm.h"
 
 /* ---- im2col and convolution ------------------------------------------------------------ */
 
@@ -90,8 +90,7 @@ void ms_conv_forward(float *out, float *col, const float *in, const float *resid
         rhs = col;
     }
     /* out(cout, n) = W(cout, kk) @ rhs(kk, n) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, n, kk, 1.0f, c->w, kk, rhs, n,
-                0.0f, out, n);
+    ms_gemm('N', 'N', c->cout, n, kk, 1.0f, c->w, kk, rhs, n, 0.0f, out, n, ms_get_precision());
     conv_epilogue(out, residual, c->b, c->cout, (size_t)n, relu);
 }
 
@@ -316,7 +315,7 @@ void ms_resnet_forward(const ms_resnet *net, ms_resnet_ws *ws, const float *x, i
             forward_range(net, ws, x, cin, i0, i1, out, t);
         }
     } else {
-        /* fewer images than threads: one image stream, BLAS threads do the splitting */
+        /* fewer images than threads: one image stream, ms_gemm's blocking spreads each product */
         forward_range(net, ws, x, cin, 0, B, out, 0);
     }
 }

@@ -45,8 +45,10 @@ ms_status ms_weights_get_f32(const ms_st_file *f, const char *name, int ndim, co
         shape_str(want, sizeof want, ndim, shape);
         return ms_fail(MS_ERR_DATA, "%s: tensor %s: has shape %s, expected %s", f->path, name, got, want);
     }
-    if (t->dtype != MS_ST_F32)
-        return ms_fail(MS_ERR_DATA, "%s: tensor %s: dtype %s, expected F32", f->path, name, ms_st_dtype_name(t->dtype));
+    /* 16-bit files (half the size) are widened to float exactly; the network runs in float */
+    if (t->dtype != MS_ST_F32 && t->dtype != MS_ST_F16 && t->dtype != MS_ST_BF16)
+        return ms_fail(MS_ERR_DATA, "%s: tensor %s: dtype %s, expected F32, F16 or BF16", f->path, name,
+                       ms_st_dtype_name(t->dtype));
     st = ms_st_to_f32(f, t, dst);
     if (st) return st;
     for (size_t i = 0; i < t->numel; i++)
@@ -198,6 +200,29 @@ ms_status ms_resnet_load(ms_resnet **out, const char *model_dir) {
         st = ms_fail(MS_ERR_DATA, "%s: tensor conv1.weight: has shape %s, expected [w, 3, 7, 7]", path, got);
         goto fail_file;
     }
+    /* conv1's width fixes every other shape. Before allocating anything from it: the file
+     * must be large enough to hold the weights that width implies (conv weights plus four
+     * batch-norm vectors per conv, at conv1.weight's element size: 4 bytes for F32, 2 for
+     * F16/BF16), and our copy must fit the size budget. */
+    {
+        const ms_st_dtype dt1 = ms_st_find(&f, "conv1.weight")->dtype;
+        uint64_t need = 0, w = (uint64_t)sh[0];
+        need += w * 3 * 49 + 4 * w;
+        for (int l = 0; l < 4; l++) {
+            uint64_t c = w << l, cin = l ? c / 2 : w;
+            /* block 0: conv1 (c, cin, 3x3), conv2 (c, c, 3x3), downsample (c, cin, 1x1) from
+             * layer2 on; block 1: two (c, c, 3x3); each with its batch norm */
+            need += (c * cin * 9 + 4 * c) + 3 * (c * c * 9 + 4 * c);
+            if (l) need += c * cin + 4 * c;
+        }
+        need = ms_mul_sat(need, ms_st_dtype_size(dt1));
+        if (sh[0] > (1 << 20) || need > f.size) {
+            st = ms_fail(MS_ERR_DATA, "%s: conv1.weight has %d output channels, which need %llu bytes of %s weights, "
+                         "but the file has %zu bytes", path, sh[0], (unsigned long long)need, ms_st_dtype_name(dt1),
+                         f.size);
+            goto fail_file;
+        }
+    }
     ms_resnet *net = ms_xcalloc(1, sizeof *net);
     net->cfg = cfg;
     const int w0 = sh[0];
@@ -210,6 +235,10 @@ ms_status ms_resnet_load(ms_resnet **out, const char *model_dir) {
         total += conv_floats(cin, c, 3) + conv_floats(c, c, 3) + (l ? conv_floats(cin, c, 1) : 0);
         total += 2 * conv_floats(c, c, 3);
         cin = c;
+    }
+    if ((st = ms_check_alloc(ms_mul_sat(total, sizeof(float)), "the encoder's weights", path))) {
+        free(net);
+        goto fail_file;
     }
     net->params = ms_xmalloc(sizeof(float) * total);
     float *tmp = ms_xmalloc(sizeof(float) * 4 * (size_t)net->dim);
@@ -255,6 +284,21 @@ ms_status ms_resnet_load(ms_resnet **out, const char *model_dir) {
                        cfg.std[0] == cfg.std[1] && cfg.std[1] == cfg.std[2];
     free(tmp);
     ms_st_free(&f);
+    {
+        /* the working memory of one image at the configured input size (activations,
+         * im2col and the input itself) must fit the budget: config.json's input_size is the
+         * only thing that bounds it */
+        size_t act1, col1;
+        ms_resnet_ws_sizes(net, 1, cfg.height, cfg.width, &act1, &col1);
+        uint64_t bytes = ((uint64_t)4 * act1 + col1 + (uint64_t)3 * cfg.height * cfg.width) * sizeof(float);
+        char what[96], cpath[4096];
+        snprintf(what, sizeof what, "input_size [%d, %d] (the network's memory per image)", cfg.height, cfg.width);
+        snprintf(cpath, sizeof cpath, "%s/config.json", model_dir);
+        if ((st = ms_check_alloc(bytes, what, cpath))) {
+            ms_resnet_free(net);
+            return st;
+        }
+    }
     *out = net;
     return MS_OK;
 fail_net:

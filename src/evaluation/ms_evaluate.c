@@ -8,23 +8,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t ms_eval_task_seed(uint64_t seed, int g, long i) {
+uint64_t ms_eval_group_stream(const ms_split *s, const ms_eval_group *grp) {
+    /* FNV-1a over the canonical names ("pleural effusion" for "Pleural_Effusion"), each
+     * followed by a separator, so that the key names the list and nothing else */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int c = 0; c < grp->n_cond; c++) {
+        for (const char *p = s->cond[grp->cond[c]]; *p; p++) {
+            unsigned char ch = (unsigned char)*p;
+            if (ch == '_') ch = ' ';
+            else if (ch >= 'A' && ch <= 'Z') ch = (unsigned char)(ch - 'A' + 'a');
+            h = (h ^ ch) * 0x100000001b3ULL;
+        }
+        h = (h ^ 0x1fU) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+uint64_t ms_eval_task_seed(uint64_t seed, uint64_t stream, long i) {
     ms_rng r;
-    ms_rng_init(&r, seed, MS_STREAM_STRATEGY, ((uint64_t)g << 40) ^ (uint64_t)i);
+    ms_rng_init(&r, seed, MS_STREAM_STRATEGY * 1000003ULL + stream, (uint64_t)i);
     return ms_rng_next(&r);
 }
 
-/* Evaluates every strategy and K on task i of group g; writes AUROCs into res. */
+/* Evaluates every strategy and K on task i of group g; writes AUROCs into res. A ranking
+ * strategy (s->ranking) selects once at the largest K and every K scores a prefix of that
+ * order; the others select once per K. */
 static ms_status eval_one(ms_eval_result *res, const ms_split *s, const ms_eval_config *cfg,
-                          ms_strategy *const *strats, int n_strat, float *const *model_scores, int g, int i,
-                          ms_arena *ws) {
+                          ms_strategy *const *strats, int n_strat, float *const *model_scores, int g,
+                          uint64_t stream, int i, ms_arena *ws) {
     const int P = cfg->shape.pool, Q = cfg->shape.query, D = s->d;
     int kmax = res->kmax;
     ms_task t;
     ms_task_alloc(&t, &cfg->shape, ws);
     int *scratch = MS_ARENA_NEW(ws, int, s->n_pos > s->n_norm ? s->n_pos : s->n_norm);
     const ms_eval_group *grp = &cfg->group[g];
-    ms_task_sample(&t, s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, (uint64_t)g, (uint64_t)i, scratch);
+    ms_task_sample(&t, s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, stream, (uint64_t)i, scratch);
     res->task_cond[g * res->tasks + i] = t.cond;
 
     /* the predictor compares unit rows (cosine) or raw rows (euclidean) */
@@ -45,17 +63,20 @@ static ms_status eval_one(ms_eval_result *res, const ms_split *s, const ms_eval_
     float *scores = MS_ARENA_NEW(ws, float, Q);
     float *work = MS_ARENA_NEW(ws, float, (size_t)Q * kmax + Q + kmax);
     int *awork = MS_ARENA_NEW(ws, int, 2 * Q);
-    uint64_t tseed = ms_eval_task_seed(cfg->seed, g, i);
-    /* strategies allocate after this mark; rewinding is done by resetting the whole arena
-     * per task in the caller, which keeps this function simple */
-    for (int ki = 0; ki < cfg->n_k; ki++) {
-        int K = cfg->k[ki];
-        for (int si = 0; si < n_strat; si++) {
-            ms_status st = model_scores[si]
-                               ? strats[si]->select_scored(strats[si], model_scores[si] + ((size_t)g * res->tasks + i) * P, P,
-                                                           K, tseed, pick, ws)
-                               : strats[si]->select(strats[si], &pool, K, tseed, pick, ws);
-            if (st) return st;
+    uint64_t tseed = ms_eval_task_seed(cfg->seed, stream, i);
+    /* strategies allocate after this point; the caller resets the whole arena per task */
+    for (int si = 0; si < n_strat; si++) {
+        const ms_strategy *st_i = strats[si];
+        const float *msc = model_scores[si] ? model_scores[si] + ((size_t)g * res->tasks + i) * P : NULL;
+        int ranked = st_i->ranking && !cfg->per_k;
+        for (int ki = 0; ki < cfg->n_k; ki++) {
+            int K = cfg->k[ki];
+            if (!ranked || ki == 0) {
+                int Ks = ranked ? kmax : K;
+                ms_status st = msc ? st_i->select_scored(st_i, msc, P, Ks, tseed, pick, ws)
+                                   : st_i->select(st_i, &pool, Ks, tseed, pick, ws);
+                if (st) return st;
+            }
             for (int j = 0; j < K; j++) {
                 MS_CHECK(pick[j] >= 0 && pick[j] < P);
                 sel_y[j] = t.pool_y[pick[j]];
@@ -64,7 +85,7 @@ static ms_status eval_one(ms_eval_result *res, const ms_split *s, const ms_eval_
             }
             ms_predict(scores, qry, Q, sel, sel_y, K, D, cfg->pred, work);
             double auc;
-            st = ms_auroc(scores, t.query_y, Q, &auc, awork);
+            ms_status st = ms_auroc(scores, t.query_y, Q, &auc, awork);
             if (st) return st;
             size_t idx = ((size_t)(g * res->n_k + ki) * n_strat + si) * res->tasks + i;
             res->auroc[idx] = auc;
@@ -90,12 +111,13 @@ static ms_status score_all(const ms_split *s, const ms_eval_config *cfg, const m
     ms_status rc = MS_OK;
     for (int g = 0; g < cfg->n_groups && !rc; g++) {
         const ms_eval_group *grp = &cfg->group[g];
+        uint64_t stream = ms_eval_group_stream(s, grp);
         for (int c0 = 0; c0 < cfg->tasks && !rc; c0 += B) {
             int nb = cfg->tasks - c0 < B ? cfg->tasks - c0 : B;
 #pragma omp parallel for schedule(static)
             for (int b = 0; b < nb; b++) {
                 int *scr = scratch + (size_t)omp_get_thread_num() * nscr;
-                ms_task_sample(&tasks[b], s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, (uint64_t)g,
+                ms_task_sample(&tasks[b], s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, stream,
                                (uint64_t)(c0 + b), scr);
                 ms_gather_rows(raw + (size_t)b * P * D, s->emb, tasks[b].pool, P, D);
                 if (use_clin) ms_gather_rows(clin + (size_t)b * P * MS_NCLIN, s->clin, tasks[b].pool, P, MS_NCLIN);
@@ -104,6 +126,7 @@ static ms_status score_all(const ms_split *s, const ms_eval_config *cfg, const m
             }
             rc = st->score(st, pools, nb, out + ((size_t)g * cfg->tasks + c0) * P);
             if (prog) ms_progress_add(prog, nb);
+            if (!rc && ms_progress_cancelled(prog)) rc = ms_fail(MS_ERR_CANCELLED, "cancelled");
         }
     }
     for (int b = 0; b < B; b++) ms_task_free(&tasks[b]);
@@ -134,6 +157,7 @@ ms_status ms_evaluate(ms_eval_result *res, const ms_split *s, const ms_eval_conf
     res->n_strat = n_strat;
     res->tasks = cfg->tasks;
     res->kmax = kmax;
+    for (int g = 0; g < cfg->n_groups; g++) res->stream[g] = ms_eval_group_stream(s, &cfg->group[g]);
     size_t cells = (size_t)cfg->n_groups * cfg->n_k * n_strat * cfg->tasks;
     res->auroc = ms_xcalloc(cells, sizeof(double));
     res->task_cond = ms_xcalloc((size_t)cfg->n_groups * cfg->tasks, sizeof(int));
@@ -167,7 +191,8 @@ ms_status ms_evaluate(ms_eval_result *res, const ms_split *s, const ms_eval_conf
             st = first;
             if (st) continue;
             ms_arena_reset(&ws);
-            st = eval_one(res, s, cfg, strats, n_strat, scores, g, i, &ws);
+            st = eval_one(res, s, cfg, strats, n_strat, scores, g, res->stream[g], i, &ws);
+            if (!st && ms_progress_cancelled(prog)) st = ms_fail(MS_ERR_CANCELLED, "cancelled");
             if (st) {
 #pragma omp critical(ms_eval_error)
                 if (!first) {
@@ -196,11 +221,12 @@ void ms_eval_result_free(ms_eval_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* Summary of one (g, ki, s, cond) cell over its tasks. */
-static void summarize_cell(const ms_eval_result *r, int g, int ki, int si, int cond, int boot_reps,
-                           uint64_t seed, double *x, double *d, ms_eval_row *row) {
-    const double *a = r->auroc + ((size_t)(g * r->n_k + ki) * r->n_strat + si) * r->tasks;
-    const double *b = r->auroc + ((size_t)(g * r->n_k + ki) * r->n_strat + 0) * r->tasks;
+/* Summary of one (g, ki, s, cond) cell over its tasks. x, d: scratch of r->tasks doubles. */
+static void summarize_cell(const ms_eval_result *r, const ms_eval_config *cfg, int g, int ki, int si,
+                           int cond, int boot_reps, double *x, double *d, ms_eval_row *row) {
+    const size_t per = (size_t)r->tasks;
+    const double *a = r->auroc + ((size_t)(g * r->n_k + ki) * r->n_strat + si) * per;
+    const double *b = r->auroc + ((size_t)(g * r->n_k + ki) * r->n_strat + 0) * per;
     int n = 0;
     for (int i = 0; i < r->tasks; i++) {
         if (cond >= 0 && r->task_cond[g * r->tasks + i] != cond) continue;
@@ -209,21 +235,40 @@ static void summarize_cell(const ms_eval_result *r, int g, int ki, int si, int c
         n++;
     }
     row->g = g, row->ki = ki, row->s = si, row->cond = cond, row->n = n;
-    uint64_t stream = ((uint64_t)g << 48) ^ ((uint64_t)ki << 40) ^ ((uint64_t)si << 32) ^ (uint64_t)(cond + 1);
+    row->vs = cfg->versus_on ? cfg->versus[g][ki] : -1;
+    MS_CHECK(row->vs < r->n_strat);
+    /* bootstrap streams from the group's stream and K, so that the same group gives the
+     * same intervals whatever its position or the other budgets */
+    uint64_t stream = r->stream[g] ^ ((uint64_t)cfg->k[ki] << 40) ^ ((uint64_t)si << 32) ^ (uint64_t)(cond + 1);
+    const ms_ci none = {NAN, NAN, NAN};
+    row->vdiff = none;
+    row->vp = NAN;
     if (n == 0) {
-        row->auroc.mean = row->auroc.lo = row->auroc.hi = NAN;
-        row->diff = row->auroc;
+        row->auroc = row->diff = none;
         row->p = NAN;
         return;
     }
-    row->auroc = ms_bootstrap_mean(x, n, boot_reps, seed, stream);
+    row->auroc = ms_bootstrap_mean(x, n, boot_reps, cfg->seed, stream);
     if (si == 0) {
         row->diff.mean = row->diff.lo = row->diff.hi = 0;
         row->p = NAN;
     } else {
-        row->diff = ms_bootstrap_mean(d, n, boot_reps, seed, stream ^ 0x5555ULL);
+        row->diff = ms_bootstrap_mean(d, n, boot_reps, cfg->seed, stream ^ 0x5555ULL);
         row->p = ms_wilcoxon(d, n, NULL);
     }
+    if (row->vs < 0) return;
+    if (row->vs == si) {
+        row->vdiff.mean = row->vdiff.lo = row->vdiff.hi = 0;
+        return;
+    }
+    const double *v = r->auroc + ((size_t)(g * r->n_k + ki) * r->n_strat + row->vs) * per;
+    n = 0;
+    for (int i = 0; i < r->tasks; i++) {
+        if (cond >= 0 && r->task_cond[g * r->tasks + i] != cond) continue;
+        d[n++] = a[i] - v[i];
+    }
+    row->vdiff = ms_bootstrap_mean(d, n, boot_reps, cfg->seed, stream ^ 0xAAAAULL);
+    row->vp = ms_wilcoxon(d, n, NULL);
 }
 
 void ms_eval_summarize(const ms_eval_result *r, const ms_eval_config *cfg, int boot_reps,
@@ -238,10 +283,29 @@ void ms_eval_summarize(const ms_eval_result *r, const ms_eval_config *cfg, int b
         for (int c = -1; c < cfg->group[g].n_cond; c++)
             for (int ki = 0; ki < r->n_k; ki++)
                 for (int si = 0; si < r->n_strat; si++)
-                    summarize_cell(r, g, ki, si, c < 0 ? -1 : cfg->group[g].cond[c], boot_reps,
-                                   cfg->seed, x, d, &out[n++]);
+                    summarize_cell(r, cfg, g, ki, si, c < 0 ? -1 : cfg->group[g].cond[c], boot_reps, x, d,
+                                   &out[n++]);
     free(x);
     free(d);
     *rows = out;
     *n_rows = n;
+}
+
+double ms_eval_mean(const ms_eval_result *r, int g, int ki, int si) {
+    MS_CHECK(g >= 0 && g < r->n_groups && ki >= 0 && ki < r->n_k && si >= 0 && si < r->n_strat);
+    const double *a = r->auroc + ((size_t)(g * r->n_k + ki) * r->n_strat + si) * r->tasks;
+    double sum = 0;
+    for (int i = 0; i < r->tasks; i++) sum += a[i];
+    return r->tasks ? sum / r->tasks : NAN;
+}
+
+int ms_eval_best(const ms_eval_result *r, int g, int ki, const int *candidates, int n_cand) {
+    MS_CHECK(n_cand >= 1);
+    int best = -1;
+    double bm = -INFINITY;
+    for (int c = 0; c < n_cand; c++) {
+        double m = ms_eval_mean(r, g, ki, candidates[c]);
+        if (best < 0 || m > bm || (m == bm && candidates[c] < best)) best = candidates[c], bm = m;
+    }
+    return best;
 }

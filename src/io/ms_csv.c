@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 
 #include "io/ms_io_internal.h"
@@ -210,12 +211,34 @@ ms_status ms_read_whole_file(const char *path, char **data, size_t *len) {
     *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return ms_fail(MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* A regular file's size is known: checked against the budget and read into one buffer
+     * of that size. Pipes and devices grow the buffer, checked at each doubling. */
+    struct stat sb;
     size_t cap = 1 << 16, n = 0;
+    int known = fstat(fileno(f), &sb) == 0;
+    if (known && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        return ms_fail(MS_ERR_IO, "%s: cannot read: %s", path, strerror(EISDIR));
+    }
+    if (known && S_ISREG(sb.st_mode)) {
+        ms_status st = ms_check_alloc((uint64_t)sb.st_size + 1, "reading the file", path);
+        if (st) {
+            fclose(f);
+            return st;
+        }
+        cap = (size_t)sb.st_size + 1; /* +1: the read that finds the end */
+    }
     char *buf = ms_xmalloc(cap + 1);
     for (;;) {
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
         if (n < cap) break;
+        ms_status st = ms_check_alloc((uint64_t)cap * 2 + 1, "reading the file", path);
+        if (st) {
+            free(buf);
+            fclose(f);
+            return st;
+        }
         cap *= 2;
         buf = ms_xrealloc(buf, cap + 1);
     }

@@ -228,12 +228,15 @@ ms_status ms_npy_read(const char *path, float **out, int *rows, int *cols) {
         goto done;
     }
     if (h.ndim != 2) {
-        char shape[160] = "";
+        /* Python's tuple form: (a, b) but (a,) and (); 8 dimensions of up to 19 digits
+         * fit (8 * 21 + 2 bytes), and the length is tracked so nothing is written past it */
+        char shape[200] = "";
         size_t used = 0;
-        for (int i = 0; i < h.ndim; i++)
-            used += (size_t)snprintf(shape + used, sizeof shape - used, "%lld,%s", h.shape[i],
-                                     i + 1 < h.ndim ? " " : "");
-        if (h.ndim > 1) shape[used - 1] = '\0'; /* Python prints (a, b) but (a,) */
+        for (int i = 0; i < h.ndim && used < sizeof shape; i++) {
+            int w = snprintf(shape + used, sizeof shape - used, "%s%lld%s", i ? " " : "", h.shape[i],
+                             i + 1 < h.ndim || h.ndim == 1 ? "," : "");
+            used += w > 0 ? (size_t)w : 0;
+        }
         st = ms_fail(MS_ERR_DATA, "%s: array has rank %d (shape (%s)), expected 2 (rows, dim)",
                      path, h.ndim, shape);
         goto done;
@@ -253,6 +256,7 @@ ms_status ms_npy_read(const char *path, float **out, int *rows, int *cols) {
                      path, r, c, n * (size_t)es, have);
         goto done;
     }
+    if ((st = ms_check_alloc((uint64_t)n * sizeof(float), "the array", path))) goto done;
     const unsigned char *b = u + hstart + hlen;
     float *x = ms_xmalloc(sizeof(float) * n);
     if (es == 4)
@@ -268,8 +272,8 @@ done:
     return st;
 }
 
-ms_status ms_npy_write(const char *path, const float *x, int rows, int cols) {
-    MS_CHECK(path && x && rows > 0 && cols > 0);
+ms_status ms_npy_write_to(ms_outfile *o, const float *x, int rows, int cols) {
+    MS_CHECK(o && o->f && x && rows > 0 && cols > 0);
     /* Header: the dict, padded with spaces and ended by '\n' so that magic (6) + version (2)
      * + length (2) + header is a multiple of 64 bytes. */
     char dict[128];
@@ -293,7 +297,22 @@ ms_status ms_npy_write(const char *path, const float *x, int rows, int cols) {
         memcpy(&v, &x[i], 4);
         for (int k = 0; k < 4; k++) b[4 * i + (size_t)k] = (unsigned char)(v >> (8 * k));
     }
-    ms_status st = ms_write_file_atomic(path, buf, bytes);
+    ms_status st = MS_OK;
+    if (fwrite(buf, 1, bytes, o->f) != bytes)
+        st = ms_fail(MS_ERR_IO, "%s: cannot write: %s", o->path ? o->path : "standard output", strerror(errno));
     free(buf);
     return st;
+}
+
+ms_status ms_npy_write(const char *path, const float *x, int rows, int cols) {
+    MS_CHECK(path && x && rows > 0 && cols > 0);
+    ms_outfile o;
+    ms_status st = ms_out_open(&o, path);
+    if (st) return st;
+    st = ms_npy_write_to(&o, x, rows, cols);
+    if (st) {
+        ms_out_abort(&o);
+        return st;
+    }
+    return ms_out_commit(&o);
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/ms_io_internal.h"
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data are little-endian; this implementation assumes a little-endian host"
 #endif
@@ -58,6 +60,12 @@ static int cmp_begin(const void *a, const void *b) {
     const ms_st_tensor *x = *(const ms_st_tensor *const *)a, *y = *(const ms_st_tensor *const *)b;
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
+
+static int cmp_name(const void *a, const void *b) {
+    return strcmp((*(const ms_st_tensor *const *)a)->name, (*(const ms_st_tensor *const *)b)->name);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Fills one tensor from its header entry; returns NULL or a problem description written
  * into msg. */
@@ -167,12 +175,6 @@ static ms_status parse_buffer(ms_st_file *f) {
             continue;
         }
         ms_st_tensor *t = &f->tensors[f->n];
-        for (int i = 0; i < f->n; i++)
-            if (strcmp(f->tensors[i].name, e->string) == 0) {
-                st = ms_fail(MS_ERR_DATA, "%s: tensor \"%.64s\" appears twice", P, e->string);
-                break;
-            }
-        if (st) break;
         const char *why = parse_entry(t, e, data_size, msg, sizeof msg);
         if (why) {
             st = ms_fail(MS_ERR_DATA, "%s: tensor \"%.64s\" %s", P, e->string, why);
@@ -183,6 +185,24 @@ static ms_status parse_buffer(ms_st_file *f) {
         f->n++;
     }
     cJSON_Delete(root);
+    if (!st && f->n > 1) { /* no name twice: sorted, so O(n log n) however many tensors */
+        ms_st_tensor **order = ms_xmalloc(sizeof(ms_st_tensor *) * (size_t)f->n);
+        for (int i = 0; i < f->n; i++) order[i] = &f->tensors[i];
+        qsort(order, (size_t)f->n, sizeof *order, cmp_name);
+        for (int i = 1; i < f->n && !st; i++)
+            if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+                st = ms_fail(MS_ERR_DATA, "%s: tensor \"%.64s\" appears twice", P, order[i]->name);
+        free(order);
+    }
+    if (!st && f->meta_key) { /* the same for metadata keys */
+        char **keys = ms_xmalloc(sizeof(char *) * (size_t)(f->n_meta ? f->n_meta : 1));
+        memcpy(keys, f->meta_key, sizeof(char *) * (size_t)f->n_meta);
+        qsort(keys, (size_t)f->n_meta, sizeof *keys, cmp_str);
+        for (int i = 1; i < f->n_meta && !st; i++)
+            if (strcmp(keys[i - 1], keys[i]) == 0)
+                st = ms_fail(MS_ERR_DATA, "%s: __metadata__ key \"%.64s\" appears twice", P, keys[i]);
+        free(keys);
+    }
     if (!st && f->n > 1) { /* no two tensors may share bytes */
         ms_st_tensor **order = ms_xmalloc(sizeof(ms_st_tensor *) * (size_t)f->n);
         for (int i = 0; i < f->n; i++) order[i] = &f->tensors[i];
@@ -221,23 +241,12 @@ ms_status ms_st_parse(ms_st_file *f, const void *bytes, size_t n, const char *na
 
 ms_status ms_st_read(ms_st_file *f, const char *path) {
     memset(f, 0, sizeof *f);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ms_fail(MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    unsigned char *buf = ms_xmalloc(cap);
-    for (;;) {
-        if (n == cap) buf = ms_xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad) {
-        free(buf);
-        return ms_fail(MS_ERR_IO, "%s: read error", path);
-    }
-    return adopt(f, buf, n, path);
+    /* the whole file, read within the size budget; every tensor must then lie inside it */
+    char *buf;
+    size_t n;
+    ms_status st = ms_read_whole_file(path, &buf, &n);
+    if (st) return st;
+    return adopt(f, (unsigned char *)buf, n, path);
 }
 
 const ms_st_tensor *ms_st_find(const ms_st_file *f, const char *name) {
@@ -252,12 +261,49 @@ const char *ms_st_meta(const ms_st_file *f, const char *key) {
     return NULL;
 }
 
+float ms_st_f16_to_f32(uint16_t h) {
+    /* IEEE 754 binary16: 1 sign bit, 5 exponent bits (bias 15), 10 fraction bits. Every
+     * binary16 value, subnormals included, is exactly representable in binary32. */
+    const uint32_t sign = (uint32_t)(h >> 15) << 31;
+    const uint32_t e = (h >> 10) & 0x1f;
+    uint32_t m = h & 0x3ff;
+    uint32_t bits;
+    if (e == 0x1f) {
+        bits = sign | 0x7f800000u | (m << 13); /* inf, nan (payload kept) */
+    } else if (e) {
+        bits = sign | ((e + 112u) << 23) | (m << 13); /* normal: rebias 15 -> 127 */
+    } else if (!m) {
+        bits = sign; /* signed zero */
+    } else {
+        /* subnormal m * 2^-24: shift the leading 1 into the implicit bit */
+        uint32_t ex = 113u;
+        while (!(m & 0x400)) {
+            m <<= 1;
+            ex--;
+        }
+        bits = sign | (ex << 23) | ((m & 0x3ff) << 13);
+    }
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
+float ms_st_bf16_to_f32(uint16_t h) {
+    /* bfloat16 is the upper half of a binary32 */
+    const uint32_t bits = (uint32_t)h << 16;
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
 /* Value j of a tensor as double, for the convertible dtypes. */
 static double value_at(const ms_st_tensor *t, size_t j) {
     const unsigned char *p = t->data + j * dtype_sizes[t->dtype];
     switch (t->dtype) {
     case MS_ST_F32: { float v; memcpy(&v, p, 4); return v; }
     case MS_ST_F64: { double v; memcpy(&v, p, 8); return v; }
+    case MS_ST_F16: return ms_st_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+    case MS_ST_BF16: return ms_st_bf16_to_f32((uint16_t)(p[0] | p[1] << 8));
     case MS_ST_I64: { int64_t v; memcpy(&v, p, 8); return (double)v; }
     case MS_ST_I32: { int32_t v; memcpy(&v, p, 4); return v; }
     default: return 0.0;
@@ -265,10 +311,10 @@ static double value_at(const ms_st_tensor *t, size_t j) {
 }
 
 static ms_status check_convertible(const ms_st_file *f, const ms_st_tensor *t) {
-    if (t->dtype == MS_ST_F32 || t->dtype == MS_ST_F64 || t->dtype == MS_ST_I64 ||
-        t->dtype == MS_ST_I32)
+    if (t->dtype == MS_ST_F32 || t->dtype == MS_ST_F64 || t->dtype == MS_ST_F16 ||
+        t->dtype == MS_ST_BF16 || t->dtype == MS_ST_I64 || t->dtype == MS_ST_I32)
         return MS_OK;
-    return ms_fail(MS_ERR_DATA, "%s: tensor \"%s\" has dtype %s; expected F32, F64, I64 or I32",
+    return ms_fail(MS_ERR_DATA, "%s: tensor \"%s\" has dtype %s; expected F32, F64, F16, BF16, I64 or I32",
                    f->path, t->name, dtype_names[t->dtype]);
 }
 

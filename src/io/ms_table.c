@@ -108,10 +108,16 @@ static float clin_view(const char *s) {
     return NAN;
 }
 
+/* Columns that are never conditions even when they hold 0/1 values: image metadata (the
+ * reference layout's and NIH's Data_Entry names) and per-image summaries of the findings
+ * ("No Finding", "is_normal", "is_positive"), which no task can use as a condition. */
 static int is_metadata(const char *name) {
-    static const char *const meta[] = {"Path",      "Age",        "Sex",   "Frontal/Lateral",
-                                       "View",      "AP/PA",      "Split", "PatientID",
-                                       "Patient ID", "Unnamed: 0", "index", ""};
+    static const char *const meta[] = {"Path",        "Age",           "Sex",          "Frontal/Lateral",
+                                       "View",        "AP/PA",         "Split",        "PatientID",
+                                       "Patient ID",  "Unnamed: 0",    "index",        "",
+                                       "No Finding",  "is_normal",     "is_positive",  "Image Index",
+                                       "Finding Labels", "Follow-up #", "Patient Age", "Patient Gender",
+                                       "View Position", "Study",       "StudyID",      "Study ID"};
     for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++)
         if (strcasecmp(name, meta[i]) == 0) return 1;
     return 0;
@@ -287,7 +293,66 @@ void ms_split_free(ms_split *s) {
     free(s->cond_count);
     free(s->pos_name);
     free(s->norm_name);
+    free(s->group);
+    free(s->group_col);
     memset(s, 0, sizeof *s);
+}
+
+/* ---- grouping rows (e.g. by patient) --------------------------------------------------- */
+
+static const char *const *group_sort_vals;
+static int cmp_group_val(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    int c = strcmp(group_sort_vals[x], group_sort_vals[y]);
+    return c ? c : (x > y) - (x < y);
+}
+
+ms_status ms_split_group_by(ms_split *s, const char *column) {
+    MS_CHECK(s && column);
+    if (!s->pos_name || !s->norm_name || s->pos_name[0] == '(')
+        return ms_fail(MS_ERR_ARG, "grouping by '%s' needs a split loaded from CSV files", column);
+    char **val = ms_xcalloc((size_t)(s->n ? s->n : 1), sizeof(char *));
+    ms_status st = MS_OK;
+    for (int part = 0; part < 2 && !st; part++) {
+        const char *path = part ? s->norm_name : s->pos_name;
+        const int base = part ? s->n_pos : 0, rows = part ? s->n_norm : s->n_pos;
+        ms_csv c;
+        if ((st = ms_csv_read(&c, path))) break;
+        int j = ms_csv_col(&c, column);
+        if (j < 0) st = ms_fail(MS_ERR_DATA, "%s: no column '%s' to group by", path, column);
+        else if (c.n_rows != rows) st = ms_fail(MS_ERR_DATA, "%s: changed since it was loaded", path);
+        for (int i = 0; !st && i < rows; i++) {
+            const char *b;
+            size_t len = trimmed(c.cell[(size_t)i * (size_t)c.n_cols + (size_t)j], &b);
+            char *v = ms_xmalloc(len + 32);
+            if (len) memcpy(v, b, len), v[len] = '\0';
+            else snprintf(v, 32, "\x01blank %d", base + i); /* unlike any CSV value: its own group */
+            val[base + i] = v;
+        }
+        ms_csv_free(&c);
+    }
+    if (!st) {
+        int *idx = ms_xmalloc(sizeof(int) * (size_t)(s->n ? s->n : 1));
+        for (int i = 0; i < s->n; i++) idx[i] = i;
+        group_sort_vals = (const char *const *)val;
+        qsort(idx, (size_t)s->n, sizeof(int), cmp_group_val);
+        free(s->group);
+        s->group = ms_xmalloc(sizeof(int) * (size_t)(s->n ? s->n : 1));
+        int ng = 0;
+        for (int i = 0; i < s->n; i++) {
+            if (i == 0 || strcmp(val[idx[i]], val[idx[i - 1]])) ng++;
+            s->group[idx[i]] = ng - 1;
+        }
+        free(idx);
+        s->n_groups = ng;
+        free(s->group_col);
+        s->group_col = ms_xstrdup(column);
+        s->fingerprint = ms_fnv1a(column, strlen(column) + 1, s->fingerprint);
+        s->fingerprint = ms_fnv1a(s->group, sizeof(int) * (size_t)s->n, s->fingerprint);
+    }
+    for (int i = 0; i < s->n; i++) free(val[i]);
+    free(val);
+    return st;
 }
 
 ms_status ms_split_load(ms_split *s, const char *pos_csv, const char *pos_emb,
@@ -409,16 +474,46 @@ void ms_split_from_arrays(ms_split *s, const float *pos_emb, int n_pos, const fl
 
 /* ---- condition names ----------------------------------------------------------------- */
 
-static int name_char(char ch) { return ch == '_' ? ' ' : tolower((unsigned char)ch); }
+/* NIH ChestX-ray14 and CheXpert (also MIMIC-CXR) name one finding differently in these cases.
+ * A name of one vocabulary finds the other's column when the file has no column of its own
+ * name. Names both vocabularies share (Atelectasis, Cardiomegaly, Consolidation, Edema,
+ * Pneumonia, Pneumothorax) need no entry; findings with no single counterpart (NIH
+ * Infiltration, Mass, Nodule, Emphysema, Fibrosis, Hernia; CheXpert Lung Opacity, Lung Lesion,
+ * Enlarged Cardiomediastinum, Fracture, Support Devices) have none. The table is documented in
+ * include/medselect/io.h and README. */
+static const char *const synonyms[][2] = {
+    {"Effusion", "Pleural Effusion"},
+    {"Pleural_Thickening", "Pleural Other"}, /* CheXpert files pleural thickening under Pleural Other */
+};
+
+/* Name comparison: case-insensitive, '_', '-' and ' ' equivalent. */
+static int name_char(char ch) { return ch == '_' || ch == '-' ? ' ' : tolower((unsigned char)ch); }
+
+static int same_name(const char *a, const char *b) {
+    while (*a && *b && name_char(*a) == name_char(*b)) a++, b++;
+    return !*a && !*b;
+}
+
+const char *ms_condition_synonym(const char *name) {
+    MS_CHECK(name);
+    for (size_t i = 0; i < sizeof synonyms / sizeof synonyms[0]; i++)
+        for (int k = 0; k < 2; k++)
+            if (same_name(synonyms[i][k], name)) return synonyms[i][1 - k];
+    return NULL;
+}
+
+static int find_exact(const ms_split *s, const char *name) {
+    for (int c = 0; c < s->n_cond; c++)
+        if (same_name(s->cond[c], name)) return c;
+    return -1;
+}
 
 int ms_split_find_condition(const ms_split *s, const char *name) {
     MS_CHECK(s && name);
-    for (int c = 0; c < s->n_cond; c++) {
-        const char *a = s->cond[c], *b = name;
-        while (*a && *b && name_char(*a) == name_char(*b)) a++, b++;
-        if (!*a && !*b) return c;
-    }
-    return -1;
+    int c = find_exact(s, name);
+    if (c >= 0) return c;
+    const char *alt = ms_condition_synonym(name);
+    return alt ? find_exact(s, alt) : -1;
 }
 
 ms_status ms_split_resolve(const ms_split *s, char **names, int n, int *idx) {
@@ -434,8 +529,14 @@ ms_status ms_split_resolve(const ms_split *s, char **names, int n, int *idx) {
         for (int c = 0; c < s->n_cond; c++)
             used += (size_t)snprintf(list + used, cap - used, "%s%s", c ? ", " : "", s->cond[c]);
         if (s->n_cond == 0) snprintf(list, cap, "none");
-        ms_status st = ms_fail(MS_ERR_ARG, "%s: unknown condition '%s' (available: %s)",
-                               s->pos_name ? s->pos_name : "split", names[i], list);
+        const char *alt = ms_condition_synonym(names[i]);
+        ms_status st;
+        if (alt)
+            st = ms_fail(MS_ERR_ARG, "%s: unknown condition '%s' (nor its synonym '%s'; conditions: %s)",
+                         s->pos_name ? s->pos_name : "split", names[i], alt, list);
+        else
+            st = ms_fail(MS_ERR_ARG, "%s: unknown condition '%s' (conditions: %s)",
+                         s->pos_name ? s->pos_name : "split", names[i], list);
         free(list);
         return st;
     }

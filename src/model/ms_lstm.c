@@ -9,13 +9,14 @@
  *         by the activations. The backward replaces those by dL/d(pre-activation).
  *   c, h  (B, T, 2H): [fwd | rev] cell and hidden states.
  * Direction d's recurrence is independent of the other direction's, so the two run on two
- * OpenMP threads; inside that region OpenBLAS is single-threaded, which also makes the
- * recurrence independent of the thread count.
+ * OpenMP threads; inside that region each ms_gemm runs on its calling thread, and ms_gemm's
+ * shape-only blocking makes every product independent of the thread count.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "medselect/model.h"
 
-#include <cblas.h>
+#include "medselect/gemm.h"
+
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
@@ -140,7 +141,7 @@ size_t ms_lstm_cache_bytes(int D, int H, int Bmax, int Tmax) {
 
 void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax) {
     MS_CHECK(c && D > 0 && H > 0 && Bmax > 0 && Tmax > 0);
-    /* BLAS takes int dimensions and leading dimensions: B*T rows, T*8H gate stride */
+    /* the GEMM takes int dimensions and leading dimensions: B*T rows, T*8H gate stride */
     MS_CHECK((size_t)Bmax * (size_t)Tmax <= INT_MAX && (size_t)Tmax * 8 * (size_t)H <= INT_MAX);
     memset(c, 0, sizeof *c);
     c->D = D;
@@ -150,12 +151,47 @@ void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax) {
     c->bytes = cache_carve(c, NULL, H, Bmax, Tmax);
     c->memory = alloc64(c->bytes);
     cache_carve(c, c->memory, H, Bmax, Tmax);
+    if (ms_get_precision() != MS_PREC_F32) ms_lstm_cache_set_precision(c, ms_get_precision());
 }
 
 void ms_lstm_cache_free(ms_lstm_cache *c) {
     if (!c) return;
     free(c->memory);
+    free(c->bf_memory);
     memset(c, 0, sizeof *c);
+}
+
+void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
+    MS_CHECK(c && c->memory && (prec == MS_PREC_F32 || prec == MS_PREC_BF16));
+    MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
+    free(c->bf_memory);
+    c->bf_memory = NULL;
+    c->bf_bytes = 0;
+    c->w_ih_bf = c->w_hh_bf = c->x_bf = c->step_bf = c->dg_bf = c->h_bf = NULL;
+    c->prec = prec;
+    if (prec == MS_PREC_F32) return;
+    size_t D = (size_t)c->D, H = (size_t)c->H, BT = (size_t)c->Bmax * (size_t)c->Tmax;
+    size_t n[6] = {8 * H * D, 8 * H * H, BT * D, 8 * (size_t)c->Bmax * H, BT * 8 * H, BT * 2 * H};
+    size_t off[6], total = 0;
+    for (int i = 0; i < 6; i++) {
+        off[i] = total;
+        total += (n[i] * sizeof(ms_bf16) + 63) / 64 * 64;
+    }
+    c->bf_memory = alloc64(total);
+    c->bf_bytes = total;
+    char *base = c->bf_memory;
+    c->w_ih_bf = (ms_bf16 *)(base + off[0]);
+    c->w_hh_bf = (ms_bf16 *)(base + off[1]);
+    c->x_bf = (ms_bf16 *)(base + off[2]);
+    c->step_bf = (ms_bf16 *)(base + off[3]);
+    c->dg_bf = (ms_bf16 *)(base + off[4]);
+    c->h_bf = (ms_bf16 *)(base + off[5]);
+}
+
+/* Rows r of a strided fp32 matrix (rows, cols, ld) into a packed bf16 (rows, cols). */
+static void rows_to_bf16(ms_bf16 *dst, const float *src, int rows, int cols, size_t ld) {
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) dst[(size_t)r * cols + j] = ms_bf16_round(src[(size_t)r * ld + j]);
 }
 
 /* ---- vectorisable exp, sigmoid, tanh ---------------------------------------------------
@@ -208,8 +244,8 @@ static inline float fast_tanh(float x) {
 
 /* ---- fast forward ---------------------------------------------------------------------- */
 
-/* One direction's recurrence over all B tasks. Called by one thread; its BLAS calls are
- * single-threaded when two directions run concurrently. */
+/* One direction's recurrence over all B tasks. Called by one thread; its ms_gemm calls run
+ * on that thread when two directions run concurrently. */
 static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int dir, int B,
                               int T) {
     const int H = p->H;
@@ -219,10 +255,15 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
     for (int s = 0; s < T; s++) {
         int t = dir ? T - 1 - s : s, tp = dir ? t + 1 : t - 1;
         float *G = cache->gates + (size_t)t * 8 * H + dir * H4; /* row b at G + b*ldg */
-        if (s > 0) /* G_t (B, 4H) += h_{t-1} (B, H) W_hh^T (H, 4H) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, (int)H4, H, 1.0f,
-                        cache->h + (size_t)tp * 2 * H + dir * H, (int)ldh, W_hh, H, 1.0f, G,
-                        (int)ldg);
+        if (s > 0 && cache->prec == MS_PREC_BF16) { /* the same product on rounded operands */
+            ms_bf16 *hb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
+            rows_to_bf16(hb, cache->h + (size_t)tp * 2 * H + dir * H, B, H, ldh);
+            ms_gemm_bf16('N', 'T', B, (int)H4, H, 1.0f, hb, H, cache->w_hh_bf + dir * H4 * H, H,
+                         1.0f, G, (int)ldg);
+        } else if (s > 0) { /* G_t (B, 4H) += h_{t-1} (B, H) W_hh^T (H, 4H) */
+            ms_gemm('N', 'T', B, (int)H4, H, 1.0f, cache->h + (size_t)tp * 2 * H + dir * H,
+                    (int)ldh, W_hh, H, 1.0f, G, (int)ldg, MS_PREC_F32);
+        }
         for (int b = 0; b < B; b++) {
             float *g = G + (size_t)b * ldg;
             size_t row = ((size_t)b * T + t) * 2 * H + dir * H;
@@ -265,8 +306,17 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
                                          p->t[d ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
     /* gates (B*T, 8H) = x (B*T, D) [W_ih; W_ih_reverse]^T (D, 8H): both directions, all
      * tasks, one multi-threaded GEMM */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BT, 8 * H, D, 1.0f, x, D,
-                p->t[MS_LSTM_W_IH], D, 0.0f, cache->gates, 8 * H);
+    if (cache->prec == MS_PREC_BF16) {
+        /* W_ih and W_ih_reverse are adjacent, W_hh and W_hh_reverse too */
+        ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
+        ms_bf16_from_f32(cache->w_hh_bf, p->t[MS_LSTM_W_HH], 8 * (size_t)H * H);
+        ms_bf16_from_f32(cache->x_bf, x, BT * D);
+        ms_gemm_bf16('N', 'T', (int)BT, 8 * H, D, 1.0f, cache->x_bf, D, cache->w_ih_bf, D, 0.0f,
+                     cache->gates, 8 * H);
+    } else {
+        ms_gemm('N', 'T', (int)BT, 8 * H, D, 1.0f, x, D, p->t[MS_LSTM_W_IH], D, 0.0f,
+                cache->gates, 8 * H, MS_PREC_F32);
+    }
     int nt = direction_threads();
 #pragma omp parallel num_threads(nt)
     {
@@ -332,9 +382,14 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
 #pragma omp simd
             for (int j = 0; j < H; j++) dw[j] += (double)dl * (double)hh[j];
         }
-        if (s > 0) /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, (int)H4, 1.0f, G,
-                        (int)ldg, W_hh, H, 0.0f, dh, H);
+        if (s > 0 && cache->prec == MS_PREC_BF16) {
+            ms_bf16 *gb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
+            rows_to_bf16(gb, G, B, (int)H4, ldg);
+            ms_gemm_bf16('N', 'N', B, H, (int)H4, 1.0f, gb, (int)H4,
+                         cache->w_hh_bf + dir * H4 * H, H, 0.0f, dh, H);
+        } else if (s > 0) { /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
+            ms_gemm('N', 'N', B, H, (int)H4, 1.0f, G, (int)ldg, W_hh, H, 0.0f, dh, H, MS_PREC_F32);
+        }
     }
 }
 
@@ -366,9 +421,16 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
     for (size_t r = 0; r < BT; r++) sb += dlogits[r];
     grads->t[MS_LSTM_LIN_B][0] += (float)sb;
     float *dG = cache->gates; /* (B*T, 8H) pre-activation gradients */
+    const int bf = cache->prec == MS_PREC_BF16;
     /* [dW_ih; dW_ih_reverse] (8H, D) += dG^T (8H, B*T) x (B*T, D) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 8 * H, D, (int)BT, 1.0f, dG, 8 * H,
-                x, D, 1.0f, grads->t[MS_LSTM_W_IH], D);
+    if (bf) {
+        ms_bf16_from_f32(cache->dg_bf, dG, BT * 8 * H);
+        ms_gemm_bf16('T', 'N', 8 * H, D, (int)BT, 1.0f, cache->dg_bf, 8 * H, cache->x_bf, D, 1.0f,
+                     grads->t[MS_LSTM_W_IH], D);
+    } else {
+        ms_gemm('T', 'N', 8 * H, D, (int)BT, 1.0f, dG, 8 * H, x, D, 1.0f, grads->t[MS_LSTM_W_IH],
+                D, MS_PREC_F32);
+    }
     /* dW_hh = sum over (b, t) of dG_t^T h_{t-1}. In the flattened (b, t) row order the
      * forward direction's h_{t-1} is the previous row and the reverse direction's is the
      * next row, except across task boundaries, where the true previous state is zero: zero
@@ -378,15 +440,160 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
         if (b > 0) memset(dG + (size_t)b * T * 8 * H, 0, sizeof(float) * H4);
         if (b < B - 1) memset(dG + ((size_t)b * T + T - 1) * 8 * H + H4, 0, sizeof(float) * H4);
     }
-    if (BT > 1) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H4, H, (int)(BT - 1), 1.0f,
-                    dG + 8 * (size_t)H, 8 * H, cache->h, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH],
-                    H);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)H4, H, (int)(BT - 1), 1.0f,
-                    dG + H4, 8 * H, cache->h + 3 * (size_t)H, 2 * H, 1.0f,
-                    grads->t[MS_LSTM_W_HH_R], H);
+    if (BT > 1 && bf) {
+        ms_bf16 *dgb = cache->dg_bf;
+        for (int b = 0; b < B; b++) { /* the same zeroing on the rounded copy */
+            if (b > 0) memset(dgb + (size_t)b * T * 8 * H, 0, sizeof(ms_bf16) * H4);
+            if (b < B - 1) memset(dgb + ((size_t)b * T + T - 1) * 8 * H + H4, 0, sizeof(ms_bf16) * H4);
+        }
+        ms_bf16_from_f32(cache->h_bf, cache->h, BT * 2 * H);
+        ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dgb + 8 * (size_t)H, 8 * H,
+                     cache->h_bf, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH], H);
+        ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dgb + H4, 8 * H,
+                     cache->h_bf + 3 * (size_t)H, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH_R], H);
+    } else if (BT > 1) {
+        ms_gemm('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dG + 8 * (size_t)H, 8 * H, cache->h,
+                2 * H, 1.0f, grads->t[MS_LSTM_W_HH], H, MS_PREC_F32);
+        ms_gemm('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dG + H4, 8 * H,
+                cache->h + 3 * (size_t)H, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH_R], H, MS_PREC_F32);
     }
     cache->B = 0; /* consumed */
+}
+
+/* ---- forward-only scoring ---------------------------------------------------------------
+ * The logits of ms_lstm_forward without the backward's cache: each direction walks the
+ * pools in chunks of tc steps; a chunk's input projection is one product per task into a
+ * (B, tc, 4H) gate buffer, the recurrence keeps only the current (B, H) state, and each
+ * step's half of the logit, w_d . h_t, goes to a (B, T) double array per direction. */
+
+/* Steps per chunk: about 4096 gate rows per chunk, at least 64 steps, at most 512; whole
+ * pools when they are that short (then a chunk's input projection is one product over all
+ * B*T rows, like ms_lstm_forward's). */
+static int infer_chunk(int B, int T) {
+    int tc = 4096 / B;
+    tc = tc < 64 ? 64 : tc > 512 ? 512 : tc;
+    return tc < T ? tc : T;
+}
+
+typedef struct {
+    float *gates;  /* (B, tc, 4H) */
+    float *h, *c;  /* (B, H) the current state */
+    float *bias;   /* (4H) b_ih + b_hh */
+    double *part;  /* (B, T) w_d . h_t */
+    ms_bf16 *w_ih, *w_hh, *xb, *hb; /* bf16 only: (4H, D), (4H, H), (tc or B*T, D), (B, H) */
+} infer_dir;
+
+static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
+                          ms_precision prec) {
+    size_t off = 0, tc = (size_t)infer_chunk(B, T), h = (size_t)H, b = (size_t)B;
+#define CARVE(field, type, n)                                                              \
+    do {                                                                                   \
+        if (base) w->field = (type *)(base + off);                                         \
+        off += ((sizeof(type) * (n)) + 63) / 64 * 64;                                      \
+    } while (0)
+    CARVE(gates, float, b * tc * 4 * h);
+    CARVE(h, float, b * h);
+    CARVE(c, float, b * h);
+    CARVE(bias, float, 4 * h);
+    CARVE(part, double, b * (size_t)T);
+    if (prec == MS_PREC_BF16) {
+        CARVE(w_ih, ms_bf16, 4 * h * (size_t)D);
+        CARVE(w_hh, ms_bf16, 4 * h * h);
+        CARVE(xb, ms_bf16, (tc == (size_t)T ? b : 1) * tc * (size_t)D);
+        CARVE(hb, ms_bf16, b * h);
+    }
+#undef CARVE
+    return off;
+}
+
+size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec) {
+    infer_dir w;
+    return 2 * infer_carve(&w, NULL, D, H, B, T, prec);
+}
+
+static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *p, int dir,
+                            int B, int T, ms_precision prec) {
+    const int D = p->D, H = p->H, H4 = 4 * H, tc = infer_chunk(B, T);
+    const float *W_ih = p->t[dir ? MS_LSTM_W_IH_R : MS_LSTM_W_IH]; /* (4H, D) */
+    const float *W_hh = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
+    const float *wl = p->t[MS_LSTM_LIN_W] + dir * H;                /* (H) */
+    for (int r = 0; r < H4; r++)
+        w->bias[r] = p->t[dir ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
+                     p->t[dir ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
+    if (prec == MS_PREC_BF16) {
+        ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
+        ms_bf16_from_f32(w->w_hh, W_hh, (size_t)H4 * H);
+    }
+    memset(w->h, 0, sizeof(float) * (size_t)B * H);
+    memset(w->c, 0, sizeof(float) * (size_t)B * H);
+    for (int c0 = 0; c0 < T; c0 += tc) {
+        const int n = T - c0 < tc ? T - c0 : tc;
+        const int tlo = dir ? T - c0 - n : c0; /* the chunk covers items [tlo, tlo + n) */
+        if (n == T && prec == MS_PREC_F32) { /* whole pools: gates (B*T, 4H) = x W_ih^T */
+            ms_gemm('N', 'T', B * T, H4, D, 1.0f, x, D, W_ih, D, 0.0f, w->gates, H4, MS_PREC_F32);
+        } else if (n == T) {
+            ms_bf16_from_f32(w->xb, x, (size_t)B * T * D);
+            ms_gemm_bf16('N', 'T', B * T, H4, D, 1.0f, w->xb, D, w->w_ih, D, 0.0f, w->gates, H4);
+        } else {
+            for (int b = 0; b < B; b++) { /* gates (b, 0..n) = x (b, tlo..tlo+n) W_ih^T */
+                const float *xr = x + ((size_t)b * T + tlo) * D;
+                float *g = w->gates + (size_t)b * n * H4;
+                if (prec == MS_PREC_BF16) {
+                    for (size_t i = 0; i < (size_t)n * D; i++) w->xb[i] = ms_bf16_round(xr[i]);
+                    ms_gemm_bf16('N', 'T', n, H4, D, 1.0f, w->xb, D, w->w_ih, D, 0.0f, g, H4);
+                } else {
+                    ms_gemm('N', 'T', n, H4, D, 1.0f, xr, D, W_ih, D, 0.0f, g, H4, MS_PREC_F32);
+                }
+            }
+        }
+        for (int s = c0; s < c0 + n; s++) {
+            const int t = dir ? T - 1 - s : s;
+            float *G = w->gates + (size_t)(t - tlo) * H4; /* row b at G + b*n*4H */
+            const int ldg = n * H4;
+            if (s > 0 && prec == MS_PREC_BF16) {
+                for (size_t i = 0; i < (size_t)B * H; i++) w->hb[i] = ms_bf16_round(w->h[i]);
+                ms_gemm_bf16('N', 'T', B, H4, H, 1.0f, w->hb, H, w->w_hh, H, 1.0f, G, ldg);
+            } else if (s > 0) { /* G (B, 4H) += h_{t-1} (B, H) W_hh^T */
+                ms_gemm('N', 'T', B, H4, H, 1.0f, w->h, H, W_hh, H, 1.0f, G, ldg, MS_PREC_F32);
+            }
+            for (int b = 0; b < B; b++) {
+                const float *g = G + (size_t)b * ldg, *bias = w->bias;
+                float *cc = w->c + (size_t)b * H, *hh = w->h + (size_t)b * H;
+                double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+                for (int j = 0; j < H; j++) {
+                    float gi = fast_sigmoid(g[j] + bias[j]);
+                    float gf = fast_sigmoid(g[H + j] + bias[H + j]);
+                    float gg = fast_tanh(g[2 * H + j] + bias[2 * H + j]);
+                    float go = fast_sigmoid(g[3 * H + j] + bias[3 * H + j]);
+                    float cv = gf * cc[j] + gi * gg;
+                    float hv = go * fast_tanh(cv);
+                    cc[j] = cv;
+                    hh[j] = hv;
+                    acc += (double)hv * (double)wl[j];
+                }
+                w->part[(size_t)b * T + t] = acc;
+            }
+        }
+    }
+}
+
+void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_params *p, int B,
+                   int T, ms_precision prec) {
+    MS_CHECK(logits && work && x && p && B >= 1 && T >= 1);
+    MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
+    infer_dir w[2];
+    size_t half = infer_carve(&w[0], work, p->D, p->H, B, T, prec);
+    infer_carve(&w[1], (char *)work + half, p->D, p->H, B, T, prec);
+    int nt = direction_threads();
+#pragma omp parallel num_threads(nt)
+    {
+        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
+            infer_direction(&w[dir], x, p, dir, B, T, prec);
+    }
+    const double bias = p->t[MS_LSTM_LIN_B][0];
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        logits[r] = (float)(w[0].part[r] + w[1].part[r] + bias);
 }
 
 /* ---- reference kernels ------------------------------------------------------------------

@@ -25,6 +25,32 @@ const char *ms_sampler_name(ms_sampler s) {
     return s == MS_SAMPLER_MULTINOMIAL ? "multinomial" : "without-replacement";
 }
 
+ms_status ms_decode_parse(const char *s, ms_decode *out) {
+    for (int d = MS_DECODE_GREEDY; d <= MS_DECODE_MULTINOMIAL; d++)
+        if (!strcasecmp(s, ms_decode_name((ms_decode)d))) {
+            *out = (ms_decode)d;
+            return MS_OK;
+        }
+    return ms_fail(MS_ERR_ARG, "unknown decoding rule '%s' (valid: greedy, sample, multinomial)", s);
+}
+
+const char *ms_decode_name(ms_decode d) {
+    static const char *const names[] = {"greedy", "sample", "multinomial"};
+    MS_CHECK(d >= MS_DECODE_GREEDY && d <= MS_DECODE_MULTINOMIAL);
+    return names[d];
+}
+
+const char *ms_decode_rule(ms_decode d) {
+    static const char *const rules[] = {
+        "greedy: the K items with the highest logits",
+        "sample: K distinct items drawn from the selector's policy (without replacement, Gumbel-top-k)",
+        "multinomial: K draws with replacement from softmax(logits), repeats kept and counted in the "
+        "classifier (the reference code's evaluation)",
+    };
+    MS_CHECK(d >= MS_DECODE_GREEDY && d <= MS_DECODE_MULTINOMIAL);
+    return rules[d];
+}
+
 /* The K largest keys in decreasing order (ties: lower index first), by K selection
  * passes: O(K*T), which for pools of ~1000 and K <= ~100 beats sorting's bookkeeping. */
 static void top_k_keys(int *items, const double *key, int T, int K, ms_arena *ws) {

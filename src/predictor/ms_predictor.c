@@ -1,12 +1,23 @@
 /* ms_predictor.c: MedSelect's non-parametric classifier (see predictor.h). The K selected
  * items and their labels become two prototypes; every query row is compared with every
- * selected row in one sgemm, then the similarities are averaged per class. */
+ * selected row in one GEMM, then the similarities are averaged per class. */
 #include "medselect/predictor.h"
 
 #include <math.h>
 #include <string.h>
 #include <strings.h>
-#include <cblas.h>
+
+#include "medselect/gemm.h"
+
+/* sq[i] = |x_i|^2 for the n rows of x (n, D), accumulated in double. */
+static void rows_sqnorm(float *sq, const float *x, int n, int D) {
+    for (int i = 0; i < n; i++) {
+        const float *r = x + (size_t)i * D;
+        double acc = 0.0;
+        for (int j = 0; j < D; j++) acc += (double)r[j] * r[j];
+        sq[i] = (float)acc;
+    }
+}
 
 void ms_predict(float *scores, const float *qry, int Q, const float *sel, const uint8_t *sel_y,
                 int K, int D, ms_pred_kind kind, float *work) {
@@ -14,7 +25,7 @@ void ms_predict(float *scores, const float *qry, int Q, const float *sel, const 
     float *sim = work;          /* (Q, K): sim[q][k] = qry[q] . sel[k] */
     float *qn = work + (size_t)Q * K; /* (Q) squared norms, euclidean only */
     float *sn = qn + Q;               /* (K) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Q, K, D, 1.0f, qry, D, sel, D, 0.0f, sim, K);
+    ms_gemm('N', 'T', Q, K, D, 1.0f, qry, D, sel, D, 0.0f, sim, K, MS_PREC_F32);
     int npos = 0;
     for (int k = 0; k < K; k++) npos += sel_y[k] != 0;
     int nneg = K - npos;
@@ -33,8 +44,8 @@ void ms_predict(float *scores, const float *qry, int Q, const float *sel, const 
         return;
     }
     MS_CHECK(kind == MS_PRED_EUCLIDEAN);
-    for (int q = 0; q < Q; q++) qn[q] = cblas_sdot(D, qry + (size_t)q * D, 1, qry + (size_t)q * D, 1);
-    for (int k = 0; k < K; k++) sn[k] = cblas_sdot(D, sel + (size_t)k * D, 1, sel + (size_t)k * D, 1);
+    rows_sqnorm(qn, qry, Q, D);
+    rows_sqnorm(sn, sel, K, D);
     for (int q = 0; q < Q; q++) {
         const float *row = sim + (size_t)q * K;
         float sp = 0, sm = 0;

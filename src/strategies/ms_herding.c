@@ -26,13 +26,14 @@
  * obviously-correct O(n^2 K d) version the tests compare with. The seed is unused (the
  * greedy is deterministic). Options: sigma (kernel width, default 1.0), dense_max.
  */
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "strategies/ms_strategies_internal.h"
+
+#include "medselect/gemm.h"
 
 enum { HB_BLOCK = 256, HB_SUB = 16, HB_MAXBATCH = 512 };
 
@@ -134,8 +135,8 @@ static void dense_kernel(float *kmat, const float *x, const float *sqn, int n, i
         int i0 = bi * HB_BLOCK, j0 = bj * HB_BLOCK;
         int ni = n - i0 < HB_BLOCK ? n - i0 : HB_BLOCK, nj = n - j0 < HB_BLOCK ? n - j0 : HB_BLOCK;
         float *blk = kmat + (size_t)i0 * n + j0;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ni, nj, d, -2.0f,
-                    x + (size_t)i0 * d, d, x + (size_t)j0 * d, d, 0.0f, blk, n);
+        ms_gemm('N', 'T', ni, nj, d, -2.0f, x + (size_t)i0 * d, d, x + (size_t)j0 * d, d, 0.0f,
+                blk, n, MS_PREC_F32);
         for (int r = 0; r < ni; r++)
             for (int q = bi == bj ? r : 0; q < nj; q++) {
                 float v = blk[(size_t)r * n + q] + sqn[i0 + r] + sqn[j0 + q];
@@ -327,5 +328,6 @@ ms_status ms_herding_create(ms_strategy *s, const char *opts) {
     if (c->dense_max < 0)
         return ms_fail(MS_ERR_ARG, "strategy herding: dense_max must be >= 0");
     s->select = herding_select;
+    s->ranking = 1;
     return MS_OK;
 }

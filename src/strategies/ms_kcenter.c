@@ -47,5 +47,6 @@ ms_status ms_kcenter_create(ms_strategy *s, const char *opts) {
     ms_status st = ms_opt_check("kcenter", opts, known);
     if (st) return st;
     s->select = kcenter_select;
+    s->ranking = 1;
     return MS_OK;
 }

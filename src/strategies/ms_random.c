@@ -20,5 +20,6 @@ ms_status ms_random_create(ms_strategy *s, const char *opts) {
     ms_status st = ms_opt_check("random", opts, known);
     if (st) return st;
     s->select = random_select;
+    s->ranking = 1;
     return MS_OK;
 }

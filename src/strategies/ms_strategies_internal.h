@@ -28,9 +28,8 @@ void ms_rows_sqnorm(float *sqn, const float *x, int n, int d);
  * norms (ms_rows_sqnorm). */
 void ms_sqdist_gemm(float *out, const float *a, const float *an, int na, const float *b,
                     const float *bn, int nb, int d);
-/* The same split into column chunks of 1024 rows of b, run in parallel (OpenBLAS is then
- * single-threaded inside each chunk; the values do not depend on the thread count). For
- * products with few rows, where OpenBLAS's own threading costs more than it gains. */
+/* The same product spread over the threads by ms_gemm's shape-only blocking (the values do
+ * not depend on the thread count). */
 void ms_sqdist_gemm_par(float *out, const float *a, const float *an, int na, const float *b,
                         const float *bn, int nb, int d);
 /* out (na, nb) = alpha a b^T, chunked and parallel like ms_sqdist_gemm_par. */

@@ -47,6 +47,18 @@ ms_status ms_strategy_create(ms_strategy **out, const char *spec) {
                    ms_strategy_names());
 }
 
+ms_strategy *ms_strategy_new(const char *name, const char *label, ms_select_fn select, void *ctx,
+                             void (*free_ctx)(void *ctx)) {
+    MS_CHECK(name && select);
+    ms_strategy *s = ms_xcalloc(1, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(s->label, sizeof s->label, "%s", label ? label : name);
+    s->select = select;
+    s->ctx = ctx;
+    s->free_ctx = free_ctx;
+    return s;
+}
+
 void ms_strategy_free(ms_strategy *s) {
     if (!s) return;
     if (s->free_ctx) s->free_ctx(s->ctx);

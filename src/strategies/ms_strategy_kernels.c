@@ -2,10 +2,11 @@
  * squared row norms, squared Euclidean distances between two row sets by one sgemm (the
  * fast path every strategy uses, blocked by its caller) beside the plain double-loop
  * version the tests compare it with, and the thread count for blocked loops. */
-#include <cblas.h>
 #include <omp.h>
 
 #include "strategies/ms_strategies_internal.h"
+
+#include "medselect/gemm.h"
 
 ms_status ms_strategy_check_k(const ms_strategy *s, const ms_pool *pool, int k) {
     if (k < 0 || k > pool->n)
@@ -27,8 +28,7 @@ void ms_sqdist_gemm(float *out, const float *a, const float *an, int na, const f
                     const float *bn, int nb, int d) {
     if (na <= 0 || nb <= 0) return;
     /* out = -2 a b^T, then add the norms: |a-b|^2 = |a|^2 + |b|^2 - 2 a.b */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, nb, d, -2.0f, a, d, b, d, 0.0f,
-                out, nb);
+    ms_gemm('N', 'T', na, nb, d, -2.0f, a, d, b, d, 0.0f, out, nb, MS_PREC_F32);
     for (int i = 0; i < na; i++) {
         float *o = out + (size_t)i * nb;
         float ai = an[i];
@@ -71,20 +71,12 @@ int ms_strategy_threads(void) {
     return t > 0 ? t : 1;
 }
 
-/* Column chunks of the parallel GEMMs: fixed, so results do not depend on the thread count. */
-enum { PAR_CHUNK = 1024 };
-
+/* ms_gemm spreads the product over the threads with a shape-only blocking, so the result
+ * does not depend on the thread count. */
 void ms_gemm_nt_par(float *out, float alpha, const float *a, int na, const float *b, int nb,
                     int d) {
     if (na <= 0 || nb <= 0) return;
-    int nt = ms_strategy_threads();
-    int nch = (nb + PAR_CHUNK - 1) / PAR_CHUNK;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
-    for (int ch = 0; ch < nch; ch++) {
-        int j0 = ch * PAR_CHUNK, m = nb - j0 < PAR_CHUNK ? nb - j0 : PAR_CHUNK;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, na, m, d, alpha, a, d,
-                    b + (size_t)j0 * d, d, 0.0f, out + j0, nb);
-    }
+    ms_gemm('N', 'T', na, nb, d, alpha, a, d, b, d, 0.0f, out, nb, MS_PREC_F32);
 }
 
 void ms_sqdist_gemm_par(float *out, const float *a, const float *an, int na, const float *b,

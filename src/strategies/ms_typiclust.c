@@ -3,7 +3,12 @@
  *
  * The pool's unit rows are clustered by ms_kmeans_fit into K clusters (the authors use
  * min(labeled + budget, 500) clusters; with nothing labeled that is K). Clusters of at most
- * min_cluster items (default 5) are skipped; the rest are visited largest first (ties by
+ * min_cluster items are skipped. The authors skip clusters of <= 5 items (min_cluster=5), a
+ * rule made for pools of thousands, where the average cluster (n / K items) is far larger
+ * than 5; on a pool of 30 with K 10 the average cluster has 3 items and that rule leaves one
+ * to three clusters to draw from. The default, min_cluster=auto, scales the threshold to the
+ * pool: min(5, floor(n / (2K))), i.e. clusters of at most half the average size, never more
+ * than the authors' 5 (so it is their rule whenever n >= 12K). The rest are visited largest first (ties by
  * cluster index), cycling when K exceeds their number; if every such cluster is used up
  * (or none exists), the skipped ones follow, largest first. In the visited cluster the most
  * typical not-yet-chosen member is picked:
@@ -12,19 +17,28 @@
  * the remaining cluster size (knn default 20). Like the authors' code (faiss IndexFlatL2)
  * the distances averaged are SQUARED Euclidean distances. A cluster with one remaining item
  * yields that item. kNN distances come from (64, m) sgemm blocks over the cluster, in
- * parallel over blocks, so no (m, m) matrix is kept. Options: knn, min_cluster.
+ * parallel over blocks, so no (m, m) matrix is kept. Options: knn, min_cluster (a number >= 0
+ * or auto).
  */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "strategies/ms_strategies_internal.h"
 
 enum { TC_BLOCK = 64, TC_MAXK = 1024 };
 
 typedef struct {
-    int knn, min_cluster;
+    int knn, min_cluster; /* min_cluster < 0: auto */
 } typiclust_ctx;
+
+/* The skip threshold for a pool of n items and K clusters (see the top of the file). */
+static int skip_threshold(const typiclust_ctx *c, int n, int k) {
+    if (c->min_cluster >= 0) return c->min_cluster;
+    int t = n / (2 * k);
+    return t < 5 ? t : 5;
+}
 
 /* mean of the kk smallest entries of row (length m) skipping position self */
 static double mean_knn(const float *row, int m, int self, int kk, float *best) {
@@ -87,9 +101,10 @@ static ms_status typiclust_select(const ms_strategy *s, const ms_pool *pool, int
     /* visiting order: large clusters by size, then the small ones by size */
     int *order = MS_ARENA_NEW(ws, int, k);
     int nbig = 0, nall = 0;
+    const int thr = skip_threshold(c, n, k);
     for (int pass = 0; pass < 2; pass++)
         for (int j = 0; j < k; j++) {
-            int big = size[j] > c->min_cluster;
+            int big = size[j] > thr;
             if (size[j] == 0 || big != (pass == 0)) continue;
             int p = nall++;
             while (p > (pass ? nbig : 0) && size[order[p - 1]] < size[j]) {
@@ -143,15 +158,20 @@ ms_status ms_typiclust_create(ms_strategy *s, const char *opts) {
     if (st) return st;
     typiclust_ctx *c = ms_xcalloc(1, sizeof *c);
     c->knn = 20;
-    c->min_cluster = 5;
+    c->min_cluster = -1; /* auto */
     s->ctx = c;
     s->free_ctx = typiclust_free;
     if ((st = ms_opt_int(opts, "knn", &c->knn, NULL))) return st;
-    if ((st = ms_opt_int(opts, "min_cluster", &c->min_cluster, NULL))) return st;
+    char buf[64];
+    int found = 0;
+    if ((st = ms_opt_string(opts, "min_cluster", buf, sizeof buf, &found))) return st;
+    if (found && strcasecmp(buf, "auto") != 0) {
+        if ((st = ms_opt_int(opts, "min_cluster", &c->min_cluster, NULL))) return st;
+        if (c->min_cluster < 0)
+            return ms_fail(MS_ERR_ARG, "strategy typiclust: min_cluster must be 'auto' or a number >= 0, got %s", buf);
+    }
     if (c->knn < 1 || c->knn > TC_MAXK)
         return ms_fail(MS_ERR_ARG, "strategy typiclust: knn must be in [1, %d]", TC_MAXK);
-    if (c->min_cluster < 0)
-        return ms_fail(MS_ERR_ARG, "strategy typiclust: min_cluster must be >= 0");
     s->select = typiclust_select;
     return MS_OK;
 }

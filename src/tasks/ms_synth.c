@@ -160,19 +160,24 @@ static ms_status write_part(const ms_split *s, const char *dir, const char *pref
         }
         fputc('\n', o.f);
     }
-    st = ms_hdf5_write(h5, "dataset", s->emb + (size_t)r0 * s->d, r1 - r0, s->d);
-    if (st) {
-        ms_out_abort(&o);
-        return st;
+    /* the embeddings, then the CSV that names them (medselect/output.h) */
+    ms_outfile oh;
+    st = ms_out_open(&oh, h5);
+    if (!st) {
+        st = ms_hdf5_write_to(&oh, "dataset", s->emb + (size_t)r0 * s->d, r1 - r0, s->d);
+        ms_outfile *all[2] = {&oh, &o};
+        if (!st) st = ms_out_commit_all(all, 2);
+        ms_out_abort(&oh);
     }
-    return ms_out_commit(&o);
+    ms_out_abort(&o);
+    return st;
 }
 
 ms_status ms_synth_write(const ms_split *s, const char *dir, const char *prefix) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return ms_fail(MS_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    ms_status st = ms_mkdirs(dir, NULL, NULL);
+    if (st) return st;
     MS_CHECK(s->clin != NULL);
-    ms_status st = write_part(s, dir, prefix, "pos", 0, s->n_pos);
+    st = write_part(s, dir, prefix, "pos", 0, s->n_pos);
     if (!st) st = write_part(s, dir, prefix, "norm", s->n_pos, s->n);
     return st;
 }

@@ -28,13 +28,89 @@ ms_status ms_task_check(const ms_split *s, const ms_task_shape *sh, const int *c
         MS_CHECK(c >= 0 && c < s->n_cond);
         if (s->cond_count[c] < pp + qp)
             return ms_fail(MS_ERR_DATA,
-                           "%s: condition '%s' has %d positives, a task needs %d (pool %d + query %d)",
+                           "%s: condition '%s' has %d positives, a task needs %d (%d pool positives + %d query positives)",
                            s->pos_name, s->cond[c], s->cond_count[c], pp + qp, pp, qp);
     }
     if (s->n_norm < need_norm)
-        return ms_fail(MS_ERR_DATA, "%s: %d normal images, a task needs %d (pool %d + query %d)",
+        return ms_fail(MS_ERR_DATA, "%s: %d normal images, a task needs %d (%d pool normals + %d query normals)",
                        s->norm_name, s->n_norm, need_norm, sh->pool - pp, sh->query - qp);
+    if (s->group) {
+        /* distinct groups among each condition's positives and among the normals */
+        unsigned char *seen = ms_xcalloc((size_t)s->n_groups, 1);
+        ms_status st = MS_OK;
+        for (int i = 0; i < n_conds && !st; i++) {
+            int c = conds[i], ng = 0;
+            memset(seen, 0, (size_t)s->n_groups);
+            for (int j = 0; j < s->cond_count[c]; j++) {
+                int g = s->group[s->cond_rows[c][j]];
+                ng += !seen[g];
+                seen[g] = 1;
+            }
+            if (ng < pp)
+                st = ms_fail(MS_ERR_DATA,
+                             "%s: condition '%s' has positives from %d groups of %s, a pool of %d positives without "
+                             "repeated groups needs %d",
+                             s->pos_name, s->cond[c], ng, s->group_col, pp, pp);
+        }
+        if (!st) {
+            int ng = 0;
+            memset(seen, 0, (size_t)s->n_groups);
+            for (int j = s->n_pos; j < s->n; j++) {
+                ng += !seen[s->group[j]];
+                seen[s->group[j]] = 1;
+            }
+            if (ng < (sh->pool - pp) + pp)
+                st = ms_fail(MS_ERR_DATA,
+                             "%s: normals from %d groups of %s, a pool of %d normals without repeated groups needs %d "
+                             "(%d + %d that the pool's positives may also use)",
+                             s->norm_name, ng, s->group_col, sh->pool - pp, sh->pool, sh->pool - pp, pp);
+        }
+        free(seen);
+        if (st) return st;
+    }
     return MS_OK;
+}
+
+/* 1 when group g is the group of one of pool[0..n). A linear scan: pools are drawn once per
+ * task and a scan of P ints per candidate costs less than clearing an n_groups array. */
+static int group_used(const ms_split *s, const int *pool, int n, int g) {
+    for (int i = 0; i < n; i++)
+        if (s->group[pool[i]] == g) return 1;
+    return 0;
+}
+
+/* Draws `take` rows for the pool from rows base + scratch[0..m) (a partial Fisher-Yates that
+ * skips rows whose group the pool already has) into pool[have..], then `qtake` rows for the
+ * query from the rest, skipped rows included, into query[qhave..]. Labels y. Grouped splits
+ * only. */
+static void draw_grouped(ms_rng *r, const ms_split *s, const int *rows, int m, int *scratch, int take, int qtake,
+                         ms_task *t, int have, int qhave, uint8_t y) {
+    for (int i = 0; i < m; i++) scratch[i] = i;
+    int k = 0; /* scratch[0..k) accepted into the pool */
+    for (int i = 0; k < take; i++) {
+        MS_CHECK(i < m); /* ms_task_check guarantees enough groups */
+        int j = i + (int)ms_rng_below(r, (uint32_t)(m - i));
+        int tmp = scratch[i];
+        scratch[i] = scratch[j];
+        scratch[j] = tmp;
+        int row = rows ? rows[scratch[i]] : s->n_pos + scratch[i];
+        if (group_used(s, t->pool, have + k, s->group[row])) continue;
+        tmp = scratch[k];
+        scratch[k] = scratch[i];
+        scratch[i] = tmp;
+        t->pool[have + k] = row;
+        t->pool_y[have + k] = y;
+        k++;
+    }
+    for (int i = 0; i < qtake; i++) {
+        int a = k + i;
+        int j = a + (int)ms_rng_below(r, (uint32_t)(m - a));
+        int tmp = scratch[a];
+        scratch[a] = scratch[j];
+        scratch[j] = tmp;
+        t->query[qhave + i] = rows ? rows[scratch[a]] : s->n_pos + scratch[a];
+        t->query_y[qhave + i] = y;
+    }
 }
 
 void ms_task_alloc(ms_task *t, const ms_task_shape *sh, ms_arena *arena) {
@@ -85,6 +161,16 @@ void ms_task_sample(ms_task *t, const ms_split *s, const ms_task_shape *sh, cons
     int pn = sh->pool - pp, qn = sh->query - qp;
     MS_CHECK(s->cond_count[c] >= pp + qp && s->n_norm >= pn + qn);
     t->cond = c;
+
+    if (s->group) {
+        /* grouped: the pool has at most one row per group (positives first, then normals
+         * avoiding the positives' groups too); the query takes any remaining rows */
+        draw_grouped(&r, s, s->cond_rows[c], s->cond_count[c], scratch, pp, qp, t, 0, 0, 1);
+        draw_grouped(&r, s, NULL, s->n_norm, scratch, pn, qn, t, pp, qp, 0);
+        shuffle_pairs(&r, t->pool, t->pool_y, t->P);
+        shuffle_pairs(&r, t->query, t->query_y, t->Q);
+        return;
+    }
 
     /* positives: a partial Fisher-Yates over the condition's positive rows */
     int np = s->cond_count[c];

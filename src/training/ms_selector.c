@@ -1,7 +1,9 @@
-/* ms_selector.c: a trained selector as a selection strategy ("medselect"). Each thread keeps
- * its own LSTM cache in the strategy, created on the thread's first call and grown only when
- * a longer pool arrives, so repeated selections allocate nothing. For evaluation, score()
- * runs many pools through one batched forward pass, which keeps the matrix products large. */
+/* ms_selector.c: a trained selector of any architecture (arch.h) as a selection strategy
+ * ("medselect"). Each thread keeps its own work object in the strategy, created on the
+ * thread's first call and grown only when a longer pool or a larger K arrives, so repeated
+ * selections allocate nothing. For evaluation, architectures that score every item once
+ * (not sequential) also get the batched score hook: many pools through one forward pass,
+ * which keeps the matrix products large. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,41 +13,73 @@
 #define MAX_THREADS 256
 
 typedef struct {
+    void *work;
+    int B, T, K;
+} work_slot;
+
+typedef struct {
     ms_selector sel;
-    ms_lstm_cache cache[MAX_THREADS]; /* per OpenMP thread; zeroed until first use */
-    ms_lstm_cache batch_cache;        /* for selector_score (B pools at once) */
-    float *batch_x;                   /* (B, T, Din) input of selector_score */
+    work_slot slot[MAX_THREADS]; /* per OpenMP thread; zeroed until first use */
+    work_slot batch;             /* for selector_score (B pools at once) */
+    float *batch_x;              /* (B, T, Din) input of selector_score */
+    int *batch_k, *batch_n, *batch_picks;
+    double *batch_logp;
 } selector_ctx;
+
+static void slot_free(const ms_selector *sel, work_slot *w) {
+    if (w->work) sel->net.arch->work_free(w->work);
+    memset(w, 0, sizeof *w);
+}
+
+/* Makes sure w fits B pools of T items and budgets up to K. */
+static void slot_fit(const ms_selector *sel, work_slot *w, int B, int T, int K) {
+    if (w->work && w->B >= B && w->T >= T && w->K >= K) return;
+    int nb = B > w->B ? B : w->B, nt = T > w->T ? T : w->T, nk = K > w->K ? K : w->K;
+    slot_free(sel, w);
+    w->work = sel->net.arch->work_new(&sel->net, nb, nt, nk);
+    w->B = nb, w->T = nt, w->K = nk;
+}
 
 static void selector_free(void *p) {
     selector_ctx *c = p;
-    for (int i = 0; i < MAX_THREADS; i++)
-        if (c->cache[i].memory) ms_lstm_cache_free(&c->cache[i]);
-    if (c->batch_cache.memory) ms_lstm_cache_free(&c->batch_cache);
+    for (int i = 0; i < MAX_THREADS; i++) slot_free(&c->sel, &c->slot[i]);
+    slot_free(&c->sel, &c->batch);
     free(c->batch_x);
-    ms_lstm_params_free(&c->sel.params);
+    free(c->batch_k);
+    free(c->batch_n);
+    free(c->batch_picks);
+    free(c->batch_logp);
+    ms_net_free(&c->sel.net);
     free(c);
 }
 
-/* Greedy top-K, or a draw without replacement, from one pool's logits (n). */
+/* out (k): the selection from one pool's logits (n) under the selector's decoding rule (the
+ * static architectures' selection from their one logit per item). */
 static ms_status selector_pick(const ms_strategy *s, const float *logits, int n, int k,
                                uint64_t seed, int *out, ms_arena *ws) {
     const selector_ctx *c = s->ctx;
-    if (!c->sel.sample) {
+    if (c->sel.decode == MS_DECODE_GREEDY) {
         ms_policy_topk(out, logits, n, k, ws);
         return MS_OK;
     }
     ms_rng r;
     ms_rng_init(&r, seed, MS_STREAM_POLICY, 0);
-    double logp;
-    int got = ms_policy_sample(out, &logp, NULL, MS_SAMPLER_WOR, logits, n, k, &r, ws);
-    MS_CHECK(got == k);
+    if (c->sel.decode == MS_DECODE_SAMPLE) {
+        ms_policy_sample_wor(out, logits, n, k, &r, ws);
+        return MS_OK;
+    }
+    /* multinomial: the distinct draws, each repeated as often as it was drawn */
+    int *items = MS_ARENA_NEW(ws, int, k), *counts = MS_ARENA_NEW(ws, int, n);
+    int m = ms_policy_sample_multinomial(items, counts, logits, n, k, &r, ws), j = 0;
+    for (int i = 0; i < m; i++)
+        for (int c2 = 0; c2 < counts[items[i]]; c2++) out[j++] = items[i];
+    MS_CHECK(j == k);
     return MS_OK;
 }
 
 static ms_status check_pool(const ms_strategy *s, const ms_pool *pool, int k) {
     const ms_selector *sel = &((const selector_ctx *)s->ctx)->sel;
-    int Din = sel->params.D;
+    int Din = sel->net.D;
     if (k > pool->n)
         return ms_fail(MS_ERR_DATA, "strategy %s: K = %d is larger than the pool (%d items)", s->name, k, pool->n);
     if (Din != pool->d + (sel->clinical ? MS_NCLIN : 0))
@@ -62,51 +96,81 @@ static void pool_input(float *x, const ms_pool *pool, int clinical) {
     int D = pool->d, Din = D + (clinical ? MS_NCLIN : 0);
     for (int i = 0; i < pool->n; i++) {
         memcpy(x + (size_t)i * Din, pool->raw + (size_t)i * D, sizeof(float) * (size_t)D);
-        if (clinical) memcpy(x + (size_t)i * Din + D, pool->clin + (size_t)i * MS_NCLIN, sizeof(float) * MS_NCLIN);
+        if (clinical) ms_clin_to_input(x + (size_t)i * Din + D, pool->clin + (size_t)i * MS_NCLIN);
     }
 }
 
-static ms_status selector_select(const ms_strategy *s, const ms_pool *pool, int k, uint64_t seed,
-                                 int *out, ms_arena *ws) {
+ms_status ms_selector_run(const ms_strategy *s, const ms_pool *pool, int k, uint64_t seed,
+                          int *out, float *logits0, ms_arena *ws) {
     selector_ctx *c = s->ctx;
     const ms_selector *sel = &c->sel;
     ms_status st = check_pool(s, pool, k);
     if (st) return st;
-    int n = pool->n, Din = sel->params.D;
+    int n = pool->n, Din = sel->net.D;
     int tid = omp_get_thread_num();
     MS_CHECK(tid < MAX_THREADS);
-    ms_lstm_cache *cache = &c->cache[tid];
-    if (!cache->memory || cache->Tmax < n) {
-        if (cache->memory) ms_lstm_cache_free(cache);
-        ms_lstm_cache_init(cache, Din, sel->params.H, 1, n);
+    work_slot *w = &c->slot[tid];
+    slot_fit(sel, w, 1, n, k);
+    const float *x = pool->raw; /* (n, D): used in place unless clinical columns join */
+    if (sel->clinical) {
+        float *xc = MS_ARENA_NEW(ws, float, (size_t)n * Din);
+        pool_input(xc, pool, sel->clinical);
+        x = xc;
     }
-    float *x = MS_ARENA_NEW(ws, float, (size_t)n * Din);
-    pool_input(x, pool, sel->clinical);
-    float *logits = MS_ARENA_NEW(ws, float, n);
-    ms_lstm_forward(logits, cache, x, &sel->params, 1, n);
-    return selector_pick(s, logits, n, k, seed, out, ws);
+    int got;
+    double logp;
+    if (!sel->net.arch->sequential) {
+        /* one logit per item: the selection follows from them under the decoding rule */
+        float *l = logits0 ? logits0 : MS_ARENA_NEW(ws, float, n);
+        int one = 1, first;
+        ms_net_mode gm = {.sampler = MS_SAMPLER_WOR, .greedy = 1};
+        sel->net.arch->run(&sel->net, w->work, x, 1, n, &one, 1, gm, NULL, &first, &got, &logp, l);
+        return selector_pick(s, l, n, k, seed, out, ws);
+    }
+    ms_rng r;
+    ms_rng_init(&r, seed, MS_STREAM_POLICY, 0);
+    ms_net_mode mode = {.sampler = MS_SAMPLER_WOR, .greedy = sel->decode == MS_DECODE_GREEDY};
+    sel->net.arch->run(&sel->net, w->work, x, 1, n, &k, k, mode, &r, out, &got, &logp, logits0);
+    MS_CHECK(got == k);
+    return MS_OK;
 }
 
-/* Batched scoring: all pools through one forward pass (B = n), with a cache kept in the
- * strategy (slot 0 of the per-thread caches belongs to the calling thread's serial phase,
- * so a separate batch cache is used). */
+static ms_status selector_select(const ms_strategy *s, const ms_pool *pool, int k, uint64_t seed,
+                                 int *out, ms_arena *ws) {
+    return ms_selector_run(s, pool, k, seed, out, NULL, ws);
+}
+
+/* Batched scoring of a static architecture: all pools through one pass (B = n), the first
+ * step's logits being every item's score. */
 static ms_status selector_score(const ms_strategy *s, const ms_pool *pools, int n, float *scores) {
     selector_ctx *c = s->ctx;
     const ms_selector *sel = &c->sel;
-    int T = pools[0].n, Din = sel->params.D;
+    int T = pools[0].n, Din = sel->net.D;
     for (int b = 0; b < n; b++) {
         MS_CHECK(pools[b].n == T);
         ms_status st = check_pool(s, &pools[b], 1);
         if (st) return st;
     }
-    if (!c->batch_cache.memory || c->batch_cache.Bmax < n || c->batch_cache.Tmax < T) {
-        if (c->batch_cache.memory) ms_lstm_cache_free(&c->batch_cache);
-        ms_lstm_cache_init(&c->batch_cache, Din, sel->params.H, n, T);
+    if (!c->batch.work || c->batch.B < n || c->batch.T < T) {
+        slot_fit(sel, &c->batch, n, T, 1);
         free(c->batch_x);
-        c->batch_x = ms_xmalloc(sizeof(float) * (size_t)n * T * Din);
+        free(c->batch_k);
+        free(c->batch_n);
+        free(c->batch_picks);
+        free(c->batch_logp);
+        c->batch_x = ms_xmalloc(sizeof(float) * (size_t)c->batch.B * c->batch.T * Din);
+        c->batch_k = ms_xmalloc(sizeof(int) * (size_t)c->batch.B);
+        c->batch_n = ms_xmalloc(sizeof(int) * (size_t)c->batch.B);
+        c->batch_picks = ms_xmalloc(sizeof(int) * (size_t)c->batch.B);
+        c->batch_logp = ms_xmalloc(sizeof(double) * (size_t)c->batch.B);
     }
-    for (int b = 0; b < n; b++) pool_input(c->batch_x + (size_t)b * T * Din, &pools[b], sel->clinical);
-    ms_lstm_forward(scores, &c->batch_cache, c->batch_x, &sel->params, n, T);
+    for (int b = 0; b < n; b++) {
+        pool_input(c->batch_x + (size_t)b * T * Din, &pools[b], sel->clinical);
+        c->batch_k[b] = 1;
+    }
+    ms_net_mode mode = {.sampler = MS_SAMPLER_WOR, .greedy = 1};
+    sel->net.arch->run(&sel->net, c->batch.work, c->batch_x, n, T, c->batch_k, 1, mode, NULL,
+                       c->batch_picks, c->batch_n, c->batch_logp, scores);
     return MS_OK;
 }
 
@@ -116,12 +180,23 @@ ms_strategy *ms_selector_strategy(ms_selector *sel) {
     c->sel = *sel;
     memset(sel, 0, sizeof *sel);
     snprintf(s->name, sizeof s->name, "medselect");
-    snprintf(s->label, sizeof s->label, "medselect%s", c->sel.sample ? " (sampled)" : "");
+    /* a sequential architecture decodes greedily or draws without replacement only */
+    MS_CHECK(!c->sel.net.arch->sequential || c->sel.decode != MS_DECODE_MULTINOMIAL);
+    int def = c->sel.net.arch == ms_arch_default();
+    char dec[48] = "";
+    if (c->sel.decode != MS_DECODE_GREEDY) snprintf(dec, sizeof dec, " (%s)", ms_decode_name(c->sel.decode));
+    snprintf(s->label, sizeof s->label, "medselect%s%s%s", def ? "" : " ", def ? "" : c->sel.net.arch->name, dec);
     s->select = selector_select;
-    s->score = selector_score;
-    s->select_scored = selector_pick;
-    /* 32 pools: at pool 1000 and H 256 the batch cache is about 400 MB */
-    s->score_batch = 32;
+    /* greedy decoding and seeded draws without replacement are prefixes of one order (step t
+     * of a draw does not depend on K); K multinomial draws are not, so they run once per K */
+    s->ranking = c->sel.decode != MS_DECODE_MULTINOMIAL;
+    if (!c->sel.net.arch->sequential) {
+        /* one logit per item: a selection is the top K (or a draw) of the batched scores */
+        s->score = selector_score;
+        s->select_scored = selector_pick;
+        /* 32 pools: at pool 1000 and H 256 the bilstm's batch cache is about 400 MB */
+        s->score_batch = 32;
+    }
     s->ctx = c;
     s->free_ctx = selector_free;
     return s;

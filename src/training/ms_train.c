@@ -1,8 +1,10 @@
-/* ms_train.c: REINFORCE meta-training of the BiLSTM selector (see train.h).
+/* ms_train.c: REINFORCE meta-training of a selector of any architecture (see train.h and
+ * arch.h).
  *
- * Memory: the LSTM cache (48*B*P*H bytes), the batch input x (B, P, D'), logits and their
- * gradients (B, P), and one arena per thread for the per-task reward computation are sized
- * once before the first iteration; the loop itself allocates nothing. */
+ * Memory: the architecture's work object (for the bilstm its LSTM cache, 48*B*P*H bytes),
+ * the batch input x (B, P, D'), the picks and log-probabilities, and one arena per thread
+ * for the per-task reward computation are sized once before the first iteration; the loop
+ * itself allocates nothing. */
 #define _POSIX_C_SOURCE 200809L
 #include "medselect/train.h"
 
@@ -33,14 +35,45 @@ void ms_train_defaults(ms_train_config *c) {
     c->lr = 1e-4;
     c->lr_decay = 0.1;
     c->lr_decay_epoch = 3;
-    c->hidden = 256;
+    c->hidden = 0;
     c->sampler = MS_SAMPLER_WOR;
     c->pred = MS_PRED_COSINE;
     c->seed = 0;
 }
 
 /* Task streams: meta-train and meta-validation tasks never coincide. */
-enum { STREAM_TRAIN_TASKS = 101, STREAM_VAL_TASKS = 102, STREAM_EPOCH_ORDER = 103 };
+enum { STREAM_TRAIN_TASKS = 101, STREAM_VAL_TASKS = 102, STREAM_EPOCH_ORDER = 103, STREAM_POS_FRAC = 105,
+       STREAM_ROTATE = 106 };
+
+/* In-place fast Walsh-Hadamard transform of v (n, a power of two), scaled by 1/sqrt(n) so
+ * that it is orthogonal. */
+static void fwht(double *v, int n) {
+    for (int h = 1; h < n; h *= 2)
+        for (int i = 0; i < n; i += 2 * h)
+            for (int j = i; j < i + h; j++) {
+                double a = v[j], b = v[j + h];
+                v[j] = a + b;
+                v[j + h] = a - b;
+            }
+    double sc = 1.0 / sqrt((double)n);
+    for (int i = 0; i < n; i++) v[i] *= sc;
+}
+
+/* --augment rotate: rows x (T, stride), first D columns, multiplied by one random orthogonal
+ * matrix R = H S3 H S2 H S1 (H the normalised Hadamard matrix, S random sign diagonals; a
+ * structured random rotation, Yu et al., NeurIPS 2016) drawn from rng. buf: D doubles. */
+void ms_train_rotate_rows(float *x, int T, int stride, int D, ms_rng *rng, double *buf, signed char *sg) {
+    for (int i = 0; i < 3 * D; i++) sg[i] = (ms_rng_next(rng) >> 63) ? 1 : -1;
+    for (int t = 0; t < T; t++) {
+        float *row = x + (size_t)t * stride;
+        for (int i = 0; i < D; i++) buf[i] = row[i];
+        for (int r = 0; r < 3; r++) {
+            for (int i = 0; i < D; i++) buf[i] *= sg[r * D + i];
+            fwht(buf, D);
+        }
+        for (int i = 0; i < D; i++) row[i] = (float)buf[i];
+    }
+}
 
 void ms_clin_means(const float *clin, int n, float fill[MS_NCLIN]) {
     for (int j = 0; j < MS_NCLIN; j++) {
@@ -66,6 +99,7 @@ ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n,
                 return ms_fail(MS_ERR_DATA, "%s: clinical features need Age, Sex and Frontal/Lateral (or View) columns in both files (use --impute-clinical to fill missing ones)",
                                s->pos_name ? s->pos_name : "split");
         }
+        float row[MS_NCLIN]; /* table order [age, sex, frontal] */
         for (int j = 0; j < MS_NCLIN; j++) {
             float v = s->clin ? s->clin[(size_t)rows[i] * MS_NCLIN + j] : NAN;
             if (isnan(v)) {
@@ -79,8 +113,9 @@ ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n,
                 }
                 v = fill[j];
             }
-            dst[D + j] = v;
+            row[j] = v;
         }
+        ms_clin_to_input(dst + D, row);
     }
     return MS_OK;
 }
@@ -130,12 +165,16 @@ static double task_auroc(const ms_split *s, const ms_task *t, const int *picks, 
 typedef struct {
     const ms_split *s;
     const ms_train_config *cfg;
-    int Din, P, B;
-    ms_lstm_params params, grads, m, v;
-    ms_lstm_cache cache;
+    int Din, P, B, Kmax;
+    ms_net params, grads, m, v; /* grads, m, v: the same layout, used as flat arrays */
+    void *work;      /* the architecture's work object for (B, P, Kmax) */
     float *x;        /* (B, P, Din) */
-    float *logits;   /* (B, P) */
-    float *dlogits;  /* (B, P) */
+    int *kb;         /* (B) budget of each task */
+    int *picks;      /* (B, Kmax) */
+    int *npicks;     /* (B) */
+    double *logp, *scale; /* (B) */
+    ms_rng *rngs;    /* (B) */
+    int n_val_k, val_k[32]; /* validation budgets: prefixes of one greedy ranking */
     ms_task *tasks;  /* (B) */
     int *task_mem;
     uint8_t *y_mem;
@@ -143,6 +182,8 @@ typedef struct {
     int nthreads;
     ms_arena *arenas; /* (nthreads) */
     int *scratch;     /* (nthreads, max(n_pos, n_norm)) */
+    double *rot_buf;  /* (nthreads, D) for --augment rotate */
+    signed char *rot_sign; /* (nthreads, 3 D) */
     int scratch_n;
     /* --impute-clinical: each split's feature means, computed once (NULL: no imputation) */
     float fill_train_mem[MS_NCLIN], fill_val_mem[MS_NCLIN];
@@ -164,17 +205,52 @@ static void trainer_tasks_alloc(trainer *tr, const ms_task_shape *sh) {
     }
 }
 
+/* The reward of an ordered selection of n items: with a budget range (k_min), the mean
+ * AUROC over its prefixes of the validation budgets k_min, 2 k_min, ..., k (a multinomial
+ * draw with duplicates may hold fewer distinct items: prefixes are capped at n); else the
+ * AUROC of all n. */
+static double prefix_auroc(const trainer *tr, const ms_split *s, const ms_task *t, const int *picks,
+                           int n, ms_arena *ws) {
+    const ms_train_config *cfg = tr->cfg;
+    if (!(cfg->k_min > 0 && cfg->k_min < cfg->k)) return task_auroc(s, t, picks, n, cfg->pred, ws);
+    double r = 0;
+    for (int j = 0; j < tr->n_val_k; j++)
+        r += task_auroc(s, t, picks, tr->val_k[j] < n ? tr->val_k[j] : n, cfg->pred, ws);
+    return r / tr->n_val_k;
+}
+
 /* Samples tasks ids[0..nb) of `stream` from split s into tr->tasks and builds x. */
+/* it >= 0: a training iteration (rotation augmentation applies); -1: validation. */
 static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, const int *cond,
-                             int n_cond, uint64_t stream, const long *ids, int nb) {
+                             int n_cond, uint64_t stream, const long *ids, int nb, long it) {
     const ms_train_config *cfg = tr->cfg;
     ms_status first = MS_OK;
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < nb; b++) {
         int *scratch = tr->scratch + (size_t)omp_get_thread_num() * tr->scratch_n;
-        ms_task_sample(&tr->tasks[b], s, &cfg->shape, cond, n_cond, cfg->seed, stream, (uint64_t)ids[b], scratch);
+        ms_task_shape sh = cfg->shape;
+        if (cfg->pos_frac_hi > cfg->shape.pos_frac) {
+            /* a uniform number of positives in [ceil(P lo), ceil(P hi)]; the fraction is set
+             * half a positive below it so that ceil(P f) gives that number exactly */
+            int lo = ms_task_pool_pos(&cfg->shape);
+            ms_task_shape hi_sh = cfg->shape;
+            hi_sh.pos_frac = cfg->pos_frac_hi;
+            int hi = ms_task_pool_pos(&hi_sh);
+            ms_rng r;
+            ms_rng_init(&r, cfg->seed, STREAM_POS_FRAC, stream * 0x100000000ULL + (uint64_t)ids[b]);
+            int np = lo + (int)ms_rng_below(&r, (uint32_t)(hi - lo + 1));
+            sh.pos_frac = (np - 0.5) / sh.pool;
+        }
+        ms_task_sample(&tr->tasks[b], s, &sh, cond, n_cond, cfg->seed, stream, (uint64_t)ids[b], scratch);
         ms_status st = ms_selector_input(tr->x + (size_t)b * tr->P * tr->Din, s, tr->tasks[b].pool, tr->P,
                                          cfg->clinical, fill);
+        if (!st && cfg->augment_rotate && it >= 0) {
+            ms_rng r;
+            ms_rng_init(&r, cfg->seed, STREAM_ROTATE, ((uint64_t)it << 16) ^ (uint64_t)b);
+            int th = omp_get_thread_num();
+            ms_train_rotate_rows(tr->x + (size_t)b * tr->P * tr->Din, tr->P, tr->Din, s->d, &r,
+                        tr->rot_buf + (size_t)th * s->d, tr->rot_sign + (size_t)th * 3 * s->d);
+        }
         if (st) {
 #pragma omp critical(ms_train_err)
             if (!first) first = st;
@@ -183,31 +259,42 @@ static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, 
     return first;
 }
 
-/* Mean greedy-top-K AUROC (and random AUROC) over the fixed meta-validation tasks. */
+/* Mean greedy AUROC (and random AUROC) over the fixed meta-validation tasks, averaged over
+ * the validation budgets (prefixes of one greedy ranking of Kmax items). */
 static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, double *random_out) {
     const ms_train_config *cfg = tr->cfg;
+    const ms_arch *a = tr->params.arch;
     double sum = 0, rsum = 0;
     long *ids = ms_xmalloc(sizeof(long) * (size_t)tr->B);
     ms_status st = MS_OK;
+    ms_net_mode greedy = {.sampler = cfg->sampler, .greedy = 1};
+    for (int b = 0; b < tr->B; b++) tr->kb[b] = tr->Kmax;
     for (int start = 0; start < cfg->val_tasks && !st; start += tr->B) {
         int nb = cfg->val_tasks - start < tr->B ? cfg->val_tasks - start : tr->B;
         for (int b = 0; b < nb; b++) ids[b] = start + b;
-        st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb);
+        st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb, -1);
         if (st) break;
-        ms_lstm_forward(tr->logits, &tr->cache, tr->x, &tr->params, nb, tr->P);
+        a->run(&tr->params, tr->work, tr->x, nb, tr->P, tr->kb, tr->Kmax, greedy, NULL, tr->picks, tr->npicks,
+               tr->logp, NULL);
 #pragma omp parallel for schedule(static)
         for (int b = 0; b < nb; b++) {
             ms_arena *ws = &tr->arenas[omp_get_thread_num()];
             ms_arena_reset(ws);
-            int *picks = MS_ARENA_NEW(ws, int, cfg->k);
-            ms_policy_topk(picks, tr->logits + (size_t)b * tr->P, tr->P, cfg->k, ws);
-            tr->reward[b] = task_auroc(val, &tr->tasks[b], picks, cfg->k, cfg->pred, ws);
+            const int *picks = tr->picks + (size_t)b * tr->Kmax;
+            double r = 0, rb = 0;
+            for (int j = 0; j < tr->n_val_k; j++)
+                r += task_auroc(val, &tr->tasks[b], picks, tr->val_k[j], cfg->pred, ws);
+            tr->reward[b] = r / tr->n_val_k;
             if (random_out) {
-                ms_rng r;
-                ms_rng_init(&r, cfg->seed, MS_STREAM_BASELINE, 0x7fffffffULL + (uint64_t)(start + b));
+                ms_rng rg;
+                int *rp = MS_ARENA_NEW(ws, int, tr->Kmax);
                 int *scr = MS_ARENA_NEW(ws, int, tr->P);
-                ms_rng_choose(&r, tr->P, cfg->k, picks, scr);
-                tr->baseline[b] = task_auroc(val, &tr->tasks[b], picks, cfg->k, cfg->pred, ws);
+                for (int j = 0; j < tr->n_val_k; j++) {
+                    ms_rng_init(&rg, cfg->seed, MS_STREAM_BASELINE, 0x7fffffffULL + (uint64_t)(start + b) + ((uint64_t)j << 40));
+                    ms_rng_choose(&rg, tr->P, tr->val_k[j], rp, scr);
+                    rb += task_auroc(val, &tr->tasks[b], rp, tr->val_k[j], cfg->pred, ws);
+                }
+                tr->baseline[b] = rb / tr->n_val_k;
             }
         }
         /* summed in task order, so the mean does not depend on the thread count */
@@ -228,40 +315,48 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
 static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
     const ms_train_config *cfg = tr->cfg;
     const ms_split *s = tr->s;
-    ms_status st = build_batch(tr, s, tr->fill_train, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb);
+    const ms_arch *a = tr->params.arch;
+    ms_status st = build_batch(tr, s, tr->fill_train, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb, it);
     if (st) return st;
-    ms_lstm_forward(tr->logits, &tr->cache, tr->x, &tr->params, nb, tr->P);
+    for (int b = 0; b < nb; b++) {
+        uint64_t id = ((uint64_t)it << 16) ^ (uint64_t)b;
+        ms_rng_init(&tr->rngs[b], cfg->seed, MS_STREAM_POLICY, id);
+        tr->kb[b] = cfg->k;
+    }
+    if (cfg->baseline_greedy) {
+        /* self-critical: the baseline is the reward of the current policy's greedy decode
+         * (run first: the sampled run below keeps what the backward needs) */
+        ms_net_mode gm = {.sampler = cfg->sampler, .greedy = 1};
+        a->run(&tr->params, tr->work, tr->x, nb, tr->P, tr->kb, tr->Kmax, gm, NULL, tr->picks, tr->npicks,
+               tr->logp, NULL);
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < nb; b++) {
+            ms_arena *ws = &tr->arenas[omp_get_thread_num()];
+            ms_arena_reset(ws);
+            tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], ws);
+        }
+    }
+    ms_net_mode mode = {.sampler = cfg->sampler, .greedy = 0};
+    a->run(&tr->params, tr->work, tr->x, nb, tr->P, tr->kb, tr->Kmax, mode, tr->rngs, tr->picks, tr->npicks,
+           tr->logp, NULL);
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < nb; b++) {
         ms_arena *ws = &tr->arenas[omp_get_thread_num()];
         ms_arena_reset(ws);
         uint64_t id = ((uint64_t)it << 16) ^ (uint64_t)b;
+        tr->reward[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], ws);
+        if (cfg->baseline_greedy) continue;
         ms_rng r;
-        ms_rng_init(&r, cfg->seed, MS_STREAM_POLICY, id);
-        int *picks = MS_ARENA_NEW(ws, int, cfg->k);
-        double logp;
-        float *dl = tr->dlogits + (size_t)b * tr->P;
-        int n = ms_policy_sample(picks, &logp, dl, cfg->sampler, tr->logits + (size_t)b * tr->P, tr->P, cfg->k, &r, ws);
-        tr->reward[b] = task_auroc(s, &tr->tasks[b], picks, n, cfg->pred, ws);
         ms_rng_init(&r, cfg->seed, MS_STREAM_BASELINE, id);
+        int *rp = MS_ARENA_NEW(ws, int, tr->kb[b]);
         int *scr = MS_ARENA_NEW(ws, int, tr->P);
-        ms_rng_choose(&r, tr->P, cfg->k, picks, scr);
-        tr->baseline[b] = task_auroc(s, &tr->tasks[b], picks, cfg->k, cfg->pred, ws);
+        ms_rng_choose(&r, tr->P, tr->kb[b], rp, scr);
+        tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], rp, tr->kb[b], ws);
     }
-    /* loss = -(1/nb) sum_b adv_b * logp_b  =>  dL/dlogits_b = -(adv_b / nb) * dlogp_b */
-    for (int b = 0; b < nb; b++) {
-        float scale = (float)(-(tr->reward[b] - tr->baseline[b]) / nb);
-        float *dl = tr->dlogits + (size_t)b * tr->P;
-        for (int t = 0; t < tr->P; t++) dl[t] *= scale;
-    }
-    ms_lstm_params_zero(&tr->grads);
-    ms_lstm_backward(&tr->grads, tr->dlogits, &tr->cache, tr->x, &tr->params);
-    return MS_OK;
-}
-
-static ms_status ensure_dir(const char *dir) {
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return ms_fail(MS_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    /* loss = -(1/nb) sum_b adv_b * logp_b  =>  dL/dparams = sum_b -(adv_b / nb) dlogp_b */
+    for (int b = 0; b < nb; b++) tr->scale[b] = -(tr->reward[b] - tr->baseline[b]) / nb;
+    memset(tr->grads.params, 0, sizeof(float) * tr->grads.count);
+    a->backward(&tr->params, tr->work, tr->x, tr->scale, tr->grads.params);
     return MS_OK;
 }
 
@@ -274,6 +369,17 @@ static void fill_meta(ms_selector_meta *m, const trainer *tr, const ms_split *va
     ms_selector_meta_init(m);
     m->clinical = cfg->clinical;
     m->K = cfg->k;
+    if (cfg->arch_opts && *cfg->arch_opts) ms_selector_meta_set_extra(m, "arch_init", cfg->arch_opts);
+    if (cfg->k_min > 0 && cfg->k_min < cfg->k) {
+        char kr[48];
+        snprintf(kr, sizeof kr, "%d:%d", cfg->k_min, cfg->k);
+        ms_selector_meta_set_extra(m, "k_range", kr);
+    }
+    if (cfg->pos_frac_hi > cfg->shape.pos_frac) {
+        char pr[64];
+        snprintf(pr, sizeof pr, "%.6g:%.6g", cfg->shape.pos_frac, cfg->pos_frac_hi);
+        ms_selector_meta_set_extra(m, "pos_frac_range", pr);
+    }
     snprintf(m->sampler, sizeof m->sampler, "%s", ms_sampler_name(cfg->sampler));
     m->has_seed = 1;
     m->seed = cfg->seed;
@@ -287,45 +393,76 @@ static void fill_meta(ms_selector_meta *m, const trainer *tr, const ms_split *va
  * settings is refused. */
 static void run_signature(char *buf, size_t n, const trainer *tr) {
     const ms_train_config *c = tr->cfg;
-    snprintf(buf, n, "P%d f%.6g Q%d q%.6g K%d B%d E%d N%d V%d every%d lr%.9g decay%.6g@%d H%d s%d clin%d imp%d pred%d seed%llu data%016llx",
-             c->shape.pool, c->shape.pos_frac, c->shape.query, c->shape.query_pos_frac, c->k, c->batch,
+    /* clinical runs sign as clin2 since the inputs follow [sex, age, frontal]: a state saved
+     * with the older [age, sex, frontal] inputs (clin1) is not resumed with the new order */
+    snprintf(buf, n, "%s:%s P%d f%.6g:%.6g Q%d q%.6g K%d:%d B%d E%d N%d V%d every%d lr%.9g decay%.6g@%d H%d s%d bl%d rot%d clin%d imp%d pred%d seed%llu data%016llx",
+             tr->params.arch->name, c->arch_opts ? c->arch_opts : "", c->shape.pool, c->shape.pos_frac, c->pos_frac_hi, c->shape.query,
+             c->shape.query_pos_frac, c->k_min, c->k, c->batch,
              c->epochs, c->tasks, c->val_tasks, c->val_every, c->lr, c->lr_decay, c->lr_decay_epoch,
-             c->hidden, (int)c->sampler, c->clinical, c->impute_clinical, (int)c->pred,
+             tr->params.H, (int)c->sampler, c->baseline_greedy, c->augment_rotate, c->clinical ? 2 : 0, c->impute_clinical, (int)c->pred,
              (unsigned long long)c->seed, (unsigned long long)tr->s->fingerprint);
 }
 
-/* Rewrites metrics.csv keeping the header and the rows of iterations <= last (drops rows
- * written after the last saved state, and a partial line from a kill). */
-static ms_status metrics_truncate(const char *path, long last) {
+/* metrics.csv lives in memory and is rewritten as a whole (atomically, medselect/output.h)
+ * before every state save and at most once a second in between: the file on disk is complete and has
+ * at least the rows of the saved state, so a resume cuts it back to the state's iteration
+ * and continues exactly. */
+typedef struct {
+    char *s;
+    size_t n, cap;
+} metrics_buf;
+
+static const char metrics_header[] = "iteration,epoch,reward,baseline,advantage,val_auroc,lr,seconds\n";
+
+static void metrics_add(metrics_buf *b, const char *line) {
+    size_t len = strlen(line);
+    if (b->n + len + 1 > b->cap) {
+        b->cap = (b->n + len + 1) * 2;
+        b->s = ms_xrealloc(b->s, b->cap);
+    }
+    memcpy(b->s + b->n, line, len + 1);
+    b->n += len;
+}
+
+/* Reads metrics.csv keeping the header and the rows of iterations <= last (rows written
+ * after the last saved state are dropped). A missing file is fine before the first
+ * iteration. */
+static ms_status metrics_load(metrics_buf *b, const char *path, long last) {
+    metrics_add(b, metrics_header);
     FILE *f = fopen(path, "rb");
-    if (!f) return ms_fail(MS_ERR_IO, "%s: cannot open for resuming: %s", path, strerror(errno));
-    ms_outfile o;
-    ms_status st = ms_out_open(&o, path);
-    if (st) {
-        fclose(f);
-        return st;
+    if (!f) {
+        if (errno == ENOENT && last == 0) return MS_OK;
+        return ms_fail(MS_ERR_IO, "%s: cannot open for resuming: %s", path, strerror(errno));
     }
     char line[1024];
     int first = 1;
     while (fgets(line, sizeof line, f)) {
         size_t len = strlen(line);
-        if (!len || line[len - 1] != '\n') break; /* partial last line */
+        if (!len || line[len - 1] != '\n') break; /* a partial line (older versions appended) */
         if (first) {
-            fputs(line, o.f);
             first = 0;
             continue;
         }
         long it = strtol(line, NULL, 10);
-        if (it <= last) fputs(line, o.f);
+        if (it <= last) metrics_add(b, line);
     }
     fclose(f);
-    return ms_out_commit(&o);
+    return MS_OK;
 }
 
 ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_config *cfg,
                    ms_train_summary *summary) {
     memset(summary, 0, sizeof *summary);
-    MS_CHECK(cfg->batch > 0 && cfg->k > 0 && cfg->hidden > 0 && cfg->tasks > 0 && cfg->epochs > 0);
+    MS_CHECK(cfg->batch > 0 && cfg->k > 0 && cfg->hidden >= 0 && cfg->tasks > 0 && cfg->epochs > 0);
+    const ms_arch *arch = cfg->arch ? cfg->arch : ms_arch_default();
+    if (cfg->k_min < 0 || cfg->k_min > cfg->k)
+        return ms_fail(MS_ERR_ARG, "the smallest K (%d) is larger than the largest (%d)", cfg->k_min, cfg->k);
+    if (arch->sequential && cfg->sampler != MS_SAMPLER_WOR)
+        return ms_fail(MS_ERR_ARG, "the %s selector draws without replacement only (not --sampling %s)", arch->name,
+                       ms_sampler_name(cfg->sampler));
+    if (cfg->augment_rotate && (train->d & (train->d - 1)))
+        return ms_fail(MS_ERR_ARG, "--augment rotate needs a power-of-two embedding width (%s has %d)", train->pos_name,
+                       train->d);
     if (cfg->k > cfg->shape.pool)
         return ms_fail(MS_ERR_ARG, "K = %d is larger than the pool (%d)", cfg->k, cfg->shape.pool);
     if (train->d != val->d)
@@ -340,10 +477,21 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
             return ms_fail(MS_ERR_DATA, "%s, %s: clinical features need Age, Sex and Frontal/Lateral (or View) columns in both files (use --impute-clinical to fill missing ones)",
                            s->pos_name ? s->pos_name : "split", s->norm_name ? s->norm_name : "split");
     }
-    ms_status st = ms_task_check(train, &cfg->shape, cfg->train_cond, cfg->n_train_cond);
-    if (!st && cfg->val_tasks > 0) st = ms_task_check(val, &cfg->shape, cfg->val_cond, cfg->n_val_cond);
+    /* with a prevalence range, both ends must fit (most positives; most normals) */
+    ms_task_shape hi_shape = cfg->shape;
+    if (cfg->pos_frac_hi > cfg->shape.pos_frac) hi_shape.pos_frac = cfg->pos_frac_hi;
+    ms_status st = MS_OK;
+    for (int e = 0; e < 2 && !st; e++) {
+        const ms_task_shape *sh = e ? &hi_shape : &cfg->shape;
+        st = ms_task_check(train, sh, cfg->train_cond, cfg->n_train_cond);
+        if (!st && cfg->val_tasks > 0) st = ms_task_check(val, sh, cfg->val_cond, cfg->n_val_cond);
+    }
     if (st) return st;
-    st = ensure_dir(cfg->out_dir);
+    /* one run per folder (a second train into the same --out is refused); the folder and
+     * its missing parents are created, and removed again if this run ends with nothing in
+     * them */
+    ms_lock lock;
+    st = ms_lock_acquire(&lock, cfg->out_dir, MS_LOCK_FOLDER);
     if (st) return st;
 
     trainer tr;
@@ -353,15 +501,26 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     tr.P = cfg->shape.pool;
     tr.B = cfg->batch;
     tr.Din = train->d + (cfg->clinical ? MS_NCLIN : 0);
-    ms_lstm_params_init(&tr.params, tr.Din, cfg->hidden);
-    ms_lstm_params_init(&tr.grads, tr.Din, cfg->hidden);
-    ms_lstm_params_init(&tr.m, tr.Din, cfg->hidden);
-    ms_lstm_params_init(&tr.v, tr.Din, cfg->hidden);
-    ms_lstm_params_randomize(&tr.params, cfg->seed);
-    ms_lstm_cache_init(&tr.cache, tr.Din, cfg->hidden, tr.B, tr.P);
+    st = ms_net_init(&tr.params, arch, tr.Din, cfg->hidden);
+    if (st) return st;
+    MS_CHECK(ms_net_init(&tr.grads, arch, tr.Din, cfg->hidden) == MS_OK);
+    MS_CHECK(ms_net_init(&tr.m, arch, tr.Din, cfg->hidden) == MS_OK);
+    MS_CHECK(ms_net_init(&tr.v, arch, tr.Din, cfg->hidden) == MS_OK);
+    ms_net_randomize_opts(&tr.params, cfg->seed, cfg->arch_opts);
+    tr.Kmax = cfg->k;
+    tr.work = arch->work_new(&tr.params, tr.B, tr.P, tr.Kmax);
+    {
+        int k0 = cfg->k_min > 0 ? cfg->k_min : cfg->k;
+        for (int kk = k0; kk < cfg->k && tr.n_val_k < 31; kk *= 2) tr.val_k[tr.n_val_k++] = kk;
+        tr.val_k[tr.n_val_k++] = cfg->k;
+    }
     tr.x = ms_xmalloc(sizeof(float) * (size_t)tr.B * tr.P * tr.Din);
-    tr.logits = ms_xmalloc(sizeof(float) * (size_t)tr.B * tr.P);
-    tr.dlogits = ms_xmalloc(sizeof(float) * (size_t)tr.B * tr.P);
+    tr.kb = ms_xmalloc(sizeof(int) * (size_t)tr.B);
+    tr.picks = ms_xmalloc(sizeof(int) * (size_t)tr.B * tr.Kmax);
+    tr.npicks = ms_xmalloc(sizeof(int) * (size_t)tr.B);
+    tr.logp = ms_xmalloc(sizeof(double) * (size_t)tr.B);
+    tr.scale = ms_xmalloc(sizeof(double) * (size_t)tr.B);
+    tr.rngs = ms_xmalloc(sizeof(ms_rng) * (size_t)tr.B);
     tr.reward = ms_xmalloc(sizeof(double) * (size_t)tr.B);
     tr.baseline = ms_xmalloc(sizeof(double) * (size_t)tr.B);
     trainer_tasks_alloc(&tr, &cfg->shape);
@@ -372,6 +531,8 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     if (val->n_norm > nmax) nmax = val->n_norm;
     tr.scratch_n = nmax;
     tr.scratch = ms_xmalloc(sizeof(int) * (size_t)nmax * tr.nthreads);
+    tr.rot_buf = ms_xmalloc(sizeof(double) * (size_t)train->d * tr.nthreads);
+    tr.rot_sign = ms_xmalloc((size_t)train->d * 3 * tr.nthreads);
     if (cfg->clinical && cfg->impute_clinical) {
         ms_clin_means(train->clin, train->n, tr.fill_train_mem);
         ms_clin_means(val->clin, val->n, tr.fill_val_mem);
@@ -392,18 +553,20 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     const long total = ipe * cfg->epochs;
     long start = 0;
     ms_train_state state = {.iteration = 0, .best_val = -1, .best_iteration = -1, .random_val = NAN};
-    FILE *mf = NULL;
+    metrics_buf mb = {0};
     ms_selector_meta meta;
     fill_meta(&meta, &tr, val);
-    if (cfg->resume) {
+    struct stat sb;
+    if (cfg->resume && stat(p_state, &sb) == 0) {
         st = ms_train_state_load(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
-        if (!st) st = metrics_truncate(p_metrics, state.iteration);
+        if (!st) st = metrics_load(&mb, p_metrics, state.iteration);
         start = state.iteration;
-    }
-    if (!st) {
-        mf = fopen(p_metrics, cfg->resume ? "ab" : "wb");
-        if (!mf) st = ms_fail(MS_ERR_IO, "%s: cannot open: %s", p_metrics, strerror(errno));
-        else if (!cfg->resume) fputs("iteration,epoch,reward,baseline,advantage,val_auroc,lr,seconds\n", mf);
+    } else {
+        /* a fresh run (or --resume before any state was saved: nothing to resume, start from
+         * scratch). The state is saved before the first validation, so that a run killed at
+         * any later moment can be resumed. */
+        metrics_add(&mb, metrics_header);
+        st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
     }
     if (!st && isnan(state.random_val) && cfg->val_tasks > 0) {
         double auc;
@@ -412,14 +575,15 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
             /* the untrained selector is the first "best" */
             state.best_val = auc;
             state.best_iteration = 0;
-            st = ms_checkpoint_save(p_best, &tr.params, &meta);
+            st = ms_net_save(p_best, &tr.params, &meta);
         }
+        if (!st) st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
     }
 
     ms_progress prog;
     ms_progress_begin(&prog, "train", total);
     ms_progress_add(&prog, start);
-    double t0 = ms_now();
+    double t0 = ms_now(), t_metrics = t0;
     long done_here = 0;
     for (long it = start; !st && it < total; it++) {
         if (cfg->max_iterations > 0 && done_here >= cfg->max_iterations) break;
@@ -436,7 +600,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
         if (cfg->lr_decay_epoch > 0 && epoch + 1 >= cfg->lr_decay_epoch) lr *= cfg->lr_decay;
         st = train_step(&tr, it, ids, nb);
         if (st) break;
-        ms_adam_step(tr.params.memory, tr.grads.memory, tr.m.memory, tr.v.memory, tr.params.count,
+        ms_adam_step(tr.params.params, tr.grads.params, tr.m.params, tr.v.params, tr.params.count,
                      it + 1, lr, 0.9, 0.999, 1e-8);
         double rw = 0, bl = 0;
         for (int b = 0; b < nb; b++) rw += tr.reward[b], bl += tr.baseline[b];
@@ -450,20 +614,42 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
             if (!st && vauc > state.best_val) {
                 state.best_val = vauc;
                 state.best_iteration = (int)(it + 1);
-                st = ms_checkpoint_save(p_best, &tr.params, &meta);
+                st = ms_net_save(p_best, &tr.params, &meta);
             }
         }
-        fprintf(mf, "%ld,%ld,%.6f,%.6f,%.6f,", it + 1, epoch + 1, rw, bl, rw - bl);
-        if (!isnan(vauc)) fprintf(mf, "%.6f", vauc);
-        fprintf(mf, ",%.3g,%.2f\n", lr, ms_now() - t0);
-        fflush(mf);
+        char line[256], vs[40] = "";
+        /* 9 significant digits: what users plot reads back without visible rounding */
+        if (!isnan(vauc)) snprintf(vs, sizeof vs, "%.9g", vauc);
+        snprintf(line, sizeof line, "%ld,%ld,%.9g,%.9g,%.9g,%s,%.9g,%.2f\n", it + 1, epoch + 1, rw, bl,
+                 rw - bl, vs, lr, ms_now() - t0);
+        metrics_add(&mb, line);
         state.iteration = it + 1;
-        if (!st && (do_val || last_it)) st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        int stop = 0;
+        if (!st && cfg->on_iteration) {
+            ms_train_progress tp = {.iteration = it + 1, .total = total, .epoch = epoch + 1, .reward = rw,
+                                    .baseline = bl, .advantage = rw - bl, .val_auroc = vauc,
+                                    .best_val = state.best_val, .best_iteration = state.best_iteration,
+                                    .lr = lr, .seconds = ms_now() - t0};
+            stop = cfg->on_iteration(&tp, cfg->on_iteration_ctx) != 0;
+        }
+        /* metrics.csv before every state save (so it never has fewer rows than the state),
+         * and otherwise at most once a second (a sync per tiny iteration would dominate) */
+        int save_state = do_val || last_it || stop;
+        if (!st && (save_state || ms_now() - t_metrics >= 1.0)) {
+            st = ms_write_file_atomic(p_metrics, mb.s, mb.n);
+            t_metrics = ms_now();
+        }
+        if (!st && save_state) st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
         ms_progress_add(&prog, 1);
+        if (stop) {
+            summary->stopped = 1;
+            break;
+        }
     }
     ms_progress_end(&prog);
-    if (!st && state.iteration == total) st = ms_checkpoint_save(p_last, &tr.params, &meta);
-    if (mf && fclose(mf) != 0 && !st) st = ms_fail(MS_ERR_IO, "%s: cannot write", p_metrics);
+    if (!st && state.iteration == total) st = ms_net_save(p_last, &tr.params, &meta);
+    free(mb.s);
+    ms_lock_release(&lock);
 
     summary->iterations = (int)state.iteration;
     summary->best_val = state.best_val;
@@ -475,21 +661,27 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     for (int i = 0; i < tr.nthreads; i++) ms_arena_free(&tr.arenas[i]);
     free(tr.arenas);
     free(tr.scratch);
+    free(tr.rot_buf);
+    free(tr.rot_sign);
     free(perm);
     free(ids);
     free(tr.tasks);
     free(tr.task_mem);
     free(tr.y_mem);
     free(tr.x);
-    free(tr.logits);
-    free(tr.dlogits);
+    free(tr.kb);
+    free(tr.picks);
+    free(tr.npicks);
+    free(tr.logp);
+    free(tr.scale);
+    free(tr.rngs);
     free(tr.reward);
     free(tr.baseline);
     ms_selector_meta_free(&meta);
-    ms_lstm_cache_free(&tr.cache);
-    ms_lstm_params_free(&tr.params);
-    ms_lstm_params_free(&tr.grads);
-    ms_lstm_params_free(&tr.m);
-    ms_lstm_params_free(&tr.v);
+    arch->work_free(tr.work);
+    ms_net_free(&tr.params);
+    ms_net_free(&tr.grads);
+    ms_net_free(&tr.m);
+    ms_net_free(&tr.v);
     return st;
 }

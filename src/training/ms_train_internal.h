@@ -8,6 +8,10 @@
 void ms_adam_step(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
                   double b1, double b2, double eps);
 
+/* --augment rotate: the first D columns of rows x (T, stride) times one random orthogonal
+ * matrix drawn from rng (D a power of two). buf: D doubles; sg: 3 D bytes of scratch. */
+void ms_train_rotate_rows(float *x, int T, int stride, int D, ms_rng *rng, double *buf, signed char *sg);
+
 typedef struct {
     long iteration;     /* iterations completed */
     double best_val;
@@ -17,11 +21,11 @@ typedef struct {
 
 /* The resumable state: weights, Adam moments and progress in one safetensors file, with the
  * run signature in its metadata (a resume with other settings is refused). */
-ms_status ms_train_state_save(const char *path, const char *signature, const ms_lstm_params *p,
-                              const ms_lstm_params *m, const ms_lstm_params *v,
-                              const ms_train_state *st);
-ms_status ms_train_state_load(const char *path, const char *signature, ms_lstm_params *p,
-                              ms_lstm_params *m, ms_lstm_params *v, ms_train_state *st);
+ms_status ms_train_state_save(const char *path, const char *signature, const ms_net *p,
+                              const ms_net *m, const ms_net *v, const ms_train_state *st);
+/* p, m, v: initialised with the run's architecture and sizes; filled from the file. */
+ms_status ms_train_state_load(const char *path, const char *signature, ms_net *p, ms_net *m,
+                              ms_net *v, ms_train_state *st);
 
 
 #endif

@@ -1,0 +1,100 @@
+/* medselect/gemm.h: the one matrix-multiply entry point of the library.
+ *
+ *   C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C
+ *
+ * All matrices are row-major; op(X) is X or its transpose ('N' or 'T'); lda/ldb/ldc are the
+ * row strides of the matrices as stored (so A stored (M, K) when 'N', (K, M) when 'T').
+ * beta = 0 ignores C's previous content (NaN included). Every matrix product of the library
+ * goes through here: the selector's forward/backward and batched scoring, the predictor,
+ * the strategies' distance products and the embedder's im2col convolutions.
+ *
+ * Backend: oneDNN's CPU GEMM (dnnl_sgemm; bf16 operands with fp32 accumulation through
+ * oneDNN's gemm_bf16bf16f32), which selects AVX-512 / AVX512_BF16 / AVX2 kernels at run time.
+ * Beside it, ms_gemm_ref is the plain triple loop (double accumulation) the tests compare
+ * with.
+ *
+ * Threads and reproducibility. Called outside an OpenMP parallel region, ms_gemm splits C into
+ * blocks whose sizes depend on (M, N, K) only, computes each block over the whole K on one
+ * thread, and runs the blocks on ms_get_threads() threads. Called inside a parallel region,
+ * it computes the blocks on the calling thread. Either way each element of C is produced by
+ * the same single-threaded kernel with the same operands in the same order, so f32 and bf16
+ * results are bitwise independent of the thread count.
+ *
+ * Precision. MS_PREC_F32: fp32 operands and accumulation. MS_PREC_BF16: A and B are rounded
+ * to bfloat16 (round to nearest even; 8 significant bits), products are accumulated in fp32,
+ * C stays fp32. bf16 needs a CPU with AVX512_BF16 (ms_bf16_supported); requesting it
+ * elsewhere is a contract violation in the kernels and a clear error through
+ * ms_precision_check, which every command calls when parsing --precision.
+ */
+#ifndef MEDSELECT_GEMM_H
+#define MEDSELECT_GEMM_H
+
+#include <stdint.h>
+
+#include "medselect/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    MS_PREC_F32 = 0,  /* fp32 operands, fp32 accumulation (the default) */
+    MS_PREC_BF16 = 1, /* bf16 operands, fp32 accumulation, fp32 result */
+} ms_precision;
+
+/* A bfloat16 value: the upper 16 bits of an IEEE float. */
+typedef uint16_t ms_bf16;
+
+/* C = alpha op(A) op(B) + beta C with A, B, C fp32 in memory; see the overview.
+ * With MS_PREC_BF16 the operands are rounded into scratch memory that ms_gemm owns (grown
+ * once per thread, reused), so hot loops that multiply by the same weights many times
+ * should convert them once and call ms_gemm_bf16 instead. */
+void ms_gemm(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc, ms_precision prec);
+
+/* The same product with operands already in bf16 (fp32 accumulation, fp32 C). */
+void ms_gemm_bf16(char ta, char tb, int M, int N, int K, float alpha, const ms_bf16 *A, int lda,
+                  const ms_bf16 *B, int ldb, float beta, float *C, int ldc);
+
+/* Reference: the plain triple loop, double accumulation. With MS_PREC_BF16 the operands are
+ * rounded to bf16 first, so it is the exact product the bf16 kernel approximates. */
+void ms_gemm_ref(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc, ms_precision prec);
+
+/* fp32 -> bf16 with round to nearest even (NaN stays NaN), and back (exact). */
+void ms_bf16_from_f32(ms_bf16 *dst, const float *src, size_t n);
+static inline ms_bf16 ms_bf16_round(float x) {
+    union { float f; uint32_t u; } v = {x};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (ms_bf16)((v.u >> 16) | 0x40u); /* quiet NaN */
+    return (ms_bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+static inline float ms_bf16_to_f32(ms_bf16 h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+
+/* The process-wide precision of the selector's and the embedder's products (MS_PREC_F32
+ * until set): LSTM caches take it when they are created (ms_lstm_cache_init) and the
+ * ResNet-18 convolutions read it on every call. The predictor's and the strategies'
+ * products always run in f32: they feed distances |a|^2 + |b|^2 - 2 a.b and cosine
+ * similarities of near-unit vectors, where 8-bit operands would cancel badly, and they are
+ * a small share of the time. Set it before starting work (like ms_set_threads). */
+void ms_set_precision(ms_precision p);
+ms_precision ms_get_precision(void);
+
+/* 1 when this CPU runs bf16 products natively (AVX512_BF16), else 0. */
+int ms_bf16_supported(void);
+
+/* "f32" / "bf16". */
+const char *ms_precision_name(ms_precision p);
+/* Parses "f32" or "bf16" (MS_ERR_ARG with a one-line message otherwise) and checks that the
+ * CPU supports it (MS_ERR_ARG naming the missing instruction set when it does not). */
+ms_status ms_precision_parse(const char *s, ms_precision *out);
+/* MS_ERR_ARG when `p` cannot run on this CPU. */
+ms_status ms_precision_check(ms_precision p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,243 @@
+/* ms_gemm.c: the GEMM layer (see gemm.h): oneDNN's fp32 and bf16 GEMM run block by block
+ * on a shape-only blocking (bitwise results for any thread count), operand rounding to
+ * bf16, the CPU check, and the plain reference loop.
+ *
+ * Blocking. C (M, N) is cut along its longer side into nblk slabs; nblk grows with the
+ * work (one slab per MS_GEMM_BLOCK_FLOP floating-point operations) but a slab is never
+ * thinner than MS_GEMM_MIN_SLAB rows/columns, because each slab re-packs the other operand.
+ * Each slab is one single-threaded oneDNN call over the whole K: oneDNN runs sequentially
+ * when called inside an OpenMP parallel region, so no element of C is ever split across
+ * threads and the summation order is a function of the shapes only.
+ */
+#define _GNU_SOURCE
+#include "medselect/gemm.h"
+
+#include <cpuid.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+/* oneDNN exports its bf16 GEMM with dnnl_sgemm's row-major convention but does not declare
+ * it in the public header of the 2.x series; bfloat16_t there is a 16-bit struct passed by
+ * pointer, so uint16_t is ABI-compatible. */
+dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t M, dnnl_dim_t N,
+                                    dnnl_dim_t K, float alpha, const ms_bf16 *A, dnnl_dim_t lda,
+                                    const ms_bf16 *B, dnnl_dim_t ldb, float beta, float *C,
+                                    dnnl_dim_t ldc);
+
+enum { MS_GEMM_MIN_SLAB = 256, MS_GEMM_MAX_BLOCKS = 64 };
+#define MS_GEMM_BLOCK_FLOP (1.0 * (1 << 30))
+
+/* ---- CPU and precision ------------------------------------------------------------------ */
+
+int ms_bf16_supported(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        /* CPUID leaf 7, sub-leaf 1: EAX bit 5 = AVX512_BF16 */
+        int ok = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+        cached = ok ? 1 : 0;
+    }
+    return cached;
+}
+
+static ms_precision g_precision = MS_PREC_F32;
+
+void ms_set_precision(ms_precision p) {
+    MS_CHECK(p == MS_PREC_F32 || (p == MS_PREC_BF16 && ms_bf16_supported()));
+    g_precision = p;
+}
+
+ms_precision ms_get_precision(void) { return g_precision; }
+
+const char *ms_precision_name(ms_precision p) { return p == MS_PREC_BF16 ? "bf16" : "f32"; }
+
+ms_status ms_precision_check(ms_precision p) {
+    if (p == MS_PREC_BF16 && !ms_bf16_supported())
+        return ms_fail(MS_ERR_ARG, "--precision bf16: this CPU has no AVX512_BF16 instructions "
+                                   "(use --precision f32)");
+    return MS_OK;
+}
+
+ms_status ms_precision_parse(const char *s, ms_precision *out) {
+    if (s && strcmp(s, "f32") == 0) *out = MS_PREC_F32;
+    else if (s && strcmp(s, "bf16") == 0) *out = MS_PREC_BF16;
+    else return ms_fail(MS_ERR_ARG, "--precision: unknown value '%s' (f32 or bf16)", s ? s : "");
+    return ms_precision_check(*out);
+}
+
+void ms_bf16_from_f32(ms_bf16 *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n >= (1u << 18) && !omp_in_parallel())
+    for (size_t i = 0; i < n; i++) dst[i] = ms_bf16_round(src[i]);
+}
+
+/* ---- blocking ----------------------------------------------------------------------------- */
+
+typedef struct {
+    int nblk;     /* number of slabs */
+    int along_m;  /* 1: slabs are row ranges of C, 0: column ranges */
+    int slab;     /* rows/columns per slab (the last may be shorter) */
+} blocking;
+
+static blocking plan(int M, int N, int K) {
+    blocking b = {1, M >= N, M >= N ? M : N};
+    double flop = 2.0 * M * (double)N * K;
+    int side = b.along_m ? M : N;
+    int want = (int)(flop / MS_GEMM_BLOCK_FLOP) + 1;
+    int room = side / MS_GEMM_MIN_SLAB;
+    if (want > room) want = room;
+    if (want > MS_GEMM_MAX_BLOCKS) want = MS_GEMM_MAX_BLOCKS;
+    if (want > 1) {
+        b.nblk = want;
+        b.slab = (side + want - 1) / want;
+        b.slab = (b.slab + 15) / 16 * 16; /* whole vector registers of C */
+        b.nblk = (side + b.slab - 1) / b.slab;
+    }
+    return b;
+}
+
+/* One slab: rows [r0, r0+m) or columns [c0, c0+n) of C. Offsets into A and B follow the
+ * storage (transposed operands are indexed by column). */
+static void run_block(char ta, char tb, int M, int N, int K, float alpha, const void *A, int lda,
+                      const void *B, int ldb, float beta, float *C, int ldc, int bf16,
+                      const blocking *bl, int i) {
+    int r0 = 0, c0 = 0, m = M, n = N;
+    if (bl->along_m) {
+        r0 = i * bl->slab;
+        m = M - r0 < bl->slab ? M - r0 : bl->slab;
+    } else {
+        c0 = i * bl->slab;
+        n = N - c0 < bl->slab ? N - c0 : bl->slab;
+    }
+    size_t aoff = ta == 'N' ? (size_t)r0 * lda : (size_t)r0;
+    size_t boff = tb == 'N' ? (size_t)c0 : (size_t)c0 * ldb;
+    float *Cb = C + (size_t)r0 * ldc + c0;
+    dnnl_status_t st;
+    if (bf16)
+        st = dnnl_gemm_bf16bf16f32(ta, tb, m, n, K, alpha, (const ms_bf16 *)A + aoff, lda,
+                                   (const ms_bf16 *)B + boff, ldb, beta, Cb, ldc);
+    else
+        st = dnnl_sgemm(ta, tb, m, n, K, alpha, (const float *)A + aoff, lda,
+                        (const float *)B + boff, ldb, beta, Cb, ldc);
+    if (st != dnnl_success) ms_abort_at(__FILE__, __LINE__, "oneDNN GEMM refused its arguments");
+}
+
+static void check_args(char ta, char tb, int M, int N, int K, const void *A, int lda,
+                       const void *B, int ldb, const float *C, int ldc) {
+    MS_CHECK((ta == 'N' || ta == 'T') && (tb == 'N' || tb == 'T'));
+    MS_CHECK(M >= 0 && N >= 0 && K >= 0 && C);
+    MS_CHECK(ldc >= (N > 1 ? N : 1));
+    MS_CHECK(lda >= ((ta == 'N' ? K : M) > 1 ? (ta == 'N' ? K : M) : 1));
+    MS_CHECK(ldb >= ((tb == 'N' ? N : K) > 1 ? (tb == 'N' ? N : K) : 1));
+    MS_CHECK(K == 0 || (A && B));
+}
+
+/* C = beta C (also when K = 0, where oneDNN has no product to run). */
+static void scale_c(int M, int N, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++) {
+        float *c = C + (size_t)i * ldc;
+        if (beta == 0.0f) memset(c, 0, sizeof(float) * (size_t)N);
+        else
+            for (int j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+static void gemm_blocked(char ta, char tb, int M, int N, int K, float alpha, const void *A,
+                         int lda, const void *B, int ldb, float beta, float *C, int ldc,
+                         int bf16) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    blocking bl = plan(M, N, K);
+    int nt = omp_in_parallel() ? 1 : ms_get_threads();
+    if (nt > bl.nblk) nt = bl.nblk;
+    if (nt <= 1) {
+        /* oneDNN would spread a call made outside a parallel region over all threads (and
+         * might split K): keep it on this thread. */
+#pragma omp parallel num_threads(2) if (!omp_in_parallel() && omp_get_max_threads() > 1)
+        {
+            if (omp_get_thread_num() == 0)
+                for (int i = 0; i < bl.nblk; i++)
+                    run_block(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, &bl, i);
+        }
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int i = 0; i < bl.nblk; i++)
+        run_block(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bf16, &bl, i);
+}
+
+/* ---- public entry points ------------------------------------------------------------------ */
+
+/* Grow-only per-thread scratch for rounded operands (never freed while the thread lives; the
+ * largest request so far is kept). */
+static _Thread_local ms_bf16 *tl_scratch;
+static _Thread_local size_t tl_scratch_n;
+
+static ms_bf16 *scratch(size_t n) {
+    if (n > tl_scratch_n) {
+        free(tl_scratch);
+        tl_scratch = ms_xmalloc(sizeof(ms_bf16) * n);
+        tl_scratch_n = n;
+    }
+    return tl_scratch;
+}
+
+/* Elements spanned by a stored matrix of `rows` rows of stride ld with `cols` used columns. */
+static size_t span(int rows, int cols, int ld) {
+    return rows > 0 ? (size_t)(rows - 1) * ld + (size_t)cols : 0;
+}
+
+void ms_gemm(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc, ms_precision prec) {
+    check_args(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+    if (prec == MS_PREC_F32) {
+        gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 0);
+        return;
+    }
+    MS_CHECK(prec == MS_PREC_BF16 && ms_bf16_supported());
+    if (M == 0 || N == 0 || K == 0) {
+        gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+        return;
+    }
+    size_t na = ta == 'N' ? span(M, K, lda) : span(K, M, lda);
+    size_t nb = tb == 'N' ? span(K, N, ldb) : span(N, K, ldb);
+    ms_bf16 *s = scratch(na + nb);
+    /* the gaps between rows (ld > cols) are rounded too: harmless, and one flat loop */
+    ms_bf16_from_f32(s, A, na);
+    ms_bf16_from_f32(s + na, B, nb);
+    gemm_blocked(ta, tb, M, N, K, alpha, s, lda, s + na, ldb, beta, C, ldc, 1);
+}
+
+void ms_gemm_bf16(char ta, char tb, int M, int N, int K, float alpha, const ms_bf16 *A, int lda,
+                  const ms_bf16 *B, int ldb, float beta, float *C, int ldc) {
+    check_args(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+    MS_CHECK(ms_bf16_supported());
+    gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
+}
+
+void ms_gemm_ref(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc, ms_precision prec) {
+    check_args(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < K; k++) {
+                float a = ta == 'N' ? A[(size_t)i * lda + k] : A[(size_t)k * lda + i];
+                float b = tb == 'N' ? B[(size_t)k * ldb + j] : B[(size_t)j * ldb + k];
+                if (prec == MS_PREC_BF16) {
+                    a = ms_bf16_to_f32(ms_bf16_round(a));
+                    b = ms_bf16_to_f32(ms_bf16_round(b));
+                }
+                acc += (double)a * (double)b;
+            }
+            float *c = C + (size_t)i * ldc + j;
+            double prev = beta == 0.0f ? 0.0 : (double)beta * (double)*c;
+            *c = (float)((double)alpha * acc + prev);
+        }
+}

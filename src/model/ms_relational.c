@@ -1,0 +1,462 @@
+/* ms_relational.c: the "relational" selector architecture (arch.h): a sequential
+ * Plackett-Luce policy over rotation-invariant, pool-relative features, a residual over
+ * MaxHerding's coverage gain.
+ *
+ * Per pool of T items x (T, D) (raw rows), everything in double:
+ *   u_i = x_i / |x_i|                      unit rows (what the predictor and MaxHerding use)
+ *   m   = mean_i x_i,  z_i = (x_i - m) / |x_i - m|     centred unit rows (per-pool centring)
+ *   reference columns: R = min(T, MS_REL_REF) items ref_j = floor(j T / R) (all items for
+ *   pools up to MS_REL_REF; larger pools are described against an evenly spaced subset)
+ *   kernel    k_ij = exp(u_i . u_ref_j - 1)    (MaxHerding's exp(-|u_i - u_j|^2 / 2))
+ * Features f_i (F = 5), each a function of the pool only, invariant to any rotation of the
+ * embedding space and to the pool's order:
+ *   f0 = zscore(c)   c_i = cosine of u_i to the mean of the u (typicality in the pool)
+ *   f1 = zscore(d)   d_i = mean of the kappa = min(5, R-1) largest z_i . z_ref_j, ref_j != i
+ *                    (k-NN density after centring)
+ *   f2 = rank(c), f3 = rank(d)   rank_i = #{j : v_j < v_i} / (T - 1)   (0 when T = 1)
+ *   f4 = |x_i - m| / mean_j |x_j - m| - 1   (how far out the item sits; 0 if all equal)
+ * zscore(v) = (v - mean v) / (std v + 1e-6) over the pool (population std).
+ *
+ * Static score (the MLP):  h_i = tanh(W1 f_i + b1)  (H),  s_i = w2 . h_i.
+ * Step t = 0..K-1 with picked set S_t (remaining items only):
+ *   r_i^t  = max_{p in S_t} z_i . z_p    (0 when S_t is empty)         redundancy
+ *   cov_j  = max_{p in S_t} k_pj         (0 when S_t is empty)
+ *   gain_i = (1/R) sum_j max(0, k_ij - cov_j),  g_i^t = gain_i / max_{remaining} gain
+ *            (0 when that maximum is 0)                                coverage gain
+ *   l_i^t  = s_i - a r_i^t + b g_i^t
+ * The draw picks pi_t ~ softmax(l^t) over the remaining items (Gumbel-argmax); greedy takes
+ * the argmax (ties: lowest index). log p = sum_t [ l_{pi_t}^t - logsumexp_{remaining} l^t ].
+ * Gradient: with dl_i^t = [i = pi_t] - softmax_t(l^t)_i,
+ *   ds_i = sum_t dl_i^t,  da = -sum_t sum_i dl_i^t r_i^t,  db = sum_t sum_i dl_i^t g_i^t,
+ * and through the MLP: dw2 += sum_i ds_i h_i, dpre_i = ds_i w2 * (1 - h_i^2),
+ * dW1 += sum_i dpre_i f_i^T, db1 += sum_i dpre_i. The features carry no parameters.
+ *
+ * Initialisation: W1, b1 ~ U(-1/sqrt(F), 1/sqrt(F)); w2 = 0, a = 0, b = 5, so the untrained
+ * policy's greedy decode is MaxHerding's greedy on the reference columns and training
+ * learns a correction of it.
+ *
+ * Memory: per pool O(T R) floats for the kernel plus O(T (D + F + H) + K T) doubles, sized
+ * once per work object for (Bmax, Tmax, Kmax). Pools run in parallel (one per thread);
+ * gradients are summed per pool and then in pool order, so results do not depend on the
+ * thread count.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "medselect/arch.h"
+#include "medselect/strategy.h"
+#include "model/ms_relational.h"
+
+enum { T_W1 = 0, T_B1, T_W2, T_RED, T_COV, N_T };
+
+static ms_status rel_layout(ms_net *net) {
+    static const char *const names[N_T] = {"rel.fc1.weight", "rel.fc1.bias", "rel.fc2.weight",
+                                           "rel.redundancy", "rel.coverage"};
+    if (net->H > 4096) return ms_fail(MS_ERR_ARG, "selector relational: hidden size %d is larger than 4096", net->H);
+    net->ntensors = N_T;
+    for (int i = 0; i < N_T; i++) snprintf(net->tensor[i].name, sizeof net->tensor[i].name, "%s", names[i]);
+    net->tensor[T_W1].ndim = 2, net->tensor[T_W1].shape[0] = net->H, net->tensor[T_W1].shape[1] = MS_REL_F;
+    net->tensor[T_B1].ndim = 1, net->tensor[T_B1].shape[0] = net->H;
+    net->tensor[T_W2].ndim = 2, net->tensor[T_W2].shape[0] = 1, net->tensor[T_W2].shape[1] = net->H;
+    net->tensor[T_RED].ndim = 1, net->tensor[T_RED].shape[0] = 1;
+    net->tensor[T_COV].ndim = 1, net->tensor[T_COV].shape[0] = 1;
+    return MS_OK;
+}
+
+/* Options: redundancy=A, coverage=B (initial a and b; defaults 0 and 5). */
+static ms_status rel_check_opts(const char *opts) {
+    static const char *const known[] = {"redundancy", "coverage", NULL};
+    ms_status st = ms_opt_check("relational", opts, known);
+    double v;
+    int found;
+    if (!st) st = ms_opt_double(opts, "redundancy", &v, &found);
+    if (!st) st = ms_opt_double(opts, "coverage", &v, &found);
+    return st;
+}
+
+static void rel_randomize(ms_net *net, uint64_t seed, const char *opts) {
+    double a0 = 0.0, b0 = 5.0;
+    int found;
+    if (opts && *opts) {
+        MS_CHECK(ms_opt_double(opts, "redundancy", &a0, &found) == MS_OK);
+        MS_CHECK(ms_opt_double(opts, "coverage", &b0, &found) == MS_OK);
+    }
+    double k = 1.0 / sqrt((double)MS_REL_F);
+    for (int i = 0; i < 2; i++) {
+        ms_rng r;
+        ms_rng_init(&r, seed, MS_STREAM_INIT, (uint64_t)i);
+        float *p = ms_net_tensor_data(net, i);
+        for (size_t j = 0; j < net->tensor[i].size; j++) p[j] = (float)(k * (2.0 * ms_rng_uniform(&r) - 1.0));
+    }
+    memset(ms_net_tensor_data(net, T_W2), 0, sizeof(float) * (size_t)net->H);
+    ms_net_tensor_data(net, T_RED)[0] = (float)a0;
+    ms_net_tensor_data(net, T_COV)[0] = (float)b0;
+}
+
+/* ---- features ----------------------------------------------------------------------- */
+
+static void zscore(double *v, int T) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < T; i++) mean += v[i];
+    mean /= T;
+    for (int i = 0; i < T; i++) var += (v[i] - mean) * (v[i] - mean);
+    double sd = sqrt(var / T) + 1e-6;
+    for (int i = 0; i < T; i++) v[i] = (v[i] - mean) / sd;
+}
+
+static void ranks(double *out, const double *v, int T) {
+    for (int i = 0; i < T; i++) {
+        int c = 0;
+        for (int j = 0; j < T; j++) c += v[j] < v[i];
+        out[i] = T > 1 ? (double)c / (T - 1) : 0.0;
+    }
+}
+
+int ms_rel_nref(int T) { return T < MS_REL_REF ? T : MS_REL_REF; }
+
+/* One pool's precomputation. x (T, D). Out: z (T, D) centred unit rows, kern (T, R) kernel
+ * values against the reference columns, feat (T, F). scratch: 4 T + R doubles. */
+void ms_rel_features(double *feat, float *z, float *kern, const float *x, int T, int D,
+                     double *scratch) {
+    int R = ms_rel_nref(T);
+    double *c = scratch, *d = c + T, *nrm = d + T, *tmp = nrm + T, *top = tmp + T;
+    double *mu = top + R; /* D doubles follow: the caller sized scratch with ms_rel_scratch */
+    double *uc = mu + D;
+    memset(mu, 0, sizeof(double) * (size_t)D);
+    memset(uc, 0, sizeof(double) * (size_t)D);
+    for (int i = 0; i < T; i++) {
+        const float *xi = x + (size_t)i * D;
+        double s = 0;
+        for (int k = 0; k < D; k++) s += (double)xi[k] * xi[k];
+        s = s > 0 ? 1.0 / sqrt(s) : 0.0;
+        for (int k = 0; k < D; k++) mu[k] += xi[k], uc[k] += xi[k] * s;
+    }
+    for (int k = 0; k < D; k++) mu[k] /= T;
+    double ucn = 0;
+    for (int k = 0; k < D; k++) ucn += uc[k] * uc[k];
+    ucn = ucn > 0 ? 1.0 / sqrt(ucn) : 0.0;
+    double mean_n = 0;
+    for (int i = 0; i < T; i++) {
+        const float *xi = x + (size_t)i * D;
+        double s = 0, cu = 0, n2 = 0;
+        for (int k = 0; k < D; k++) {
+            double e = xi[k] - mu[k];
+            n2 += e * e;
+            s += (double)xi[k] * xi[k];
+            cu += (double)xi[k] * uc[k];
+        }
+        c[i] = s > 0 ? cu * ucn / sqrt(s) : 0.0;
+        nrm[i] = sqrt(n2);
+        mean_n += nrm[i];
+        float *zi = z + (size_t)i * D;
+        for (int k = 0; k < D; k++) zi[k] = nrm[i] > 0 ? (float)((xi[k] - mu[k]) / nrm[i]) : 0.0f;
+    }
+    mean_n /= T;
+    /* kernel and density against the reference columns */
+    int kappa = R - 1 < 5 ? R - 1 : 5;
+    for (int i = 0; i < T; i++) {
+        const float *xi = x + (size_t)i * D, *zi = z + (size_t)i * D;
+        double si = 0;
+        for (int k = 0; k < D; k++) si += (double)xi[k] * xi[k];
+        si = si > 0 ? 1.0 / sqrt(si) : 0.0;
+        int nt = 0;
+        for (int j = 0; j < R; j++) {
+            int rj = (int)((long)j * T / R);
+            const float *xr = x + (size_t)rj * D, *zr = z + (size_t)rj * D;
+            double sr = 0, dot = 0, zz = 0;
+            for (int k = 0; k < D; k++) {
+                sr += (double)xr[k] * xr[k];
+                dot += (double)xi[k] * xr[k];
+                zz += (double)zi[k] * zr[k];
+            }
+            double cosu = sr > 0 ? dot * si / sqrt(sr) : 0.0;
+            kern[(size_t)i * R + j] = (float)exp(cosu - 1.0);
+            if (rj == i || kappa <= 0) continue;
+            /* keep the kappa largest centred cosines (insertion into a short sorted list) */
+            if (nt < kappa) {
+                int p = nt++;
+                while (p > 0 && top[p - 1] < zz) top[p] = top[p - 1], p--;
+                top[p] = zz;
+            } else if (zz > top[kappa - 1]) {
+                int p = kappa - 1;
+                while (p > 0 && top[p - 1] < zz) top[p] = top[p - 1], p--;
+                top[p] = zz;
+            }
+        }
+        double sum = 0;
+        for (int q = 0; q < nt; q++) sum += top[q];
+        d[i] = nt ? sum / nt : 0.0;
+    }
+    for (int i = 0; i < T; i++) {
+        double *f = feat + (size_t)i * MS_REL_F;
+        f[4] = mean_n > 0 ? nrm[i] / mean_n - 1.0 : 0.0;
+    }
+    ranks(tmp, c, T);
+    for (int i = 0; i < T; i++) feat[(size_t)i * MS_REL_F + 2] = tmp[i];
+    ranks(tmp, d, T);
+    for (int i = 0; i < T; i++) feat[(size_t)i * MS_REL_F + 3] = tmp[i];
+    zscore(c, T);
+    zscore(d, T);
+    for (int i = 0; i < T; i++) feat[(size_t)i * MS_REL_F + 0] = c[i], feat[(size_t)i * MS_REL_F + 1] = d[i];
+}
+
+size_t ms_rel_scratch(int T, int D) { return 4 * (size_t)T + (size_t)ms_rel_nref(T) + 2 * (size_t)D; }
+
+/* ---- the sequential policy of one pool ---------------------------------------------- */
+
+/* Per-pool state kept for the backward pass. */
+typedef struct {
+    double *feat;   /* (T, F) */
+    double *hid;    /* (T, H) tanh activations */
+    double *s;      /* (T) static scores */
+    float *z;       /* (T, D) */
+    float *kern;    /* (T, R) */
+    double *red;    /* (Kmax, T) r^t */
+    double *gn;     /* (Kmax, T) g^t */
+    double *lg;     /* (Kmax, T) l^t */
+    double *lse;    /* (Kmax) */
+    double *cov;    /* (R) */
+    double *gain;   /* (T) */
+    double *scratch;
+    unsigned char *taken; /* (T) */
+    int *picks;     /* (Kmax) */
+    int T, n;
+    double *grad;   /* (count) this pool's gradient, double */
+} rel_pool;
+
+typedef struct {
+    int Bmax, Tmax, Kmax, D, H;
+    size_t count;
+    rel_pool *pool;  /* (Bmax) */
+    void *memory;
+    int B, last_greedy;
+} rel_work;
+
+static void *rel_work_new(const ms_net *net, int Bmax, int Tmax, int Kmax) {
+    rel_work *w = ms_xcalloc(1, sizeof *w);
+    w->Bmax = Bmax, w->Tmax = Tmax, w->Kmax = Kmax, w->D = net->D, w->H = net->H;
+    w->count = net->count;
+    int R = ms_rel_nref(Tmax), D = net->D, H = net->H;
+    size_t T = (size_t)Tmax, K = (size_t)Kmax;
+    size_t nd = T * MS_REL_F + T * H + T + 3 * K * T + K + R + T + ms_rel_scratch(Tmax, D) + net->count;
+    size_t nf = T * D + T * R;
+    /* one block per pool, a multiple of 64 bytes so that every block's doubles are aligned */
+    size_t per = (nd * sizeof(double) + nf * sizeof(float) + T + K * sizeof(int) + 63) / 64 * 64;
+    w->pool = ms_xcalloc((size_t)Bmax, sizeof(rel_pool));
+    w->memory = ms_xmalloc(per * (size_t)Bmax);
+    for (int b = 0; b < Bmax; b++) {
+        char *base = (char *)w->memory + per * (size_t)b;
+        double *dp = (double *)base;
+        rel_pool *p = &w->pool[b];
+        p->feat = dp, dp += T * MS_REL_F;
+        p->hid = dp, dp += T * H;
+        p->s = dp, dp += T;
+        p->red = dp, dp += K * T;
+        p->gn = dp, dp += K * T;
+        p->lg = dp, dp += K * T;
+        p->lse = dp, dp += K;
+        p->cov = dp, dp += R;
+        p->gain = dp, dp += T;
+        p->scratch = dp, dp += ms_rel_scratch(Tmax, D);
+        p->grad = dp, dp += net->count;
+        float *fp = (float *)dp;
+        p->z = fp, fp += T * D;
+        p->kern = fp, fp += T * R;
+        int *ip = (int *)fp;
+        p->picks = ip, ip += K;
+        p->taken = (unsigned char *)ip;
+    }
+    return w;
+}
+
+static void rel_work_free(void *p) {
+    rel_work *w = p;
+    if (!w) return;
+    free(w->memory);
+    free(w->pool);
+    free(w);
+}
+
+/* Runs one pool: features, static scores, then k sequential steps. Returns log p. */
+/* forced (k) not NULL: the draw is forced[0..k) instead (scoring a given ordered selection). */
+static double rel_pool_run(const ms_net *net, rel_pool *p, const float *x, int T, int k,
+                           int greedy, ms_rng *rng, const int *forced, int *out, float *logits0) {
+    int D = net->D, H = net->H, R = ms_rel_nref(T);
+    const float *W1 = ms_net_tensor_data(net, T_W1), *b1 = ms_net_tensor_data(net, T_B1);
+    const float *w2 = ms_net_tensor_data(net, T_W2);
+    double a = ms_net_tensor_data(net, T_RED)[0], bc = ms_net_tensor_data(net, T_COV)[0];
+    p->T = T;
+    ms_rel_features(p->feat, p->z, p->kern, x, T, D, p->scratch);
+    for (int i = 0; i < T; i++) {
+        const double *f = p->feat + (size_t)i * MS_REL_F;
+        double *h = p->hid + (size_t)i * H, s = 0;
+        for (int u = 0; u < H; u++) {
+            double pre = b1[u];
+            for (int q = 0; q < MS_REL_F; q++) pre += (double)W1[u * MS_REL_F + q] * f[q];
+            h[u] = tanh(pre);
+            s += (double)w2[u] * h[u];
+        }
+        p->s[i] = s;
+    }
+    memset(p->taken, 0, (size_t)T);
+    for (int j = 0; j < R; j++) p->cov[j] = 0;
+    double logp = 0;
+    for (int t = 0; t < k; t++) {
+        double *red = p->red + (size_t)t * T, *gn = p->gn + (size_t)t * T, *lg = p->lg + (size_t)t * T;
+        double gmax = 0;
+        for (int i = 0; i < T; i++) {
+            if (p->taken[i]) continue;
+            const float *ki = p->kern + (size_t)i * R;
+            double g = 0;
+            for (int j = 0; j < R; j++) {
+                double e = ki[j] - p->cov[j];
+                if (e > 0) g += e;
+            }
+            p->gain[i] = g / R;
+            if (p->gain[i] > gmax) gmax = p->gain[i];
+        }
+        double lmax = -INFINITY;
+        int best = -1;
+        double bestv = -INFINITY;
+        for (int i = 0; i < T; i++) {
+            if (p->taken[i]) {
+                red[i] = gn[i] = 0;
+                lg[i] = -INFINITY;
+                continue;
+            }
+            if (t == 0) red[i] = 0;
+            else {
+                const float *zi = p->z + (size_t)i * D, *zp = p->z + (size_t)p->picks[t - 1] * D;
+                double dot = 0;
+                for (int q = 0; q < D; q++) dot += (double)zi[q] * zp[q];
+                double prev = t == 1 ? -INFINITY : p->red[(size_t)(t - 1) * T + i];
+                red[i] = dot > prev ? dot : prev;
+            }
+            gn[i] = gmax > 0 ? p->gain[i] / gmax : 0.0;
+            lg[i] = p->s[i] - a * red[i] + bc * gn[i];
+            if (lg[i] > lmax) lmax = lg[i];
+            if (forced) continue;
+            double v = greedy ? lg[i] : lg[i] + ms_rng_gumbel(rng);
+            if (v > bestv) bestv = v, best = i;
+        }
+        if (t == 0 && logits0)
+            for (int i = 0; i < T; i++) logits0[i] = (float)lg[i];
+        double se = 0;
+        for (int i = 0; i < T; i++)
+            if (!p->taken[i]) se += exp(lg[i] - lmax);
+        p->lse[t] = lmax + log(se);
+        if (forced) {
+            best = forced[t];
+            MS_CHECK(best >= 0 && best < T && !p->taken[best]);
+        }
+        MS_CHECK(best >= 0);
+        logp += lg[best] - p->lse[t];
+        p->picks[t] = best;
+        out[t] = best;
+        p->taken[best] = 1;
+        const float *kb = p->kern + (size_t)best * R;
+        for (int j = 0; j < R; j++)
+            if (kb[j] > p->cov[j]) p->cov[j] = kb[j];
+    }
+    p->n = k;
+    return logp;
+}
+
+/* p->grad = d logp / d params of the pool's last draw (double). */
+static void rel_pool_backward(const ms_net *net, rel_pool *p) {
+    int T = p->T, H = net->H;
+    const float *w2 = ms_net_tensor_data(net, T_W2);
+    double *g = p->grad;
+    memset(g, 0, sizeof(double) * net->count);
+    double *ds = p->gain; /* reuse (T) */
+    for (int i = 0; i < T; i++) ds[i] = 0;
+    double da = 0, db = 0;
+    memset(p->taken, 0, (size_t)T);
+    for (int t = 0; t < p->n; t++) {
+        const double *red = p->red + (size_t)t * T, *gn = p->gn + (size_t)t * T, *lg = p->lg + (size_t)t * T;
+        for (int i = 0; i < T; i++) {
+            if (p->taken[i]) continue;
+            double dl = (i == p->picks[t]) - exp(lg[i] - p->lse[t]);
+            ds[i] += dl;
+            da -= dl * red[i];
+            db += dl * gn[i];
+        }
+        p->taken[p->picks[t]] = 1;
+    }
+    double *gW1 = g + net->tensor[T_W1].offset, *gb1 = g + net->tensor[T_B1].offset;
+    double *gw2 = g + net->tensor[T_W2].offset;
+    g[net->tensor[T_RED].offset] = da;
+    g[net->tensor[T_COV].offset] = db;
+    for (int i = 0; i < T; i++) {
+        const double *h = p->hid + (size_t)i * H, *f = p->feat + (size_t)i * MS_REL_F;
+        for (int u = 0; u < H; u++) {
+            gw2[u] += ds[i] * h[u];
+            double dpre = ds[i] * w2[u] * (1.0 - h[u] * h[u]);
+            gb1[u] += dpre;
+            for (int q = 0; q < MS_REL_F; q++) gW1[u * MS_REL_F + q] += dpre * f[q];
+        }
+    }
+}
+
+static void rel_run(const ms_net *net, void *work, const float *x, int B, int T, const int *k,
+                    int kstride, ms_net_mode mode, ms_rng *rng, int *picks, int *n, double *logp,
+                    float *logits0) {
+    rel_work *w = work;
+    MS_CHECK(B <= w->Bmax && T <= w->Tmax);
+    MS_CHECK(mode.greedy || mode.sampler == MS_SAMPLER_WOR);
+    for (int b = 0; b < B; b++) MS_CHECK(k[b] >= 1 && k[b] <= T && k[b] <= w->Kmax);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int b = 0; b < B; b++) {
+        logp[b] = rel_pool_run(net, &w->pool[b], x + (size_t)b * T * net->D, T, k[b], mode.greedy,
+                               mode.greedy ? NULL : &rng[b], NULL, picks + (size_t)b * kstride,
+                               logits0 ? logits0 + (size_t)b * T : NULL);
+        n[b] = k[b];
+    }
+    w->B = B;
+    w->last_greedy = mode.greedy;
+}
+
+static void rel_backward(const ms_net *net, void *work, const float *x, const double *scale,
+                         float *grads) {
+    (void)x;
+    rel_work *w = work;
+    MS_CHECK(w->B > 0 && !w->last_greedy);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int b = 0; b < w->B; b++) rel_pool_backward(net, &w->pool[b]);
+    /* summed in pool order: independent of the thread count */
+    for (size_t q = 0; q < net->count; q++) {
+        double acc = 0;
+        for (int b = 0; b < w->B; b++) acc += scale[b] * w->pool[b].grad[q];
+        grads[q] += (float)acc;
+    }
+    w->B = 0;
+}
+
+double ms_rel_score_draw(const ms_net *net, void *work, const float *x, int T, const int *picks,
+                         int k) {
+    rel_work *w = work;
+    MS_CHECK(T <= w->Tmax && k >= 1 && k <= T && k <= w->Kmax);
+    int *out = ms_xmalloc(sizeof(int) * (size_t)k);
+    double lp = rel_pool_run(net, &w->pool[0], x, T, k, 0, NULL, picks, out, NULL);
+    free(out);
+    w->B = 1;
+    w->last_greedy = 0;
+    return lp;
+}
+
+const ms_arch ms_arch_relational = {
+    .name = "relational",
+    .summary = "sequential policy over rotation-invariant pool-relative features, a learned "
+               "residual over MaxHerding's coverage gain; greedy decoding gives one ranking",
+    .sequential = 1,
+    .default_hidden = 16,
+    .layout = rel_layout,
+    .randomize = rel_randomize,
+    .check_opts = rel_check_opts,
+    .work_new = rel_work_new,
+    .work_free = rel_work_free,
+    .run = rel_run,
+    .backward = rel_backward,
+};
