@@ -6,7 +6,7 @@
  * model, as `medselect embed` does, else 3; --rgb forces 3 channels), after one warm-up
  * pass, R times, and prints one line per repetition plus the median:
  * "medselect size=S batch=B threads=T channels=C median_img_s=X".
- * MODEL_DIR defaults to ../shared/models/cxr-simclr-resnet18-64.
+ * MODEL_DIR defaults to models/cxr-simclr-resnet18-64 (run from the repository root).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = "../shared/models/cxr-simclr-resnet18-64";
+    const char *model = "models/cxr-simclr-resnet18-64";
     int size = 64, batch = 32, threads = 2, reps = 5, rgb = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--size") && i + 1 < argc) size = atoi(argv[++i]);

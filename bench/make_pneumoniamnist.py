@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PneumoniaMNIST as a second hospital for medselect: the npz in ../shared/data/pneumoniamnist
+"""PneumoniaMNIST as a second hospital for medselect: the npz in data/pneumoniamnist
 (paediatric chest X-rays, Guangzhou, 28x28, label 0 normal / 1 pneumonia) turned into the
 reference layout and embedded with `medselect embed` and the shared encoder.
 
@@ -42,8 +42,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--npz", default=os.path.join(ROOT, "..", "shared", "data", "pneumoniamnist",
-                                                  "pneumoniamnist.npz"))
+    ap.add_argument("--npz", default=os.path.join(ROOT, "data", "pneumoniamnist", "pneumoniamnist.npz"))
     # the encoder in float32 as trained (../shared); the repository's F16 copy when that is absent
     model = os.path.join(ROOT, "..", "shared", "models", "cxr-simclr-resnet18-64")
     if not os.path.exists(os.path.join(model, "model.safetensors")):
