@@ -44,8 +44,8 @@ const char *ms_decode_rule(ms_decode d) {
     static const char *const rules[] = {
         "greedy: the K items with the highest logits",
         "sample: K distinct items drawn from the selector's policy (without replacement, Gumbel-top-k)",
-        "multinomial: K draws with replacement from softmax(logits), repeats kept and counted in the "
-        "classifier (the reference code's evaluation)",
+        ("multinomial: K draws with replacement from softmax(logits), repeats kept and counted in the "
+         "classifier (the reference code's evaluation)"),
     };
     MS_CHECK(d >= MS_DECODE_GREEDY && d <= MS_DECODE_MULTINOMIAL);
     return rules[d];
