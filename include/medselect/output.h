@@ -68,6 +68,10 @@ void ms_out_abort(ms_outfile *o);
 /* Writes `n` bytes to `path` through an output (atomic, parents created). */
 ms_status ms_write_file_atomic(const char *path, const void *data, size_t n);
 
+/* The folder part of `path` ("." when it has none, "/" for a file in the root), newly
+ * allocated: the caller frees it. */
+char *ms_path_dir(const char *path);
+
 /* mkdir -p: creates `dir` and its missing parents. The folders created (outermost first) are
  * appended to *made / *n_made when `made` is not NULL (the caller frees them with
  * ms_dirs_undo). Records an error naming the folder on failure (created folders are then

@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "medselect/embed.h"
 #include "medselect/io.h"
+#include "medselect/output.h"
 
 static void help(void) {
     printf("Usage: medselect embed --model MODEL_DIR --images LIST.csv --out OUT.csv [OPTIONS]\n\n"
@@ -63,18 +64,6 @@ static void help(void) {
 
 enum { OPT_MODEL = 256, OPT_IMAGES, OPT_ROOT, OPT_OUT, OPT_FORMAT, OPT_ON_ERROR, OPT_BATCH, OPT_THREADS,
        OPT_PRECISION };
-
-/* dir of a path ("." when none), newly allocated */
-static char *dir_of(const char *path) {
-    const char *s = strrchr(path, '/');
-    if (!s) return ms_xstrdup(".");
-    if (s == path) return ms_xstrdup("/");
-    size_t n = (size_t)(s - path);
-    char *d = ms_xmalloc(n + 1);
-    memcpy(d, path, n);
-    d[n] = 0;
-    return d;
-}
 
 static char *join(const char *dir, const char *rel) {
     if (rel[0] == '/') return ms_xstrdup(rel);
@@ -179,7 +168,7 @@ int ms_cmd_embed(int argc, char **argv) {
         return ms_cli_fail(cmd, st);
     }
     const int n = csv.n_rows, dim = ms_resnet_dim(net);
-    char *base = root ? ms_xstrdup(root) : dir_of(images);
+    char *base = root ? ms_xstrdup(root) : ms_path_dir(images);
     char **paths = ms_xmalloc(sizeof(char *) * (size_t)n);
     for (int i = 0; i < n; i++) paths[i] = join(base, csv.cell[(size_t)i * csv.n_cols + pcol]);
     float *emb = ms_xmalloc(sizeof(float) * (size_t)n * dim);

@@ -19,8 +19,7 @@
  * into the same folder recognises it. */
 static const char ms_tmp_tag[] = ".ms-tmp.";
 
-/* The folder of a path ("." when it has none), newly allocated. */
-static char *dir_of(const char *path) {
+char *ms_path_dir(const char *path) {
     const char *s = strrchr(path, '/');
     if (!s) return ms_xstrdup(".");
     while (s > path && s[-1] == '/') s--;
@@ -48,7 +47,7 @@ static char *join3(const char *a, const char *b, const char *c) {
 static char *tmp_name(const char *path) {
     static unsigned long counter;
     unsigned long n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-    char *dir = dir_of(path);
+    char *dir = ms_path_dir(path);
     const char *base = base_of(path);
     size_t len = strlen(dir) + strlen(base) + 64;
     char *t = ms_xmalloc(len);
@@ -173,7 +172,7 @@ ms_status ms_out_open(ms_outfile *o, const char *path) {
         return MS_OK;
     }
     if (!*path) return ms_fail(MS_ERR_ARG, "an output file name is empty");
-    char *dir = dir_of(path);
+    char *dir = ms_path_dir(path);
     ms_status st = ms_mkdirs(dir, &o->made, &o->n_made);
     if (st) {
         free(dir);
@@ -256,7 +255,7 @@ static ms_status out_publish(ms_outfile *o) {
     fclose(o->f); /* releases the flock after the name exists */
     o->f = NULL;
     o->fd = -1;
-    char *dir = dir_of(o->path);
+    char *dir = ms_path_dir(o->path);
     fsync_dir(dir);
     free(dir);
     free(o->tmp);
@@ -326,7 +325,7 @@ static long lock_owner(int fd) {
 ms_status ms_lock_acquire(ms_lock *l, const char *target, int kind) {
     memset(l, 0, sizeof *l);
     l->fd = -1;
-    char *dir = kind == MS_LOCK_FOLDER ? ms_xstrdup(target) : dir_of(target);
+    char *dir = kind == MS_LOCK_FOLDER ? ms_xstrdup(target) : ms_path_dir(target);
     ms_status st = ms_mkdirs(dir, &l->made, &l->n_made);
     if (st) {
         free(dir);
