@@ -62,7 +62,7 @@ static void test_registry(void) {
     MS_EXPECT(ms_arch_find("transformer") == NULL);
     const ms_arch *a;
     MS_EXPECT(ms_arch_parse("nope", &a) == MS_ERR_ARG && strstr(ms_last_error(), "bilstm,relational"));
-    MS_EXPECT(strcmp(ms_arch_names(), "bilstm,relational") == 0);
+    MS_EXPECT(strcmp(ms_arch_names(), "bilstm,relational,setattn") == 0);
     /* initialisation options */
     const char *opts;
     MS_EXPECT(ms_arch_parse_spec("relational:redundancy=8,coverage=1", &a, &opts) == MS_OK &&

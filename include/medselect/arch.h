@@ -23,6 +23,13 @@
  *               representative and turn to coverage. Files without the k-center and
  *               schedule tensors load with them 0: l_i^t = s_i - a r_i^t + b g_i^t.
  *               Greedy decoding gives a ranking whose every prefix is a selection.
+ *   setattn     the relational policy's sequential decoding with s_i from a permutation-
+ *               equivariant set encoder (src/model/ms_setattn.c): two self-attention layers
+ *               over the pool on the same pool-relative features, each attention logit
+ *               biased by a learned weight times the two items' centred cosine, then an MLP
+ *               of each item's encoding and the pool's mean encoding. No raw coordinates
+ *               enter, so the ranking is invariant to rotations and scalings of the
+ *               embedding space and (pools up to 512 items) equivariant to their order.
  *
  * Parameters of every architecture live in ONE float allocation (net->params, count
  * floats) described by a tensor table (name, shape, offset), so optimizers, checkpoints and
@@ -140,6 +147,7 @@ void ms_net_lstm_view(const ms_net *net, float *memory, ms_lstm_params *view);
 /* Built-in architectures (one file each in src/model). */
 extern const ms_arch ms_arch_bilstm;
 extern const ms_arch ms_arch_relational;
+extern const ms_arch ms_arch_setattn;
 
 #ifdef __cplusplus
 }
