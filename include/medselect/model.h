@@ -139,6 +139,11 @@ typedef struct {
     ms_bf16 *h_bf;     /* (Bmax, Tmax, 2H): hidden states (backward) */
     void *bf_memory;
     size_t bf_bytes;
+    /* The recurrent weights packed for the per-step products (gemm.h, ms_gemm_pack), made by
+     * the first forward in the cache's precision and re-packed by each forward (as W_hh^T
+     * for the forward steps) and backward (as W_hh for dh): [direction][0 forward, 1 backward]. */
+    struct ms_gemm_packed *whh_pack[2][2];
+    float *step;       /* (2, Bmax, 4H): per direction, one step's h_{t-1} W_hh^T */
 } ms_lstm_cache;
 
 void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax);

@@ -4,9 +4,12 @@
  *
  * Layout of the fast path (all batch-major, as the caller's x (B, T, D)):
  *   gates (B, T, 8H): per item [i f g o]_fwd [i f g o]_rev. The input projection writes the
- *         pre-activations x W_ih^T; each recurrent step adds h_{t-1} W_hh^T for the B tasks
- *         (one sgemm, leading dimension T*8H) and the gate loop replaces the pre-activations
- *         by the activations. The backward replaces those by dL/d(pre-activation).
+ *         pre-activations x W_ih^T; each recurrent step computes h_{t-1} W_hh^T for the B
+ *         tasks into a (B, 4H) step buffer (one product with W_hh packed once per pass,
+ *         gemm.h's ms_gemm_pack: at B = 64 re-packing the weight on every step cost as
+ *         much as the product) and the gate loop adds the two and replaces the
+ *         pre-activations by the activations. The backward replaces those by
+ *         dL/d(pre-activation).
  *   c, h  (B, T, 2H): [fwd | rev] cell and hidden states.
  * Direction d's recurrence is independent of the other direction's, so the two run on two
  * OpenMP threads; inside that region each ms_gemm runs on its calling thread, and ms_gemm's
@@ -129,8 +132,33 @@ static size_t cache_carve(ms_lstm_cache *c, char *base, int H, int Bmax, int Tma
     CARVE(dc, float, 2 * (size_t)Bmax * h);
     CARVE(dacc, double, 2 * 5 * h);
     CARVE(zeros, float, h);
+    CARVE(step, float, 2 * (size_t)Bmax * 4 * h);
 #undef CARVE
     return off;
+}
+
+/* The packed recurrent weight of direction `dir` for pass `pass` (0 forward: W_hh^T, the
+ * (H, 4H) right operand of h W_hh^T; 1 backward: W_hh, the (4H, H) right operand of
+ * dG W_hh), created on first use and re-packed from the current weights otherwise. */
+static struct ms_gemm_packed *whh_packed(ms_lstm_cache *c, const ms_lstm_params *p, int dir,
+                                         int pass) {
+    const int H = p->H;
+    const float *W = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
+    struct ms_gemm_packed **pk = &c->whh_pack[dir][pass];
+    if (!*pk)
+        *pk = pass ? ms_gemm_pack('N', H, 4 * H, W, H, c->prec)
+                   : ms_gemm_pack('T', 4 * H, H, W, H, c->prec);
+    else
+        ms_gemm_pack_update(*pk, W, H);
+    return *pk;
+}
+
+static void whh_packs_free(ms_lstm_cache *c) {
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 2; k++) {
+            ms_gemm_packed_free(c->whh_pack[d][k]);
+            c->whh_pack[d][k] = NULL;
+        }
 }
 
 size_t ms_lstm_cache_bytes(int D, int H, int Bmax, int Tmax) {
@@ -156,6 +184,7 @@ void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax) {
 
 void ms_lstm_cache_free(ms_lstm_cache *c) {
     if (!c) return;
+    whh_packs_free(c);
     free(c->memory);
     free(c->bf_memory);
     memset(c, 0, sizeof *c);
@@ -164,6 +193,7 @@ void ms_lstm_cache_free(ms_lstm_cache *c) {
 void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
     MS_CHECK(c && c->memory && (prec == MS_PREC_F32 || prec == MS_PREC_BF16));
     MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
+    whh_packs_free(c); /* packed in the old precision */
     free(c->bf_memory);
     c->bf_memory = NULL;
     c->bf_bytes = 0;
@@ -250,32 +280,41 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
                               int T) {
     const int H = p->H;
     const size_t H4 = 4 * (size_t)H, ldg = (size_t)T * 8 * H, ldh = (size_t)T * 2 * H;
-    const float *W_hh = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
     const float *bias = cache->bias + dir * H4;                     /* (4H) */
+    struct ms_gemm_packed *whh = whh_packed(cache, p, dir, 0);      /* W_hh^T (H, 4H) */
+    float *S = cache->step + (size_t)dir * cache->Bmax * H4;        /* (B, 4H) */
     for (int s = 0; s < T; s++) {
         int t = dir ? T - 1 - s : s, tp = dir ? t + 1 : t - 1;
         float *G = cache->gates + (size_t)t * 8 * H + dir * H4; /* row b at G + b*ldg */
         if (s > 0 && cache->prec == MS_PREC_BF16) { /* the same product on rounded operands */
             ms_bf16 *hb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
             rows_to_bf16(hb, cache->h + (size_t)tp * 2 * H + dir * H, B, H, ldh);
-            ms_gemm_bf16('N', 'T', B, (int)H4, H, 1.0f, hb, H, cache->w_hh_bf + dir * H4 * H, H,
-                         1.0f, G, (int)ldg);
-        } else if (s > 0) { /* G_t (B, 4H) += h_{t-1} (B, H) W_hh^T (H, 4H) */
-            ms_gemm('N', 'T', B, (int)H4, H, 1.0f, cache->h + (size_t)tp * 2 * H + dir * H,
-                    (int)ldh, W_hh, H, 1.0f, G, (int)ldg, MS_PREC_F32);
+            ms_gemm_packed_run_bf16(whh, B, hb, H, S, (int)H4);
+        } else if (s > 0) { /* S (B, 4H) = h_{t-1} (B, H) W_hh^T (H, 4H) */
+            /* h_{t-1} gathered into a dense (B, H) copy (the backward's dh scratch, unused
+             * now): the same operand layout as ms_lstm_infer's, so the same kernel runs and
+             * the two paths give the same bits */
+            float *hp = cache->dh + (size_t)dir * cache->Bmax * H;
+            for (int b = 0; b < B; b++)
+                memcpy(hp + (size_t)b * H, cache->h + (size_t)b * ldh + (size_t)tp * 2 * H + dir * H,
+                       sizeof(float) * (size_t)H);
+            ms_gemm_packed_run(whh, B, hp, H, S, (int)H4);
+        } else { /* h_{-1} = 0 */
+            memset(S, 0, sizeof(float) * (size_t)B * H4);
         }
         for (int b = 0; b < B; b++) {
             float *g = G + (size_t)b * ldg;
+            const float *sb = S + (size_t)b * H4;
             size_t row = ((size_t)b * T + t) * 2 * H + dir * H;
             const float *cp = s > 0 ? cache->c + ((size_t)b * T + tp) * 2 * H + dir * H
                                     : cache->zeros;
             float *cc = cache->c + row, *hh = cache->h + row;
 #pragma omp simd
             for (int j = 0; j < H; j++) {
-                float gi = fast_sigmoid(g[j] + bias[j]);
-                float gf = fast_sigmoid(g[H + j] + bias[H + j]);
-                float gg = fast_tanh(g[2 * H + j] + bias[2 * H + j]);
-                float go = fast_sigmoid(g[3 * H + j] + bias[3 * H + j]);
+                float gi = fast_sigmoid(g[j] + sb[j] + bias[j]);
+                float gf = fast_sigmoid(g[H + j] + sb[H + j] + bias[H + j]);
+                float gg = fast_tanh(g[2 * H + j] + sb[2 * H + j] + bias[2 * H + j]);
+                float go = fast_sigmoid(g[3 * H + j] + sb[3 * H + j] + bias[3 * H + j]);
                 float cv = gf * cp[j] + gi * gg;
                 g[j] = gi;
                 g[H + j] = gf;
@@ -309,7 +348,6 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
     if (cache->prec == MS_PREC_BF16) {
         /* W_ih and W_ih_reverse are adjacent, W_hh and W_hh_reverse too */
         ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
-        ms_bf16_from_f32(cache->w_hh_bf, p->t[MS_LSTM_W_HH], 8 * (size_t)H * H);
         ms_bf16_from_f32(cache->x_bf, x, BT * D);
         ms_gemm_bf16('N', 'T', (int)BT, 8 * H, D, 1.0f, cache->x_bf, D, cache->w_ih_bf, D, 0.0f,
                      cache->gates, 8 * H);
@@ -345,7 +383,7 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                                const ms_lstm_params *p, int dir) {
     const int H = p->H, B = cache->B, T = cache->T;
     const size_t H4 = 4 * (size_t)H, ldg = (size_t)T * 8 * H;
-    const float *W_hh = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
+    struct ms_gemm_packed *whh = whh_packed(cache, p, dir, 1);      /* W_hh (4H, H) */
     const float *w = p->t[MS_LSTM_LIN_W] + dir * H;                 /* (H) */
     float *dh = cache->dh + (size_t)dir * cache->Bmax * H;          /* (B, H) */
     float *dc = cache->dc + (size_t)dir * cache->Bmax * H;          /* (B, H) */
@@ -385,10 +423,9 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
         if (s > 0 && cache->prec == MS_PREC_BF16) {
             ms_bf16 *gb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
             rows_to_bf16(gb, G, B, (int)H4, ldg);
-            ms_gemm_bf16('N', 'N', B, H, (int)H4, 1.0f, gb, (int)H4,
-                         cache->w_hh_bf + dir * H4 * H, H, 0.0f, dh, H);
+            ms_gemm_packed_run_bf16(whh, B, gb, (int)H4, dh, H);
         } else if (s > 0) { /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
-            ms_gemm('N', 'N', B, H, (int)H4, 1.0f, G, (int)ldg, W_hh, H, 0.0f, dh, H, MS_PREC_F32);
+            ms_gemm_packed_run(whh, B, G, (int)ldg, dh, H);
         }
     }
 }
@@ -477,6 +514,7 @@ static int infer_chunk(int B, int T) {
 
 typedef struct {
     float *gates;  /* (B, tc, 4H) */
+    float *step;   /* (B, 4H) one step's h_{t-1} W_hh^T */
     float *h, *c;  /* (B, H) the current state */
     float *bias;   /* (4H) b_ih + b_hh */
     double *part;  /* (B, T) w_d . h_t */
@@ -492,6 +530,7 @@ static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
         off += ((sizeof(type) * (n)) + 63) / 64 * 64;                                      \
     } while (0)
     CARVE(gates, float, b * tc * 4 * h);
+    CARVE(step, float, b * 4 * h);
     CARVE(h, float, b * h);
     CARVE(c, float, b * h);
     CARVE(bias, float, 4 * h);
@@ -520,10 +559,10 @@ static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *
     for (int r = 0; r < H4; r++)
         w->bias[r] = p->t[dir ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
                      p->t[dir ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
-    if (prec == MS_PREC_BF16) {
-        ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
-        ms_bf16_from_f32(w->w_hh, W_hh, (size_t)H4 * H);
-    }
+    if (prec == MS_PREC_BF16) ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
+    /* W_hh^T (H, 4H) packed once for the T steps (one pack per call: the call's steps
+     * outweigh it) */
+    struct ms_gemm_packed *whh = ms_gemm_pack('T', H4, H, W_hh, H, prec);
     memset(w->h, 0, sizeof(float) * (size_t)B * H);
     memset(w->c, 0, sizeof(float) * (size_t)B * H);
     for (int c0 = 0; c0 < T; c0 += tc) {
@@ -550,22 +589,25 @@ static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *
             const int t = dir ? T - 1 - s : s;
             float *G = w->gates + (size_t)(t - tlo) * H4; /* row b at G + b*n*4H */
             const int ldg = n * H4;
+            float *S = w->step;
             if (s > 0 && prec == MS_PREC_BF16) {
                 for (size_t i = 0; i < (size_t)B * H; i++) w->hb[i] = ms_bf16_round(w->h[i]);
-                ms_gemm_bf16('N', 'T', B, H4, H, 1.0f, w->hb, H, w->w_hh, H, 1.0f, G, ldg);
-            } else if (s > 0) { /* G (B, 4H) += h_{t-1} (B, H) W_hh^T */
-                ms_gemm('N', 'T', B, H4, H, 1.0f, w->h, H, W_hh, H, 1.0f, G, ldg, MS_PREC_F32);
+                ms_gemm_packed_run_bf16(whh, B, w->hb, H, S, H4);
+            } else if (s > 0) { /* S (B, 4H) = h_{t-1} (B, H) W_hh^T */
+                ms_gemm_packed_run(whh, B, w->h, H, S, H4);
+            } else {
+                memset(S, 0, sizeof(float) * (size_t)B * H4);
             }
             for (int b = 0; b < B; b++) {
-                const float *g = G + (size_t)b * ldg, *bias = w->bias;
+                const float *g = G + (size_t)b * ldg, *bias = w->bias, *sb = S + (size_t)b * H4;
                 float *cc = w->c + (size_t)b * H, *hh = w->h + (size_t)b * H;
                 double acc = 0.0;
 #pragma omp simd reduction(+ : acc)
                 for (int j = 0; j < H; j++) {
-                    float gi = fast_sigmoid(g[j] + bias[j]);
-                    float gf = fast_sigmoid(g[H + j] + bias[H + j]);
-                    float gg = fast_tanh(g[2 * H + j] + bias[2 * H + j]);
-                    float go = fast_sigmoid(g[3 * H + j] + bias[3 * H + j]);
+                    float gi = fast_sigmoid(g[j] + sb[j] + bias[j]);
+                    float gf = fast_sigmoid(g[H + j] + sb[H + j] + bias[H + j]);
+                    float gg = fast_tanh(g[2 * H + j] + sb[2 * H + j] + bias[2 * H + j]);
+                    float go = fast_sigmoid(g[3 * H + j] + sb[3 * H + j] + bias[3 * H + j]);
                     float cv = gf * cc[j] + gi * gg;
                     float hv = go * fast_tanh(cv);
                     cc[j] = cv;
@@ -576,6 +618,7 @@ static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *
             }
         }
     }
+    ms_gemm_packed_free(whh);
 }
 
 void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_params *p, int B,
