@@ -133,6 +133,13 @@ static size_t cache_carve(ms_lstm_cache *c, char *base, int H, int Bmax, int Tma
     CARVE(dacc, double, 2 * 5 * h);
     CARVE(zeros, float, h);
     CARVE(step, float, 2 * (size_t)Bmax * 4 * h);
+    size_t hcap = 1;
+    while (hcap < 2 * BT) hcap *= 2;
+    if (base) c->hcap = hcap;
+    CARVE(uniq, int, BT);
+    CARVE(first, int, BT);
+    CARVE(htab, int, hcap);
+    CARVE(hrow, uint64_t, BT);
 #undef CARVE
     return off;
 }
@@ -185,6 +192,7 @@ void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax) {
 void ms_lstm_cache_free(ms_lstm_cache *c) {
     if (!c) return;
     whh_packs_free(c);
+    free(c->u_memory);
     free(c->memory);
     free(c->bf_memory);
     memset(c, 0, sizeof *c);
@@ -272,6 +280,40 @@ static inline float fast_tanh(float x) {
     return x < 0 ? -r : r;
 }
 
+/* ---- repeated rows -------------------------------------------------------------------
+ * dedupe_rows: the distinct rows of x (n, D) in order of first appearance (bitwise
+ * equality, so the result is exact), found through a hash table; returns their number, or 0
+ * as soon as more than `cap` are distinct. Hashes are computed in parallel, the table is
+ * filled in row order, so the numbering does not depend on the thread count. */
+static int dedupe_rows(ms_lstm_cache *c, const float *x, size_t n, int D, int cap) {
+    const size_t mask = c->hcap - 1;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)n; r++)
+        c->hrow[r] = ms_fnv1a(x + (size_t)r * D, sizeof(float) * (size_t)D, 1469598103934665603ULL);
+    memset(c->htab, 0xff, sizeof(int) * c->hcap);
+    int U = 0;
+    for (size_t r = 0; r < n; r++) {
+        size_t slot = (size_t)c->hrow[r] & mask;
+        int u;
+        for (;;) {
+            u = c->htab[slot];
+            if (u < 0) break;
+            if (c->hrow[c->first[u]] == c->hrow[r] &&
+                memcmp(x + (size_t)c->first[u] * D, x + r * D, sizeof(float) * (size_t)D) == 0)
+                break;
+            slot = (slot + 1) & mask;
+        }
+        if (u < 0) {
+            if (U == cap) return 0;
+            u = U++;
+            c->first[u] = (int)r;
+            c->htab[slot] = u;
+        }
+        c->uniq[r] = u;
+    }
+    return U;
+}
+
 /* ---- fast forward ---------------------------------------------------------------------- */
 
 /* One direction's recurrence over all B tasks. Called by one thread; its ms_gemm calls run
@@ -344,8 +386,37 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
             cache->bias[d * 4 * H + r] = p->t[d ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
                                          p->t[d ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
     /* gates (B*T, 8H) = x (B*T, D) [W_ih; W_ih_reverse]^T (D, 8H): both directions, all
-     * tasks, one multi-threaded GEMM */
-    if (cache->prec == MS_PREC_BF16) {
+     * tasks, one multi-threaded GEMM; over the distinct rows only when they are few */
+    const int cap = (int)(BT / 2);
+    cache->U = BT >= 64 ? dedupe_rows(cache, x, BT, D, cap) : 0;
+    if (cache->U > 0 && !cache->u_memory) {
+        size_t ucap = (size_t)cache->Bmax * cache->Tmax / 2;
+        size_t xb = (sizeof(float) * ucap * D + 63) / 64 * 64;
+        cache->u_memory = alloc64(xb + sizeof(float) * ucap * 8 * H);
+        cache->xu = cache->u_memory;
+        cache->pu = (float *)((char *)cache->u_memory + xb);
+        cache->Ucap = (int)ucap;
+    }
+    if (cache->U > 0) {
+        const int U = cache->U;
+        MS_CHECK(U <= cache->Ucap);
+        for (int u = 0; u < U; u++)
+            memcpy(cache->xu + (size_t)u * D, x + (size_t)cache->first[u] * D, sizeof(float) * (size_t)D);
+        /* pu (U, 8H) = xu (U, D) [W_ih; W_ih_reverse]^T, then row r of gates = pu[uniq[r]] */
+        if (cache->prec == MS_PREC_BF16) {
+            ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
+            ms_bf16_from_f32(cache->x_bf, cache->xu, (size_t)U * D);
+            ms_gemm_bf16('N', 'T', U, 8 * H, D, 1.0f, cache->x_bf, D, cache->w_ih_bf, D, 0.0f,
+                         cache->pu, 8 * H);
+        } else {
+            ms_gemm('N', 'T', U, 8 * H, D, 1.0f, cache->xu, D, p->t[MS_LSTM_W_IH], D, 0.0f,
+                    cache->pu, 8 * H, MS_PREC_F32);
+        }
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < (long)BT; r++)
+            memcpy(cache->gates + (size_t)r * 8 * H, cache->pu + (size_t)cache->uniq[r] * 8 * H,
+                   sizeof(float) * 8 * (size_t)H);
+    } else if (cache->prec == MS_PREC_BF16) {
         /* W_ih and W_ih_reverse are adjacent, W_hh and W_hh_reverse too */
         ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
         ms_bf16_from_f32(cache->x_bf, x, BT * D);
@@ -460,7 +531,33 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
     float *dG = cache->gates; /* (B*T, 8H) pre-activation gradients */
     const int bf = cache->prec == MS_PREC_BF16;
     /* [dW_ih; dW_ih_reverse] (8H, D) += dG^T (8H, B*T) x (B*T, D) */
-    if (bf) {
+    if (cache->U > 0) {
+        /* = pu^T (8H, U) xu (U, D) with pu[u] = the sum of dG over the rows of distinct row
+         * u, added in row order (each thread owns a range of the 8H columns) */
+        const int U = cache->U;
+        float *pu = cache->pu;
+        memset(pu, 0, sizeof(float) * (size_t)U * 8 * H);
+        const int ncol = 8 * H, nchunk = (ncol + 255) / 256;
+#pragma omp parallel for schedule(static)
+        for (int ch = 0; ch < nchunk; ch++) {
+            int j0 = ch * 256, j1 = j0 + 256 < ncol ? j0 + 256 : ncol;
+            for (size_t r = 0; r < BT; r++) {
+                float *dst = pu + (size_t)cache->uniq[r] * ncol;
+                const float *src = dG + r * ncol;
+#pragma omp simd
+                for (int j = j0; j < j1; j++) dst[j] += src[j];
+            }
+        }
+        if (bf) {
+            ms_bf16_from_f32(cache->dg_bf, pu, (size_t)U * ncol);
+            ms_gemm_bf16('T', 'N', ncol, D, U, 1.0f, cache->dg_bf, ncol, cache->x_bf, D, 1.0f,
+                         grads->t[MS_LSTM_W_IH], D);
+            ms_bf16_from_f32(cache->dg_bf, dG, BT * ncol); /* for dW_hh below */
+        } else {
+            ms_gemm('T', 'N', ncol, D, U, 1.0f, pu, ncol, cache->xu, D, 1.0f,
+                    grads->t[MS_LSTM_W_IH], D, MS_PREC_F32);
+        }
+    } else if (bf) {
         ms_bf16_from_f32(cache->dg_bf, dG, BT * 8 * H);
         ms_gemm_bf16('T', 'N', 8 * H, D, (int)BT, 1.0f, cache->dg_bf, 8 * H, cache->x_bf, D, 1.0f,
                      grads->t[MS_LSTM_W_IH], D);
