@@ -341,8 +341,9 @@ static void test_bf16_vs_f32(void) {
 /* ---- forward-only scoring ------------------------------------------------------------
  * ms_lstm_infer against ms_lstm_forward: pools long enough for several chunks (and a
  * partial last one), one and several tasks, 1 and 2 threads (bitwise), both precisions. */
-static void test_infer(int B, int T, int D, int H, ms_precision prec) {
-    printf("-- infer vs forward, %s (B=%d T=%d D=%d H=%d)\n", ms_precision_name(prec), B, T, D, H);
+static void test_infer(int B, int T, int D, int H, ms_precision prec, int dup) {
+    printf("-- infer vs forward, %s (B=%d T=%d D=%d H=%d%s)\n", ms_precision_name(prec), B, T, D, H,
+           dup ? ", repeated rows" : "");
     ms_lstm_params p;
     ms_lstm_params_init(&p, D, H);
     ms_lstm_params_randomize(&p, 51);
@@ -351,6 +352,8 @@ static void test_infer(int B, int T, int D, int H, ms_precision prec) {
     float *lf = malloc(sizeof(float) * BT), *l1 = malloc(sizeof(float) * BT),
           *l2 = malloc(sizeof(float) * BT);
     fill_normal(x, BT * D, 52, 1.0 / sqrt((double)D));
+    for (size_t r = 0; dup && r < BT; r++)
+        memcpy(x + r * D, x + ((3 * r + 2) % (size_t)dup) * D, sizeof(float) * (size_t)D);
     ms_lstm_cache c;
     ms_lstm_cache_init(&c, D, H, B, T);
     ms_lstm_cache_set_precision(&c, prec);
@@ -944,12 +947,15 @@ int main(void) {
     test_fast_vs_ref(4, 20, 9, 8, 35, 1);
     test_threads(MS_PREC_F32, 0);
     test_threads(MS_PREC_F32, 300);
-    test_infer(1, 1300, 24, 16, MS_PREC_F32);
-    test_infer(5, 900, 24, 16, MS_PREC_F32);
-    test_infer(2, 3, 7, 5, MS_PREC_F32);
+    test_infer(1, 1300, 24, 16, MS_PREC_F32, 0);
+    test_infer(5, 900, 24, 16, MS_PREC_F32, 0);
+    test_infer(8, 40, 24, 32, MS_PREC_F32, 50);
+    test_infer(3, 1500, 24, 16, MS_PREC_F32, 700); /* chunked pools */
+    test_infer(2, 3, 7, 5, MS_PREC_F32, 0);
     if (ms_bf16_supported()) {
-        test_infer(1, 1300, 24, 16, MS_PREC_BF16);
-        test_infer(5, 900, 24, 16, MS_PREC_BF16);
+        test_infer(1, 1300, 24, 16, MS_PREC_BF16, 0);
+        test_infer(5, 900, 24, 16, MS_PREC_BF16, 0);
+        test_infer(8, 40, 24, 32, MS_PREC_BF16, 50);
     }
     if (ms_bf16_supported()) {
         test_threads(MS_PREC_BF16, 0);

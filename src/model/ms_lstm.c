@@ -285,7 +285,13 @@ static inline float fast_tanh(float x) {
  * equality, so the result is exact), found through a hash table; returns their number, or 0
  * as soon as more than `cap` are distinct. Hashes are computed in parallel, the table is
  * filled in row order, so the numbering does not depend on the thread count. */
-static int dedupe_rows(ms_lstm_cache *c, const float *x, size_t n, int D, int cap) {
+typedef struct {
+    int *uniq, *first, *htab; /* (n), (n), (hcap) */
+    uint64_t *hrow;           /* (n) */
+    size_t hcap;              /* a power of two >= 2n */
+} dedupe_buf;
+
+static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) {
     const size_t mask = c->hcap - 1;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < (long)n; r++)
@@ -388,7 +394,8 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
     /* gates (B*T, 8H) = x (B*T, D) [W_ih; W_ih_reverse]^T (D, 8H): both directions, all
      * tasks, one multi-threaded GEMM; over the distinct rows only when they are few */
     const int cap = (int)(BT / 2);
-    cache->U = BT >= 64 ? dedupe_rows(cache, x, BT, D, cap) : 0;
+    dedupe_buf db = {cache->uniq, cache->first, cache->htab, cache->hrow, cache->hcap};
+    cache->U = BT >= 64 ? dedupe_rows(&db, x, BT, D, cap) : 0;
     if (cache->U > 0 && !cache->u_memory) {
         size_t ucap = (size_t)cache->Bmax * cache->Tmax / 2;
         size_t xb = (sizeof(float) * ucap * D + 63) / 64 * 64;
@@ -642,13 +649,55 @@ static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
     return off;
 }
 
-size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec) {
-    infer_dir w;
-    return 2 * infer_carve(&w, NULL, D, H, B, T, prec);
+/* Repeated rows in ms_lstm_infer (validation tasks, evaluation pools: many pools drawn from
+ * one split): when at most min(B*T/4, INFER_UCAP) rows are distinct, each direction projects
+ * the distinct rows once, (U, 4H), and the step loop reads row r's projection from there. */
+enum { INFER_UCAP = 4096 };
+
+typedef struct {
+    dedupe_buf db;
+    int ucap;      /* 0: no deduplication at this size */
+    float *xu;     /* (ucap, D) */
+    ms_bf16 *xub;  /* (ucap, D), bf16 only */
+    float *pu[2];  /* per direction (ucap, 4H) */
+} infer_shared;
+
+static size_t infer_shared_carve(infer_shared *w, char *base, int D, int H, int B, int T,
+                                 ms_precision prec) {
+    size_t off = 0, n = (size_t)B * T, ucap = n / 4 < INFER_UCAP ? n / 4 : INFER_UCAP;
+    if (n < 64 || B == 1) ucap = 0; /* one pool (select): its rows are distinct images */
+    if (base) w->ucap = (int)ucap;
+    if (!ucap) return 0;
+    size_t hcap = 1;
+    while (hcap < 2 * n) hcap *= 2;
+    if (base) w->db.hcap = hcap;
+#define CARVE(field, type, cnt)                                                            \
+    do {                                                                                   \
+        if (base) w->field = (type *)(base + off);                                         \
+        off += ((sizeof(type) * (cnt)) + 63) / 64 * 64;                                    \
+    } while (0)
+    CARVE(db.uniq, int, n);
+    CARVE(db.first, int, n);
+    CARVE(db.htab, int, hcap);
+    CARVE(db.hrow, uint64_t, n);
+    CARVE(xu, float, ucap * D);
+    if (prec == MS_PREC_BF16) CARVE(xub, ms_bf16, ucap * D);
+    CARVE(pu[0], float, ucap * 4 * (size_t)H);
+    CARVE(pu[1], float, ucap * 4 * (size_t)H);
+#undef CARVE
+    return off;
 }
 
-static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *p, int dir,
-                            int B, int T, ms_precision prec) {
+size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec) {
+    infer_dir w;
+    infer_shared sh;
+    return 2 * infer_carve(&w, NULL, D, H, B, T, prec) +
+           infer_shared_carve(&sh, NULL, D, H, B, T, prec);
+}
+
+/* U > 0: x's rows are the distinct rows sh->xu, row r being sh->db.uniq[r]. */
+static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const float *x,
+                            const ms_lstm_params *p, int dir, int B, int T, ms_precision prec) {
     const int D = p->D, H = p->H, H4 = 4 * H, tc = infer_chunk(B, T);
     const float *W_ih = p->t[dir ? MS_LSTM_W_IH_R : MS_LSTM_W_IH]; /* (4H, D) */
     const float *W_hh = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
@@ -662,10 +711,17 @@ static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *
     struct ms_gemm_packed *whh = ms_gemm_pack('T', H4, H, W_hh, H, prec);
     memset(w->h, 0, sizeof(float) * (size_t)B * H);
     memset(w->c, 0, sizeof(float) * (size_t)B * H);
+    float *pu = U > 0 ? sh->pu[dir] : NULL; /* (U, 4H) = xu W_ih^T */
+    if (pu && prec == MS_PREC_BF16)
+        ms_gemm_bf16('N', 'T', U, H4, D, 1.0f, sh->xub, D, w->w_ih, D, 0.0f, pu, H4);
+    else if (pu)
+        ms_gemm('N', 'T', U, H4, D, 1.0f, sh->xu, D, W_ih, D, 0.0f, pu, H4, MS_PREC_F32);
     for (int c0 = 0; c0 < T; c0 += tc) {
         const int n = T - c0 < tc ? T - c0 : tc;
         const int tlo = dir ? T - c0 - n : c0; /* the chunk covers items [tlo, tlo + n) */
-        if (n == T && prec == MS_PREC_F32) { /* whole pools: gates (B*T, 4H) = x W_ih^T */
+        if (pu) {
+            /* projections come from pu */
+        } else if (n == T && prec == MS_PREC_F32) { /* whole pools: gates (B*T, 4H) = x W_ih^T */
             ms_gemm('N', 'T', B * T, H4, D, 1.0f, x, D, W_ih, D, 0.0f, w->gates, H4, MS_PREC_F32);
         } else if (n == T) {
             ms_bf16_from_f32(w->xb, x, (size_t)B * T * D);
@@ -696,7 +752,8 @@ static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *
                 memset(S, 0, sizeof(float) * (size_t)B * H4);
             }
             for (int b = 0; b < B; b++) {
-                const float *g = G + (size_t)b * ldg, *bias = w->bias, *sb = S + (size_t)b * H4;
+                const float *g = pu ? pu + (size_t)sh->db.uniq[(size_t)b * T + t] * H4 : G + (size_t)b * ldg;
+                const float *bias = w->bias, *sb = S + (size_t)b * H4;
                 float *cc = w->c + (size_t)b * H, *hh = w->h + (size_t)b * H;
                 double acc = 0.0;
 #pragma omp simd reduction(+ : acc)
@@ -723,13 +780,20 @@ void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_para
     MS_CHECK(logits && work && x && p && B >= 1 && T >= 1);
     MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
     infer_dir w[2];
+    infer_shared sh;
+    memset(&sh, 0, sizeof sh);
     size_t half = infer_carve(&w[0], work, p->D, p->H, B, T, prec);
     infer_carve(&w[1], (char *)work + half, p->D, p->H, B, T, prec);
+    infer_shared_carve(&sh, (char *)work + 2 * half, p->D, p->H, B, T, prec);
+    int U = sh.ucap ? dedupe_rows(&sh.db, x, (size_t)B * T, p->D, sh.ucap) : 0;
+    for (int u = 0; u < U; u++)
+        memcpy(sh.xu + (size_t)u * p->D, x + (size_t)sh.db.first[u] * p->D, sizeof(float) * (size_t)p->D);
+    if (U > 0 && prec == MS_PREC_BF16) ms_bf16_from_f32(sh.xub, sh.xu, (size_t)U * p->D);
     int nt = direction_threads();
 #pragma omp parallel num_threads(nt)
     {
         for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
-            infer_direction(&w[dir], x, p, dir, B, T, prec);
+            infer_direction(&w[dir], &sh, U, x, p, dir, B, T, prec);
     }
     const double bias = p->t[MS_LSTM_LIN_B][0];
     for (size_t r = 0; r < (size_t)B * T; r++)
