@@ -1,5 +1,6 @@
 /* test_arch.c: the selector architecture registry (arch.h) and the relational selector:
- * parity with PyTorch (tests/fixtures/gen_relational.py), finite differences, rotation and
+ * parity with PyTorch (tests/fixtures/gen_relational.py; r1, r2 without the k-center term
+ * and schedule, i.e. older checkpoints, r3 with them), finite differences, rotation and
  * order invariance of its features, determinism across thread counts, checkpoints of any
  * architecture (older files load as bilstm), and training through the same trainer. */
 #include <math.h>
@@ -48,6 +49,12 @@ static const char *fx(const char *cs, const char *what) {
     return ms_fixture(b);
 }
 
+static int fx_exists(const char *cs, const char *what) {
+    FILE *f = fopen(fx(cs, what), "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
 static void test_registry(void) {
     MS_EXPECT(ms_arch_default() == &ms_arch_bilstm);
     MS_EXPECT(ms_arch_find("bilstm") == &ms_arch_bilstm);
@@ -55,7 +62,7 @@ static void test_registry(void) {
     MS_EXPECT(ms_arch_find("transformer") == NULL);
     const ms_arch *a;
     MS_EXPECT(ms_arch_parse("nope", &a) == MS_ERR_ARG && strstr(ms_last_error(), "bilstm,relational"));
-    MS_EXPECT(strcmp(ms_arch_names(), "bilstm,relational") == 0);
+    MS_EXPECT(strcmp(ms_arch_names(), "bilstm,relational,setattn") == 0);
     /* initialisation options */
     const char *opts;
     MS_EXPECT(ms_arch_parse_spec("relational:redundancy=8,coverage=1", &a, &opts) == MS_OK &&
@@ -66,12 +73,25 @@ static void test_registry(void) {
     MS_EXPECT(ms_arch_parse_spec("bilstm", &a, &opts) == MS_OK && a == &ms_arch_bilstm && *opts == 0);
     ms_net n;
     MS_EXPECT(ms_net_init(&n, &ms_arch_relational, 7, 0) == MS_OK);
-    MS_EXPECT(n.H == 16 && n.ntensors == 5 && n.count == 16 * 5 + 16 + 16 + 2);
-    MS_EXPECT(ms_net_find(&n, "rel.coverage") == 4);
+    MS_EXPECT(n.H == 16 && n.ntensors == 7 && n.count == 16 * 5 + 16 + 16 + 2 + 1 + 3);
+    MS_EXPECT(ms_net_find(&n, "rel.coverage") == 4 && ms_net_find(&n, "rel.kcenter") == 5 &&
+              ms_net_find(&n, "rel.schedule") == 6);
+    MS_EXPECT(!n.tensor[4].optional && n.tensor[5].optional && n.tensor[6].optional);
     ms_net_randomize(&n, 1);
     MS_EXPECT(ms_net_tensor_data(&n, 3)[0] == 0.0f && ms_net_tensor_data(&n, 4)[0] == 5.0f);
+    MS_EXPECT(ms_net_tensor_data(&n, 5)[0] == 0.0f && ms_net_tensor_data(&n, 6)[2] == 0.0f);
     ms_net_randomize_opts(&n, 1, "redundancy=8,coverage=1");
     MS_EXPECT(ms_net_tensor_data(&n, 3)[0] == 8.0f && ms_net_tensor_data(&n, 4)[0] == 1.0f);
+    MS_EXPECT(ms_arch_parse_spec("relational:kcenter=2,redundancy_slope=-1,coverage_slope=0.5,kcenter_slope=3", &a,
+                                 &opts) == MS_OK);
+    ms_net_randomize_opts(&n, 1, opts);
+    MS_EXPECT(ms_net_tensor_data(&n, 3)[0] == 0.0f && ms_net_tensor_data(&n, 4)[0] == 5.0f &&
+              ms_net_tensor_data(&n, 5)[0] == 2.0f && ms_net_tensor_data(&n, 6)[0] == -1.0f &&
+              ms_net_tensor_data(&n, 6)[1] == 0.5f && ms_net_tensor_data(&n, 6)[2] == 3.0f);
+    MS_EXPECT(ms_arch_parse_spec("relational:kcenter_slope=y", &a, &opts) == MS_ERR_ARG);
+    /* the schedule: 0 at the first pick, 1 at the 41st, increasing */
+    MS_EXPECT(ms_rel_schedule(0) == 0.0 && fabs(ms_rel_schedule(40) - 1.0) < 1e-15 &&
+              ms_rel_schedule(5) > ms_rel_schedule(4));
     ms_net_free(&n);
     /* a bilstm net has exactly the LSTM's layout */
     MS_EXPECT(ms_net_init(&n, &ms_arch_bilstm, 5, 3) == MS_OK);
@@ -96,9 +116,11 @@ static void load_case(const char *cs, ms_net *net, float **x, int *T, int *D) {
     *D = (int)(nx / (size_t)*T);
     free(feat);
     MS_CHECK(ms_net_init(net, &ms_arch_relational, *D, H) == MS_OK);
-    const char *names[5] = {"W1", "b1", "w2", "a", "b"};
-    for (int i = 0; i < 5; i++) {
+    /* kc, sched: only in cases with the k-center term and schedule (else they stay 0) */
+    const char *names[7] = {"W1", "b1", "w2", "a", "b", "kc", "sched"};
+    for (int i = 0; i < 7; i++) {
         size_t n;
+        if (i >= 5 && !fx_exists(cs, names[i])) continue;
         float *v = load_f(fx(cs, names[i]), &n);
         MS_CHECK(n == net->tensor[i].size);
         memcpy(ms_net_tensor_data(net, i), v, sizeof(float) * n);
@@ -137,9 +159,10 @@ static void test_pytorch_case(const char *cs) {
     float *g = calloc(net.count, sizeof(float));
     double one = 1.0;
     net.arch->backward(&net, w, x, &one, g);
-    const char *gn[5] = {"g_W1", "g_b1", "g_w2", "g_a", "g_b"};
-    for (int i = 0; i < 5; i++) {
+    const char *gn[7] = {"g_W1", "g_b1", "g_w2", "g_a", "g_b", "g_kc", "g_sched"};
+    for (int i = 0; i < 7; i++) {
         size_t n;
+        if (i >= 5 && !fx_exists(cs, gn[i])) continue;
         float *ref = load_f(fx(cs, gn[i]), &n);
         MS_EXPECT(n == net.tensor[i].size);
         snprintf(what, sizeof what, "%s d logp / d %s vs PyTorch", cs, net.tensor[i].name);
@@ -167,7 +190,7 @@ static void test_finite_differences(void) {
     ms_net net;
     float *x;
     int T, D;
-    load_case("r2", &net, &x, &T, &D);
+    load_case("r3", &net, &x, &T, &D);
     int picks[8] = {3, 17, 0, 9, 12, 5, 1, 19}, K = 8;
     void *w = net.arch->work_new(&net, 1, T, K);
     (void)ms_rel_score_draw(&net, w, x, T, picks, K);
@@ -177,7 +200,7 @@ static void test_finite_differences(void) {
     double worst = 0;
     for (size_t q = 0; q < net.count; q++) {
         float keep = net.params[q];
-        float h = 1e-2f * (fabsf(keep) > 1 ? fabsf(keep) : 1.0f);
+        float h = 3e-3f * (fabsf(keep) > 1 ? fabsf(keep) : 1.0f);
         net.params[q] = keep + h;
         double hp = (double)net.params[q] - keep;
         double up = ms_rel_score_draw(&net, w, x, T, picks, K);
@@ -191,6 +214,7 @@ static void test_finite_differences(void) {
     }
     if (worst > 1e-3) fprintf(stderr, "relational finite differences: worst relative error %.3g\n", worst);
     MS_EXPECT(worst <= 1e-3);
+    MS_EXPECT(g[net.tensor[5].offset] != 0 && g[net.tensor[6].offset + 2] != 0);
     net.arch->work_free(w);
     free(g);
     free(x);
@@ -221,7 +245,7 @@ static void test_invariance(void) {
     ms_net net;
     float *x;
     int T, D;
-    load_case("r2", &net, &x, &T, &D);
+    load_case("r3", &net, &x, &T, &D);
     int K = 10, n, base[10], got[10];
     double logp;
     void *w = net.arch->work_new(&net, 1, T, K);
@@ -260,6 +284,50 @@ static void test_invariance(void) {
     ms_net_free(&net);
 }
 
+/* With only the k-center term (w2 = 0, a = b = 0, c > 0) the greedy ranking is k-center's
+ * farthest-first order on unit rows, started at the item farthest from the mean unit row. */
+static void test_farthest_first(void) {
+    const int T = 30, D = 8, K = 12;
+    ms_net net;
+    MS_CHECK(ms_net_init(&net, &ms_arch_relational, D, 4) == MS_OK);
+    ms_net_randomize_opts(&net, 2, "redundancy=0,coverage=0,kcenter=3,kcenter_slope=1");
+    float x[30 * 8];
+    double u[30 * 8], mu[8] = {0}, mind[30];
+    ms_rng r;
+    ms_rng_init(&r, 6, 7, 8);
+    for (int i = 0; i < T * D; i++) x[i] = (float)ms_rng_normal(&r) + (i % D == 0 ? 2.0f : 0.0f);
+    for (int i = 0; i < T; i++) {
+        double n2 = 0;
+        for (int q = 0; q < D; q++) n2 += (double)x[i * D + q] * x[i * D + q];
+        for (int q = 0; q < D; q++) u[i * D + q] = (float)(x[i * D + q] / sqrt(n2)), mu[q] += u[i * D + q] / T;
+    }
+    int want[12], taken[30] = {0};
+    for (int i = 0; i < T; i++) {
+        double d2 = 0;
+        for (int q = 0; q < D; q++) d2 += (u[i * D + q] - mu[q]) * (u[i * D + q] - mu[q]);
+        mind[i] = d2;
+    }
+    for (int t = 0; t < K; t++) {
+        int c = -1;
+        for (int i = 0; i < T; i++)
+            if (!taken[i] && (c < 0 || mind[i] > mind[c])) c = i;
+        want[t] = c, taken[c] = 1;
+        for (int i = 0; i < T; i++) {
+            double d2 = 0;
+            for (int q = 0; q < D; q++) d2 += (u[i * D + q] - u[c * D + q]) * (u[i * D + q] - u[c * D + q]);
+            if (t == 0 || d2 < mind[i]) mind[i] = d2;
+        }
+    }
+    void *w = net.arch->work_new(&net, 1, T, K);
+    int k = K, got[12], n;
+    double logp;
+    ms_net_mode gm = {.sampler = MS_SAMPLER_WOR, .greedy = 1};
+    net.arch->run(&net, w, x, 1, T, &k, K, gm, NULL, got, &n, &logp, NULL);
+    MS_EXPECT(memcmp(got, want, sizeof want) == 0);
+    net.arch->work_free(w);
+    ms_net_free(&net);
+}
+
 /* A batch of sampled draws and its gradient: bitwise the same for 1 and 2 threads. */
 static void test_threads(void) {
     const int B = 6, T = 25, D = 12, K = 7;
@@ -268,6 +336,8 @@ static void test_threads(void) {
     ms_net_randomize(&net, 3);
     for (int i = 0; i < 8; i++) ms_net_tensor_data(&net, 2)[i] = 0.3f * (float)(i % 3) - 0.2f;
     ms_net_tensor_data(&net, 3)[0] = 0.8f;
+    ms_net_tensor_data(&net, 5)[0] = 1.5f;
+    ms_net_tensor_data(&net, 6)[0] = 0.4f, ms_net_tensor_data(&net, 6)[2] = -0.7f;
     float *x = malloc(sizeof(float) * B * T * D);
     ms_rng r;
     ms_rng_init(&r, 1, 2, 3);
@@ -332,6 +402,21 @@ static void test_checkpoints(void) {
     const char *kv2[] = {"format", "medselect-selector", "version", "1", "arch", "relational"};
     MS_EXPECT(ms_st_write(bad, e, 5, kv2, 3) == MS_OK);
     MS_EXPECT(ms_net_load(bad, &back, NULL) == MS_ERR_DATA && strstr(ms_last_error(), "D and H"));
+    /* a file from before the k-center term and schedule (5 tensors) loads with them 0 */
+    const char *kv0[] = {"format", "medselect-selector", "version", "1", "arch", "relational", "D", "10", "H", "6"};
+    MS_EXPECT(ms_st_write(bad, e, 5, kv0, 5) == MS_OK);
+    MS_EXPECT(ms_net_load(bad, &back, NULL) == MS_OK && back.count == net.count);
+    if (back.params) {
+        size_t old = net.tensor[5].offset;
+        MS_EXPECT(memcmp(back.params, net.params, sizeof(float) * old) == 0);
+        int zero = 1;
+        for (size_t q = old; q < back.count; q++) zero &= back.params[q] == 0.0f;
+        MS_EXPECT(zero);
+        ms_net_free(&back);
+    }
+    /* a required tensor is still required */
+    MS_EXPECT(ms_st_write(bad, e, 4, kv0, 5) == MS_OK);
+    MS_EXPECT(ms_net_load(bad, &back, NULL) == MS_ERR_DATA && strstr(ms_last_error(), "rel.coverage"));
     const char *kv3[] = {"format", "medselect-selector", "version", "1", "arch", "relational", "D", "10", "H", "7"};
     MS_EXPECT(ms_st_write(bad, e, 5, kv3, 5) == MS_OK);
     MS_EXPECT(ms_net_load(bad, &back, NULL) == MS_ERR_DATA && strstr(ms_last_error(), "rel.fc1.weight"));
@@ -492,7 +577,9 @@ int main(void) {
     test_registry();
     test_pytorch_case("r1");
     test_pytorch_case("r2");
+    test_pytorch_case("r3");
     test_finite_differences();
+    test_farthest_first();
     test_invariance();
     test_threads();
     test_checkpoints();

@@ -147,6 +147,15 @@ static void test_forward(void) {
             /* one image at a time gives the same rows */
             ms_resnet_forward(net, ws, x + 3 * 40 * 36, 3, 1, out);
             ms_expect_close_f("forward of image 1 alone", out, ref + 24, 24, 1e-5, 1e-4);
+            if (ms_bf16_supported()) {
+                /* bf16 products (weights rounded at load, bf16 im2col) stay close to the
+                 * PyTorch reference */
+                float ob[2 * 24];
+                ms_set_precision(MS_PREC_BF16);
+                ms_resnet_forward(net, ws, x, 3, 2, ob);
+                ms_set_precision(MS_PREC_F32);
+                ms_expect_close_f("bf16 forward vs reference", ob, ref, 48, 3e-2, 3e-2);
+            }
             ms_resnet_ws_free(ws);
         }
     /* gray folding: x with three equal channels through conv1 vs conv1_gray */
@@ -188,7 +197,7 @@ static void test_conv_kernels(void) {
     ms_rng r;
     ms_rng_init(&r, 7, 0, 0);
     for (size_t t = 0; t < sizeof cfgs / sizeof cfgs[0]; t++) {
-        ms_conv c = {cfgs[t][0], cfgs[t][1], cfgs[t][2], cfgs[t][3], cfgs[t][4], NULL, NULL};
+        ms_conv c = {cfgs[t][0], cfgs[t][1], cfgs[t][2], cfgs[t][3], cfgs[t][4], NULL, NULL, NULL};
         const int b = 3, h = cfgs[t][5], w = h + 2;
         const int ho = ms_conv_out(h, c.k, c.stride, c.pad), wo = ms_conv_out(w, c.k, c.stride, c.pad);
         size_t nw = (size_t)c.cout * c.cin * c.k * c.k, nin = (size_t)c.cin * b * h * w,
@@ -210,6 +219,39 @@ static void test_conv_kernels(void) {
             snprintf(what, sizeof what, "conv k%d s%d p%d cin%d h%d %s", c.k, c.stride, c.pad, c.cin, h,
                      variant ? "+res relu" : "");
             ms_expect_close_f(what, o1, o2, nout, 1e-5, 1e-5);
+        }
+        if (ms_bf16_supported()) {
+            /* the bf16 path: im2col written in bf16 equals the fp32 im2col rounded */
+            size_t ncol = (size_t)c.cin * c.k * c.k * b * ho * wo;
+            ms_bf16 *cb = ms_xmalloc(sizeof(ms_bf16) * (ncol ? ncol : 1));
+            ms_im2col(col, in, c.cin, b, h, w, c.k, c.stride, c.pad);
+            ms_im2col_bf16(cb, in, c.cin, b, h, w, c.k, c.stride, c.pad);
+            size_t bad = 0;
+            for (size_t i = 0; i < ncol; i++) bad += cb[i] != ms_bf16_round(col[i]);
+            if (bad) fprintf(stderr, "im2col_bf16: %zu of %zu values differ from the rounded fp32 im2col\n", bad, ncol);
+            MS_EXPECT(bad == 0);
+            free(cb);
+            /* the bf16 convolution (weights rounded once into wb) against the plain loop on
+             * the rounded weights and input: only the fp32 accumulation order differs */
+            ms_conv cr = c;
+            cr.w = ms_xmalloc(sizeof(float) * nw);
+            c.wb = ms_xmalloc(sizeof(ms_bf16) * nw);
+            ms_bf16_from_f32(c.wb, c.w, nw);
+            for (size_t i = 0; i < nw; i++) cr.w[i] = ms_bf16_to_f32(c.wb[i]);
+            float *inr = ms_xmalloc(sizeof(float) * nin);
+            for (size_t i = 0; i < nin; i++) inr[i] = ms_bf16_to_f32(ms_bf16_round(in[i]));
+            ms_set_precision(MS_PREC_BF16);
+            for (int variant = 0; variant < 2; variant++) {
+                const float *rs = variant ? res : NULL;
+                ms_conv_forward(o1, col, in, rs, &c, b, h, w, variant);
+                ms_conv_forward_ref(o2, inr, rs, &cr, b, h, w, variant);
+                char what[96];
+                snprintf(what, sizeof what, "bf16 conv k%d s%d p%d cin%d h%d %s", c.k, c.stride, c.pad, c.cin, h,
+                         variant ? "+res relu" : "");
+                ms_expect_close_f(what, o1, o2, nout, 1e-4, 1e-4);
+            }
+            ms_set_precision(MS_PREC_F32);
+            free(c.wb), free(cr.w), free(inr);
         }
         free(c.w), free(c.b), free(in), free(res), free(o1), free(o2), free(col);
     }

@@ -380,6 +380,45 @@ static void test_infer(int B, int T, int D, int H, ms_precision prec, int dup) {
     ms_lstm_params_free(&p);
 }
 
+/* The small-batch recurrent kernels against a plain double loop over the same operands
+ * (bf16: the rounded ones). */
+static void test_recur_small(int B, int H) {
+    printf("-- recurrent matrix-vector kernels (B=%d H=%d)\n", B, H);
+    const int H4 = 4 * H, ldg = H4 + 3;
+    float *W = malloc(sizeof(float) * H4 * H), *wt = malloc(sizeof(float) * H4 * H);
+    float *h = malloc(sizeof(float) * B * H), *G0 = malloc(sizeof(float) * B * ldg);
+    float *G = malloc(sizeof(float) * B * ldg), *R = malloc(sizeof(float) * B * ldg);
+    ms_bf16 *wp = malloc(sizeof(ms_bf16) * H4 * (H + 1));
+    fill_normal(W, (size_t)H4 * H, 61, 0.2);
+    fill_normal(h, (size_t)B * H, 62, 0.5);
+    fill_normal(G0, (size_t)B * ldg, 63, 1.0);
+    for (int r = 0; r < H4; r++)
+        for (int j = 0; j < H; j++) wt[(size_t)j * H4 + r] = W[(size_t)r * H + j];
+    for (int prec = 0; prec < 1 + ms_bf16_supported(); prec++) {
+        for (int b = 0; b < B; b++)
+            for (int r = 0; r < ldg; r++) {
+                double a = G0[b * ldg + r];
+                if (r < H4)
+                    for (int j = 0; j < H; j++) {
+                        float hv = h[b * H + j], wv = W[(size_t)r * H + j];
+                        if (prec) hv = ms_bf16_to_f32(ms_bf16_round(hv)), wv = ms_bf16_to_f32(ms_bf16_round(wv));
+                        a += (double)hv * wv;
+                    }
+                R[b * ldg + r] = (float)a;
+            }
+        memcpy(G, G0, sizeof(float) * B * ldg);
+        if (prec) {
+            ms_lstm_pack_pairs(wp, W, H);
+            ms_lstm_recur_small_bf16(G, ldg, h, wp, B, H);
+        } else {
+            ms_lstm_recur_small(G, ldg, h, wt, B, H);
+        }
+        ms_expect_close_f(prec ? "recur_small_bf16 vs plain" : "recur_small vs plain", G, R, (size_t)B * ldg,
+                          1e-5, 1e-5);
+    }
+    free(W), free(wt), free(h), free(G0), free(G), free(R), free(wp);
+}
+
 /* ---- 1 versus 2 threads --------------------------------------------------------------- */
 
 static void run_threads(int nthreads, float *logits, ms_lstm_params *g, const float *x,
@@ -952,10 +991,20 @@ int main(void) {
     test_infer(8, 40, 24, 32, MS_PREC_F32, 50);
     test_infer(3, 1500, 24, 16, MS_PREC_F32, 700); /* chunked pools */
     test_infer(2, 3, 7, 5, MS_PREC_F32, 0);
+    /* small batches take the matrix-vector recurrence: 4H of 160 and 148 (vector blocks of
+     * 128 plus a tail), H odd (a half-empty last pair in bf16) */
+    test_infer(1, 700, 24, 40, MS_PREC_F32, 0);
+    test_infer(3, 300, 24, 37, MS_PREC_F32, 0);
+    test_infer(3, 300, 24, 37, MS_PREC_F32, 150);
+    test_recur_small(1, 40);
+    test_recur_small(4, 37);
+    test_recur_small(2, 256);
     if (ms_bf16_supported()) {
         test_infer(1, 1300, 24, 16, MS_PREC_BF16, 0);
         test_infer(5, 900, 24, 16, MS_PREC_BF16, 0);
         test_infer(8, 40, 24, 32, MS_PREC_BF16, 50);
+        test_infer(1, 700, 24, 40, MS_PREC_BF16, 0);
+        test_infer(3, 300, 24, 37, MS_PREC_BF16, 0);
     }
     if (ms_bf16_supported()) {
         test_threads(MS_PREC_BF16, 0);

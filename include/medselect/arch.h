@@ -14,11 +14,22 @@
  *               Checkpoints keep PyTorch's names; files without "arch" are bilstm.
  *   relational  a sequential policy over rotation-invariant, pool-relative features
  *               (src/model/ms_relational.c): at step t item i has the logit
- *                   l_i^t = s_i - a * r_i^t + b * g_i^t
+ *                   l_i^t = s_i - a_t r_i^t + b_t g_i^t + c_t d_i^t
  *               where s_i is an MLP of the item's pool-relative features, r_i^t its
- *               largest centred cosine to the items picked so far and g_i^t MaxHerding's
- *               coverage gain (normalised by the step's largest gain); a and b are learned.
+ *               largest centred cosine to the items picked so far, g_i^t MaxHerding's
+ *               coverage gain and d_i^t k-center's distance to the nearest picked item
+ *               (each normalised by the step's largest); each weight w_t = w0 + w1 u_t
+ *               moves with the step (u_t = log(1 + t) / log(41)), so one ranking can start
+ *               representative and turn to coverage. Files without the k-center and
+ *               schedule tensors load with them 0: l_i^t = s_i - a r_i^t + b g_i^t.
  *               Greedy decoding gives a ranking whose every prefix is a selection.
+ *   setattn     the relational policy's sequential decoding with s_i from a permutation-
+ *               equivariant set encoder (src/model/ms_setattn.c): two self-attention layers
+ *               over the pool on the same pool-relative features, each attention logit
+ *               biased by a learned weight times the two items' centred cosine, then an MLP
+ *               of each item's encoding and the pool's mean encoding. No raw coordinates
+ *               enter, so the ranking is invariant to rotations and scalings of the
+ *               embedding space and (pools up to 512 items) equivariant to their order.
  *
  * Parameters of every architecture live in ONE float allocation (net->params, count
  * floats) described by a tensor table (name, shape, offset), so optimizers, checkpoints and
@@ -46,6 +57,9 @@ typedef struct {
     int64_t shape[2];
     size_t offset;     /* floats from net->params */
     size_t size;       /* floats */
+    int optional;      /* 1: a file without this tensor still loads and the tensor stays 0;
+                          the architecture makes 0 mean its behaviour before the tensor
+                          existed (newer terms of a design that older checkpoints lack) */
 } ms_net_tensor;
 
 typedef struct ms_arch ms_arch;
@@ -133,6 +147,7 @@ void ms_net_lstm_view(const ms_net *net, float *memory, ms_lstm_params *view);
 /* Built-in architectures (one file each in src/model). */
 extern const ms_arch ms_arch_bilstm;
 extern const ms_arch ms_arch_relational;
+extern const ms_arch ms_arch_setattn;
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,7 @@
  * batch_first=True) and linear = nn.Linear(2H, 1). The __metadata__ block (strings only):
  *     format     "medselect-selector"
  *     version    "1" (this layout)
- *     arch       the architecture ("bilstm", "relational"; missing: bilstm)
+ *     arch       the architecture ("bilstm", "relational", "setattn"; missing: bilstm)
  *     D, H       input and hidden sizes (also implied by the shapes)
  *     clinical   "1" when the inputs carry the 3 clinical features, else "0"
  *     clinical_order  with clinical "1": the order of the 3 clinical input columns after

@@ -198,6 +198,16 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
 size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec);
 void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_params *p, int B,
                    int T, ms_precision prec);
+/* The recurrent product of a small batch (ms_lstm_infer uses it for B <= 4 on pools of 64 items or more): G (B, 4H) rows
+ * ldg apart += h (B, H) W_hh^T, with wt = W_hh^T stored (H, 4H). Single-threaded; fp32
+ * sums in a fixed order (per output, j = 0..H-1 ascending). */
+void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wt, int B, int H);
+/* The same in bf16 (ms_lstm_infer at MS_PREC_BF16): h is rounded to bf16 inside, and the
+ * weights come packed by ms_lstm_pack_pairs: W_hh^T rounded to bf16 with inputs j = 2q,
+ * 2q+1 side by side, wp[(q * 4H + r) * 2 + e] = W_hh[r, 2q + e] (0 past H); (H+1)/2 * 4H
+ * pairs. Exact bf16 products, fp32 sums (pairs in ascending q). */
+void ms_lstm_pack_pairs(ms_bf16 *wp, const float *W_hh, int H);
+void ms_lstm_recur_small_bf16(float *G, int ldg, const float *h, const ms_bf16 *wp, int B, int H);
 
 /* ---------------------------------------------------------------------------------------
  * The plain kernels: one task, straightforward loops, everything in double. The reference

@@ -10,6 +10,7 @@
 #define MS_EMBED_INTERNAL_H
 
 #include "medselect/embed.h"
+#include "medselect/gemm.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,6 +21,7 @@ typedef struct {
     int cin, cout, k, stride, pad;
     float *w; /* (cout, cin, k, k) */
     float *b; /* (cout) */
+    ms_bf16 *wb; /* w rounded to bf16 once at load (NULL: rounded on every bf16 call) */
 } ms_conv;
 
 typedef struct {
@@ -37,6 +39,7 @@ struct ms_resnet {
     int width;          /* w = conv1 output channels */
     int dim;            /* 8 w */
     float *params;      /* one allocation holding every w and b */
+    ms_bf16 *params_bf16; /* every conv's wb (NULL on a CPU without AVX512_BF16) */
 };
 
 /* Output size of a convolution or pooling along one axis. */
@@ -48,10 +51,17 @@ static inline int ms_conv_out(int n, int k, int stride, int pad) { return (n + 2
  * in[ci, img, oy*s - p + ky, ox*s - p + kx], 0 outside the image. in is (cin, b, h, w). */
 void ms_im2col(float *col, const float *in, int cin, int b, int h, int w, int k, int stride,
                int pad);
+/* The same matrix with every value rounded to bf16 (ms_bf16_round), written directly: the
+ * bf16 convolution never materialises the fp32 im2col matrix. */
+void ms_im2col_bf16(ms_bf16 *col, const float *in, int cin, int b, int h, int w, int k,
+                    int stride, int pad);
 
 /* out = act(conv(in) + bias + residual): out is (cout, b, ho, wo), in is (cin, b, h, w),
  * residual NULL or shaped like out, relu 0/1. col is scratch of (cin*k*k, b*ho*wo) floats
- * (unused for 1x1 stride-1 convolutions). im2col + single sgemm call. */
+ * (unused for 1x1 stride-1 convolutions in f32). im2col + single sgemm call. At
+ * ms_get_precision() == MS_PREC_BF16 with c->wb set, the im2col matrix is written in bf16
+ * into col (half its room) and multiplied by c->wb with ms_gemm_bf16 (fp32 accumulation);
+ * without c->wb, ms_gemm rounds both operands per call. */
 void ms_conv_forward(float *out, float *col, const float *in, const float *residual,
                      const ms_conv *c, int b, int h, int w, int relu);
 /* The plain direct loop nest, same contract (no col). */

@@ -56,6 +56,41 @@ void ms_im2col(float *col, const float *in, int cin, int b, int h, int w, int k,
             }
 }
 
+void ms_im2col_bf16(ms_bf16 *col, const float *in, int cin, int b, int h, int w, int k,
+                    int stride, int pad) {
+    const int ho = ms_conv_out(h, k, stride, pad), wo = ms_conv_out(w, k, stride, pad);
+    const size_t n = (size_t)b * ho * wo;
+    for (int ci = 0; ci < cin; ci++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                ms_bf16 *row = col + ((size_t)(ci * k + ky) * k + kx) * n;
+                int lo = 0;
+                while (lo < wo && lo * stride - pad + kx < 0) lo++;
+                int hi = wo;
+                while (hi > lo && (hi - 1) * stride - pad + kx >= w) hi--;
+                for (int img = 0; img < b; img++) {
+                    const float *plane = in + ((size_t)ci * b + img) * h * w;
+                    for (int oy = 0; oy < ho; oy++) {
+                        ms_bf16 *dst = row + ((size_t)img * ho + oy) * wo;
+                        int iy = oy * stride - pad + ky;
+                        if (iy < 0 || iy >= h) {
+                            memset(dst, 0, sizeof(ms_bf16) * (size_t)wo);
+                            continue;
+                        }
+                        const float *src = plane + (size_t)iy * w - pad + kx;
+                        for (int ox = 0; ox < lo; ox++) dst[ox] = 0;
+                        if (stride == 1) {
+#pragma omp simd
+                            for (int ox = lo; ox < hi; ox++) dst[ox] = ms_bf16_round(src[ox]);
+                        } else {
+                            for (int ox = lo; ox < hi; ox++) dst[ox] = ms_bf16_round(src[ox * stride]);
+                        }
+                        for (int ox = hi; ox < wo; ox++) dst[ox] = 0;
+                    }
+                }
+            }
+}
+
 /* out[co, :] = act(out[co, :] + b[co] + residual[co, :]) */
 static void conv_epilogue(float *out, const float *residual, const float *bias, int cout,
                           size_t n, int relu) {
@@ -84,6 +119,15 @@ void ms_conv_forward(float *out, float *col, const float *in, const float *resid
                      const ms_conv *c, int b, int h, int w, int relu) {
     const int ho = ms_conv_out(h, c->k, c->stride, c->pad), wo = ms_conv_out(w, c->k, c->stride, c->pad);
     const int n = b * ho * wo, kk = c->cin * c->k * c->k;
+    if (ms_get_precision() == MS_PREC_BF16 && c->wb && !(c->k == 1 && c->stride == 1 && c->pad == 0)) {
+        /* bf16: im2col straight into bf16 (col holds kk * n floats, we use half), weights
+         * rounded at load; out(cout, n) = Wb(cout, kk) @ colb(kk, n) in fp32 */
+        ms_bf16 *colb = (ms_bf16 *)col;
+        ms_im2col_bf16(colb, in, c->cin, b, h, w, c->k, c->stride, c->pad);
+        ms_gemm_bf16('N', 'N', c->cout, n, kk, 1.0f, c->wb, kk, colb, n, 0.0f, out, n);
+        conv_epilogue(out, residual, c->b, c->cout, (size_t)n, relu);
+        return;
+    }
     const float *rhs = in;
     if (!(c->k == 1 && c->stride == 1 && c->pad == 0)) {
         ms_im2col(col, in, c->cin, b, h, w, c->k, c->stride, c->pad);

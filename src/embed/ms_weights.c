@@ -280,6 +280,28 @@ ms_status ms_resnet_load(ms_resnet **out, const char *model_dir) {
         g->b[o] = net->conv1.b[o];
     }
     MS_CHECK((size_t)(cur - net->params) == total);
+    if (ms_bf16_supported()) {
+        /* every convolution's weights in bf16, rounded once here rather than per call */
+        ms_conv *all[2 + 8 * 3];
+        int nc = 0;
+        all[nc++] = &net->conv1;
+        all[nc++] = &net->conv1_gray;
+        for (int i = 0; i < 8; i++) {
+            all[nc++] = &net->blk[i].c1;
+            all[nc++] = &net->blk[i].c2;
+            if (net->blk[i].has_down) all[nc++] = &net->blk[i].down;
+        }
+        size_t nw = 0;
+        for (int i = 0; i < nc; i++) nw += (size_t)all[i]->cout * all[i]->cin * all[i]->k * all[i]->k;
+        net->params_bf16 = ms_xmalloc(sizeof(ms_bf16) * nw);
+        ms_bf16 *wc = net->params_bf16;
+        for (int i = 0; i < nc; i++) {
+            size_t n = (size_t)all[i]->cout * all[i]->cin * all[i]->k * all[i]->k;
+            ms_bf16_from_f32(wc, all[i]->w, n);
+            all[i]->wb = wc;
+            wc += n;
+        }
+    }
     net->gray_folded = cfg.gray && cfg.mean[0] == cfg.mean[1] && cfg.mean[1] == cfg.mean[2] &&
                        cfg.std[0] == cfg.std[1] && cfg.std[1] == cfg.std[2];
     free(tmp);
@@ -312,6 +334,7 @@ fail_file:
 void ms_resnet_free(ms_resnet *net) {
     if (!net) return;
     free(net->params);
+    free(net->params_bf16);
     free(net);
 }
 

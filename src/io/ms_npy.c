@@ -258,6 +258,19 @@ ms_status ms_npy_read(const char *path, float **out, int *rows, int *cols) {
     }
     if ((st = ms_check_alloc((uint64_t)n * sizeof(float), "the array", path))) goto done;
     const unsigned char *b = u + hstart + hlen;
+    const uint16_t one = 1;
+    if (es == 4 && *(const unsigned char *)&one == 1) {
+        /* little-endian float32 on a little-endian host: the file's bytes are the array.
+         * Moved to the front of the buffer and trimmed, so a large pool is held once, not
+         * twice (file + copy) */
+        memmove(data, b, sizeof(float) * n);
+        float *x = realloc(data, sizeof(float) * n);
+        *out = x ? x : (float *)data;
+        data = NULL;
+        *rows = (int)r;
+        *cols = (int)c;
+        goto done;
+    }
     float *x = ms_xmalloc(sizeof(float) * n);
     if (es == 4)
         for (size_t i = 0; i < n; i++) x[i] = get_f4(b + 4 * i);

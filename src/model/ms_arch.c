@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const ms_arch *const registry[] = {&ms_arch_bilstm, &ms_arch_relational};
+static const ms_arch *const registry[] = {&ms_arch_bilstm, &ms_arch_relational, &ms_arch_setattn};
 enum { N_ARCH = (int)(sizeof registry / sizeof registry[0]) };
 
 const ms_arch *ms_arch_find(const char *name) {

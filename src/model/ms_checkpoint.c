@@ -358,6 +358,7 @@ ms_status ms_net_load(const char *path, ms_net *net, ms_selector_meta *m) {
     for (int i = 0; i < lay.ntensors && !st; i++) {
         const ms_net_tensor *nt = &lay.tensor[i];
         const ms_st_tensor *t = ms_st_find(&f, nt->name);
+        if (!t && nt->optional) continue; /* stays 0: the behaviour before it existed */
         if (!t) {
             st = ms_fail(MS_ERR_DATA, "%s: missing tensor %s", path, nt->name);
             break;
@@ -385,6 +386,7 @@ ms_status ms_net_load(const char *path, ms_net *net, ms_selector_meta *m) {
     MS_CHECK(ms_net_init(net, a, D, H) == MS_OK);
     for (int i = 0; i < net->ntensors && !st; i++) {
         const ms_st_tensor *t = ms_st_find(&f, net->tensor[i].name);
+        if (!t) continue; /* an optional tensor the file lacks (checked above): zeros */
         float *dst = ms_net_tensor_data(net, i);
         st = ms_st_to_f32(&f, t, dst);
         /* NaN/Inf weights would give NaN logits and meaningless rankings downstream */

@@ -24,6 +24,9 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#if defined(__AVX512F__) || defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 #include <string.h>
 
 /* ---- parameter table ----------------------------------------------------------------- */
@@ -623,7 +626,104 @@ typedef struct {
     float *bias;   /* (4H) b_ih + b_hh */
     double *part;  /* (B, T) w_d . h_t */
     ms_bf16 *w_ih, *w_hh, *xb, *hb; /* bf16 only: (4H, D), (4H, H), (tc or B*T, D), (B, H) */
+    float *w_hh_t; /* B <= MS_INFER_SMALL_B, f32: W_hh transposed, (H, 4H) */
+    ms_bf16 *w_hh_p; /* B <= MS_INFER_SMALL_B, bf16: W_hh^T in pairs (ms_lstm_pack_pairs) */
 } infer_dir;
+
+/* Below this batch the recurrent product h (B, H) W_hh^T is a matrix-vector product per
+ * task, dominated by the GEMM library's per-call cost (a 100,000-item pool is 100,000
+ * sequential calls per direction): ms_lstm_recur_small does it with W_hh^T kept hot (on
+ * pools of at least 64 items, where the transposed copy costs less than it saves). */
+enum { MS_INFER_SMALL_B = 4, MS_INFER_SMALL_T = 64 };
+static int infer_small(int B, int T) { return B <= MS_INFER_SMALL_B && T >= MS_INFER_SMALL_T; }
+
+void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wt, int B, int H) {
+    const int H4 = 4 * H;
+    for (int b = 0; b < B; b++) {
+        const float *hb = h + (size_t)b * H;
+        float *g = G + (size_t)b * ldg;
+        int r0 = 0;
+#ifdef __AVX512F__
+        /* 128 outputs at a time in eight vector accumulators: one pass over W_hh^T's rows
+         * j = 0..H-1, each output's sum in that order (fused multiply-adds) */
+        for (; r0 + 128 <= H4; r0 += 128) {
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+            for (int j = 0; j < H; j++) {
+                const __m512 v = _mm512_set1_ps(hb[j]);
+                const float *row = wt + (size_t)j * H4 + r0;
+                a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row), a0);
+                a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 16), a1);
+                a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 32), a2);
+                a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 48), a3);
+                a4 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 64), a4);
+                a5 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 80), a5);
+                a6 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 96), a6);
+                a7 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 112), a7);
+            }
+            float *o = g + r0;
+            _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), a0));
+            _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), a1));
+            _mm512_storeu_ps(o + 32, _mm512_add_ps(_mm512_loadu_ps(o + 32), a2));
+            _mm512_storeu_ps(o + 48, _mm512_add_ps(_mm512_loadu_ps(o + 48), a3));
+            _mm512_storeu_ps(o + 64, _mm512_add_ps(_mm512_loadu_ps(o + 64), a4));
+            _mm512_storeu_ps(o + 80, _mm512_add_ps(_mm512_loadu_ps(o + 80), a5));
+            _mm512_storeu_ps(o + 96, _mm512_add_ps(_mm512_loadu_ps(o + 96), a6));
+            _mm512_storeu_ps(o + 112, _mm512_add_ps(_mm512_loadu_ps(o + 112), a7));
+        }
+#endif
+        for (int r = r0; r < H4; r++) { /* the plain loop: no AVX-512, or the tail */
+            float a = 0.0f;
+            for (int j = 0; j < H; j++) a = fmaf(hb[j], wt[(size_t)j * H4 + r], a);
+            g[r] += a;
+        }
+    }
+}
+
+void ms_lstm_pack_pairs(ms_bf16 *wp, const float *W_hh, int H) {
+    const int H4 = 4 * H, P = (H + 1) / 2;
+    for (int q = 0; q < P; q++)
+        for (int r = 0; r < H4; r++)
+            for (int e = 0; e < 2; e++) {
+                int j = 2 * q + e;
+                wp[((size_t)q * H4 + r) * 2 + e] = j < H ? ms_bf16_round(W_hh[(size_t)r * H + j]) : 0;
+            }
+}
+
+void ms_lstm_recur_small_bf16(float *G, int ldg, const float *h, const ms_bf16 *wp, int B, int H) {
+    const int H4 = 4 * H, P = (H + 1) / 2;
+    for (int b = 0; b < B; b++) {
+        const float *hb = h + (size_t)b * H;
+        float *g = G + (size_t)b * ldg;
+        int r0 = 0;
+#ifdef __AVX512BF16__
+        /* vdpbf16ps: each lane adds the two products of a (j, j+1) pair, exact, in fp32 */
+        for (; r0 + 128 <= H4; r0 += 128) {
+            __m512 a[8];
+            for (int u = 0; u < 8; u++) a[u] = _mm512_setzero_ps();
+            for (int q = 0; q < P; q++) {
+                uint32_t pair = (uint32_t)ms_bf16_round(hb[2 * q]) |
+                                (2 * q + 1 < H ? (uint32_t)ms_bf16_round(hb[2 * q + 1]) << 16 : 0u);
+                const __m512bh v = (__m512bh)_mm512_set1_epi32((int)pair);
+                const ms_bf16 *row = wp + ((size_t)q * H4 + r0) * 2;
+                for (int u = 0; u < 8; u++)
+                    a[u] = _mm512_dpbf16_ps(a[u], (__m512bh)_mm512_loadu_si512((const void *)(row + 32 * u)), v);
+            }
+            for (int u = 0; u < 8; u++)
+                _mm512_storeu_ps(g + r0 + 16 * u, _mm512_add_ps(_mm512_loadu_ps(g + r0 + 16 * u), a[u]));
+        }
+#endif
+        for (int r = r0; r < H4; r++) { /* the plain loop: no AVX512_BF16, or the tail */
+            float a = 0.0f;
+            for (int q = 0; q < P; q++) {
+                float h0 = ms_bf16_to_f32(ms_bf16_round(hb[2 * q]));
+                float h1 = 2 * q + 1 < H ? ms_bf16_to_f32(ms_bf16_round(hb[2 * q + 1])) : 0.0f;
+                a += h0 * ms_bf16_to_f32(wp[((size_t)q * H4 + r) * 2]) +
+                     h1 * ms_bf16_to_f32(wp[((size_t)q * H4 + r) * 2 + 1]);
+            }
+            g[r] += a;
+        }
+    }
+}
 
 static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
                           ms_precision prec) {
@@ -639,6 +739,8 @@ static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
     CARVE(c, float, b * h);
     CARVE(bias, float, 4 * h);
     CARVE(part, double, b * (size_t)T);
+    if (infer_small(B, T) && prec == MS_PREC_F32) CARVE(w_hh_t, float, 4 * h * h);
+    if (infer_small(B, T) && prec == MS_PREC_BF16) CARVE(w_hh_p, ms_bf16, 4 * h * (h + 1));
     if (prec == MS_PREC_BF16) {
         CARVE(w_ih, ms_bf16, 4 * h * (size_t)D);
         CARVE(w_hh, ms_bf16, 4 * h * h);
@@ -706,9 +808,14 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
         w->bias[r] = p->t[dir ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
                      p->t[dir ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
     if (prec == MS_PREC_BF16) ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
-    /* W_hh^T (H, 4H) packed once for the T steps (one pack per call: the call's steps
-     * outweigh it) */
-    struct ms_gemm_packed *whh = ms_gemm_pack('T', H4, H, W_hh, H, prec);
+    const int small = infer_small(B, T);
+    if (small && prec == MS_PREC_BF16) ms_lstm_pack_pairs(w->w_hh_p, W_hh, H);
+    if (small && prec == MS_PREC_F32) /* W_hh^T (H, 4H) */
+        for (int r = 0; r < H4; r++)
+            for (int j = 0; j < H; j++) w->w_hh_t[(size_t)j * H4 + r] = W_hh[(size_t)r * H + j];
+    /* larger batches: W_hh^T (H, 4H) packed once for the T steps (one pack per call: the
+     * call's steps outweigh it) */
+    struct ms_gemm_packed *whh = small ? NULL : ms_gemm_pack('T', H4, H, W_hh, H, prec);
     memset(w->h, 0, sizeof(float) * (size_t)B * H);
     memset(w->c, 0, sizeof(float) * (size_t)B * H);
     float *pu = U > 0 ? sh->pu[dir] : NULL; /* (U, 4H) = xu W_ih^T */
@@ -742,8 +849,13 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
             const int t = dir ? T - 1 - s : s;
             float *G = w->gates + (size_t)(t - tlo) * H4; /* row b at G + b*n*4H */
             const int ldg = n * H4;
-            float *S = w->step;
-            if (s > 0 && prec == MS_PREC_BF16) {
+            float *S = w->step; /* (B, 4H) = h_{t-1} W_hh^T */
+            if (s > 0 && small) memset(S, 0, sizeof(float) * (size_t)B * H4);
+            if (s > 0 && small && prec == MS_PREC_BF16) { /* bf16 operands, fp32 sums */
+                ms_lstm_recur_small_bf16(S, H4, w->h, w->w_hh_p, B, H);
+            } else if (s > 0 && small) {
+                ms_lstm_recur_small(S, H4, w->h, w->w_hh_t, B, H);
+            } else if (s > 0 && prec == MS_PREC_BF16) {
                 for (size_t i = 0; i < (size_t)B * H; i++) w->hb[i] = ms_bf16_round(w->h[i]);
                 ms_gemm_packed_run_bf16(whh, B, w->hb, H, S, H4);
             } else if (s > 0) { /* S (B, 4H) = h_{t-1} (B, H) W_hh^T */
@@ -772,7 +884,7 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
             }
         }
     }
-    ms_gemm_packed_free(whh);
+    if (whh) ms_gemm_packed_free(whh);
 }
 
 void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_params *p, int B,

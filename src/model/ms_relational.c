@@ -23,19 +23,34 @@
  *   cov_j  = max_{p in S_t} k_pj         (0 when S_t is empty)
  *   gain_i = (1/R) sum_j max(0, k_ij - cov_j),  g_i^t = gain_i / max_{remaining} gain
  *            (0 when that maximum is 0)                                coverage gain
- *   l_i^t  = s_i - a r_i^t + b g_i^t
+ *   dist_i = min_{p in S_t} |u_i - u_p|  (t = 0: |u_i - mean_j u_j|, the distance to the
+ *            pool's mean unit row),  d_i^t = dist_i / max_{remaining} dist
+ *            (0 when that maximum is 0)                                k-center distance
+ *   u_t    = log(1 + t) / log(41)        (0 at the first pick, 1 at the 41st)   schedule
+ *   a_t = a + a' u_t,  b_t = b + b' u_t,  c_t = c + c' u_t
+ *   l_i^t  = s_i - a_t r_i^t + b_t g_i^t + c_t d_i^t
+ * (a, b: "rel.redundancy", "rel.coverage"; c: "rel.kcenter"; (a', b', c'): "rel.schedule".
+ * The last two are optional tensors: checkpoints made before them load with c = 0 and no
+ * schedule, which is exactly the earlier policy l = s - a r + b g.) The k-center distance
+ * is plain Euclidean between unit rows, so unlike r (centred cosine, which normalises the
+ * residual's length away) it prefers items far out from everything picked, as farthest-first
+ * does; it is invariant to rotations and scaling of the embedding space.
  * The draw picks pi_t ~ softmax(l^t) over the remaining items (Gumbel-argmax); greedy takes
  * the argmax (ties: lowest index). log p = sum_t [ l_{pi_t}^t - logsumexp_{remaining} l^t ].
  * Gradient: with dl_i^t = [i = pi_t] - softmax_t(l^t)_i,
- *   ds_i = sum_t dl_i^t,  da = -sum_t sum_i dl_i^t r_i^t,  db = sum_t sum_i dl_i^t g_i^t,
+ *   ds_i = sum_t dl_i^t,
+ *   da = -sum_t R_t,  da' = -sum_t u_t R_t,   R_t = sum_i dl_i^t r_i^t
+ *   db =  sum_t G_t,  db' =  sum_t u_t G_t,   G_t = sum_i dl_i^t g_i^t
+ *   dc =  sum_t C_t,  dc' =  sum_t u_t C_t,   C_t = sum_i dl_i^t d_i^t
  * and through the MLP: dw2 += sum_i ds_i h_i, dpre_i = ds_i w2 * (1 - h_i^2),
- * dW1 += sum_i dpre_i f_i^T, db1 += sum_i dpre_i. The features carry no parameters.
+ * dW1 += sum_i dpre_i f_i^T, db1 += sum_i dpre_i. The features, r, g and d carry no
+ * parameters.
  *
- * Initialisation: W1, b1 ~ U(-1/sqrt(F), 1/sqrt(F)); w2 = 0, a = 0, b = 5, so the untrained
- * policy's greedy decode is MaxHerding's greedy on the reference columns and training
- * learns a correction of it.
+ * Initialisation: W1, b1 ~ U(-1/sqrt(F), 1/sqrt(F)); w2 = 0, a = 0, b = 5, c = 0, no
+ * schedule (options override each), so the untrained policy's greedy decode is
+ * MaxHerding's greedy on the reference columns and training learns a correction of it.
  *
- * Memory: per pool O(T R) floats for the kernel plus O(T (D + F + H) + K T) doubles, sized
+ * Memory: per pool O(T R) floats for the kernel plus O(T (2 D + F + H) + K T) doubles, sized
  * once per work object for (Bmax, Tmax, Kmax). Pools run in parallel (one per thread);
  * gradients are summed per pool and then in pool order, so results do not depend on the
  * thread count.
@@ -49,11 +64,17 @@
 #include "medselect/strategy.h"
 #include "model/ms_relational.h"
 
-enum { T_W1 = 0, T_B1, T_W2, T_RED, T_COV, N_T };
+enum { T_W1 = 0, T_B1, T_W2, T_RED, T_COV, T_KC, T_SCHED, N_T };
+
+/* the schedule's horizon: u_t = log(1 + t) / log(1 + MS_REL_HORIZON) */
+#define MS_REL_HORIZON 40
+
+double ms_rel_schedule(int t) { return log1p((double)t) / log1p((double)MS_REL_HORIZON); }
 
 static ms_status rel_layout(ms_net *net) {
     static const char *const names[N_T] = {"rel.fc1.weight", "rel.fc1.bias", "rel.fc2.weight",
-                                           "rel.redundancy", "rel.coverage"};
+                                           "rel.redundancy", "rel.coverage", "rel.kcenter",
+                                           "rel.schedule"};
     if (net->H > 4096) return ms_fail(MS_ERR_ARG, "selector relational: hidden size %d is larger than 4096", net->H);
     net->ntensors = N_T;
     for (int i = 0; i < N_T; i++) snprintf(net->tensor[i].name, sizeof net->tensor[i].name, "%s", names[i]);
@@ -62,27 +83,31 @@ static ms_status rel_layout(ms_net *net) {
     net->tensor[T_W2].ndim = 2, net->tensor[T_W2].shape[0] = 1, net->tensor[T_W2].shape[1] = net->H;
     net->tensor[T_RED].ndim = 1, net->tensor[T_RED].shape[0] = 1;
     net->tensor[T_COV].ndim = 1, net->tensor[T_COV].shape[0] = 1;
+    net->tensor[T_KC].ndim = 1, net->tensor[T_KC].shape[0] = 1, net->tensor[T_KC].optional = 1;
+    /* (a', b', c'): the slopes of the redundancy, coverage and k-center weights */
+    net->tensor[T_SCHED].ndim = 1, net->tensor[T_SCHED].shape[0] = 3, net->tensor[T_SCHED].optional = 1;
     return MS_OK;
 }
 
-/* Options: redundancy=A, coverage=B (initial a and b; defaults 0 and 5). */
+/* Options (initial values): redundancy=a, coverage=b, kcenter=c (defaults 0, 5, 0) and their
+ * slopes over the schedule redundancy_slope=a', coverage_slope=b', kcenter_slope=c' (0). */
+static const char *const rel_opts[] = {"redundancy", "coverage", "kcenter", "redundancy_slope",
+                                       "coverage_slope", "kcenter_slope", NULL};
+
 static ms_status rel_check_opts(const char *opts) {
-    static const char *const known[] = {"redundancy", "coverage", NULL};
-    ms_status st = ms_opt_check("relational", opts, known);
+    ms_status st = ms_opt_check("relational", opts, rel_opts);
     double v;
     int found;
-    if (!st) st = ms_opt_double(opts, "redundancy", &v, &found);
-    if (!st) st = ms_opt_double(opts, "coverage", &v, &found);
+    for (int i = 0; !st && rel_opts[i]; i++) st = ms_opt_double(opts, rel_opts[i], &v, &found);
     return st;
 }
 
 static void rel_randomize(ms_net *net, uint64_t seed, const char *opts) {
-    double a0 = 0.0, b0 = 5.0;
+    double val[6] = {0.0, 5.0, 0.0, 0.0, 0.0, 0.0};
     int found;
-    if (opts && *opts) {
-        MS_CHECK(ms_opt_double(opts, "redundancy", &a0, &found) == MS_OK);
-        MS_CHECK(ms_opt_double(opts, "coverage", &b0, &found) == MS_OK);
-    }
+    for (int i = 0; opts && *opts && rel_opts[i]; i++)
+        MS_CHECK(ms_opt_double(opts, rel_opts[i], &val[i], &found) == MS_OK);
+    double a0 = val[0], b0 = val[1];
     double k = 1.0 / sqrt((double)MS_REL_F);
     for (int i = 0; i < 2; i++) {
         ms_rng r;
@@ -93,6 +118,8 @@ static void rel_randomize(ms_net *net, uint64_t seed, const char *opts) {
     memset(ms_net_tensor_data(net, T_W2), 0, sizeof(float) * (size_t)net->H);
     ms_net_tensor_data(net, T_RED)[0] = (float)a0;
     ms_net_tensor_data(net, T_COV)[0] = (float)b0;
+    ms_net_tensor_data(net, T_KC)[0] = (float)val[2];
+    for (int i = 0; i < 3; i++) ms_net_tensor_data(net, T_SCHED)[i] = (float)val[3 + i];
 }
 
 /* ---- features ----------------------------------------------------------------------- */
@@ -213,8 +240,11 @@ typedef struct {
     double *s;      /* (T) static scores */
     float *z;       /* (T, D) */
     float *kern;    /* (T, R) */
+    float *u;       /* (T, D) unit rows */
     double *red;    /* (Kmax, T) r^t */
     double *gn;     /* (Kmax, T) g^t */
+    double *dk;     /* (Kmax, T) d^t */
+    double *dist;   /* (T) distance to the nearest picked item (t = 0: to the mean) */
     double *lg;     /* (Kmax, T) l^t */
     double *lse;    /* (Kmax) */
     double *cov;    /* (R) */
@@ -240,8 +270,8 @@ static void *rel_work_new(const ms_net *net, int Bmax, int Tmax, int Kmax) {
     w->count = net->count;
     int R = ms_rel_nref(Tmax), D = net->D, H = net->H;
     size_t T = (size_t)Tmax, K = (size_t)Kmax;
-    size_t nd = T * MS_REL_F + T * H + T + 3 * K * T + K + R + T + ms_rel_scratch(Tmax, D) + net->count;
-    size_t nf = T * D + T * R;
+    size_t nd = T * MS_REL_F + T * H + T + 4 * K * T + K + R + 2 * T + ms_rel_scratch(Tmax, D) + net->count;
+    size_t nf = 2 * T * D + T * R;
     /* one block per pool, a multiple of 64 bytes so that every block's doubles are aligned */
     size_t per = (nd * sizeof(double) + nf * sizeof(float) + T + K * sizeof(int) + 63) / 64 * 64;
     w->pool = ms_xcalloc((size_t)Bmax, sizeof(rel_pool));
@@ -255,15 +285,18 @@ static void *rel_work_new(const ms_net *net, int Bmax, int Tmax, int Kmax) {
         p->s = dp, dp += T;
         p->red = dp, dp += K * T;
         p->gn = dp, dp += K * T;
+        p->dk = dp, dp += K * T;
         p->lg = dp, dp += K * T;
         p->lse = dp, dp += K;
         p->cov = dp, dp += R;
         p->gain = dp, dp += T;
+        p->dist = dp, dp += T;
         p->scratch = dp, dp += ms_rel_scratch(Tmax, D);
         p->grad = dp, dp += net->count;
         float *fp = (float *)dp;
         p->z = fp, fp += T * D;
         p->kern = fp, fp += T * R;
+        p->u = fp, fp += T * D;
         int *ip = (int *)fp;
         p->picks = ip, ip += K;
         p->taken = (unsigned char *)ip;
@@ -286,9 +319,30 @@ static double rel_pool_run(const ms_net *net, rel_pool *p, const float *x, int T
     int D = net->D, H = net->H, R = ms_rel_nref(T);
     const float *W1 = ms_net_tensor_data(net, T_W1), *b1 = ms_net_tensor_data(net, T_B1);
     const float *w2 = ms_net_tensor_data(net, T_W2);
-    double a = ms_net_tensor_data(net, T_RED)[0], bc = ms_net_tensor_data(net, T_COV)[0];
+    double a0 = ms_net_tensor_data(net, T_RED)[0], b0 = ms_net_tensor_data(net, T_COV)[0];
+    double c0 = ms_net_tensor_data(net, T_KC)[0];
+    const float *sl = ms_net_tensor_data(net, T_SCHED); /* (3) slopes a', b', c' */
     p->T = T;
     ms_rel_features(p->feat, p->z, p->kern, x, T, D, p->scratch);
+    /* unit rows u (T, D) (float, as the pool's rows are stored for MaxHerding and k-center)
+     * and dist_i = |u_i - mean u| for the first step; mean in scratch (D doubles) */
+    double *mu = p->scratch;
+    memset(mu, 0, sizeof(double) * (size_t)D);
+    for (int i = 0; i < T; i++) {
+        const float *xi = x + (size_t)i * D;
+        float *ui = p->u + (size_t)i * D;
+        double n2 = 0;
+        for (int q = 0; q < D; q++) n2 += (double)xi[q] * xi[q];
+        double nrm = sqrt(n2);
+        for (int q = 0; q < D; q++) ui[q] = nrm > 0 ? (float)(xi[q] / nrm) : 0.0f, mu[q] += ui[q];
+    }
+    for (int q = 0; q < D; q++) mu[q] /= T;
+    for (int i = 0; i < T; i++) {
+        const float *ui = p->u + (size_t)i * D;
+        double d2 = 0;
+        for (int q = 0; q < D; q++) d2 += (ui[q] - mu[q]) * (ui[q] - mu[q]);
+        p->dist[i] = sqrt(d2);
+    }
     for (int i = 0; i < T; i++) {
         const double *f = p->feat + (size_t)i * MS_REL_F;
         double *h = p->hid + (size_t)i * H, s = 0;
@@ -305,7 +359,27 @@ static double rel_pool_run(const ms_net *net, rel_pool *p, const float *x, int T
     double logp = 0;
     for (int t = 0; t < k; t++) {
         double *red = p->red + (size_t)t * T, *gn = p->gn + (size_t)t * T, *lg = p->lg + (size_t)t * T;
-        double gmax = 0;
+        double *dk = p->dk + (size_t)t * T;
+        double ut = ms_rel_schedule(t);
+        double a = a0 + sl[0] * ut, bc = b0 + sl[1] * ut, cc = c0 + sl[2] * ut;
+        double gmax = 0, dmax = 0;
+        if (t > 0) {
+            /* nearest picked item: fold in the last pick (at t = 1 it replaces the mean) */
+            const float *up = p->u + (size_t)p->picks[t - 1] * D;
+            for (int i = 0; i < T; i++) {
+                if (p->taken[i]) continue;
+                const float *ui = p->u + (size_t)i * D;
+                double d2 = 0;
+                for (int q = 0; q < D; q++) {
+                    double e = (double)ui[q] - up[q];
+                    d2 += e * e;
+                }
+                double dd = sqrt(d2);
+                if (t == 1 || dd < p->dist[i]) p->dist[i] = dd;
+            }
+        }
+        for (int i = 0; i < T; i++)
+            if (!p->taken[i] && p->dist[i] > dmax) dmax = p->dist[i];
         for (int i = 0; i < T; i++) {
             if (p->taken[i]) continue;
             const float *ki = p->kern + (size_t)i * R;
@@ -322,7 +396,7 @@ static double rel_pool_run(const ms_net *net, rel_pool *p, const float *x, int T
         double bestv = -INFINITY;
         for (int i = 0; i < T; i++) {
             if (p->taken[i]) {
-                red[i] = gn[i] = 0;
+                red[i] = gn[i] = dk[i] = 0;
                 lg[i] = -INFINITY;
                 continue;
             }
@@ -335,7 +409,8 @@ static double rel_pool_run(const ms_net *net, rel_pool *p, const float *x, int T
                 red[i] = dot > prev ? dot : prev;
             }
             gn[i] = gmax > 0 ? p->gain[i] / gmax : 0.0;
-            lg[i] = p->s[i] - a * red[i] + bc * gn[i];
+            dk[i] = dmax > 0 ? p->dist[i] / dmax : 0.0;
+            lg[i] = p->s[i] - a * red[i] + bc * gn[i] + cc * dk[i];
             if (lg[i] > lmax) lmax = lg[i];
             if (forced) continue;
             double v = greedy ? lg[i] : lg[i] + ms_rng_gumbel(rng);
@@ -372,23 +447,30 @@ static void rel_pool_backward(const ms_net *net, rel_pool *p) {
     memset(g, 0, sizeof(double) * net->count);
     double *ds = p->gain; /* reuse (T) */
     for (int i = 0; i < T; i++) ds[i] = 0;
-    double da = 0, db = 0;
+    double da = 0, db = 0, dc = 0, dsl[3] = {0, 0, 0};
     memset(p->taken, 0, (size_t)T);
     for (int t = 0; t < p->n; t++) {
         const double *red = p->red + (size_t)t * T, *gn = p->gn + (size_t)t * T, *lg = p->lg + (size_t)t * T;
+        const double *dk = p->dk + (size_t)t * T;
+        double Rt = 0, Gt = 0, Ct = 0, ut = ms_rel_schedule(t);
         for (int i = 0; i < T; i++) {
             if (p->taken[i]) continue;
             double dl = (i == p->picks[t]) - exp(lg[i] - p->lse[t]);
             ds[i] += dl;
-            da -= dl * red[i];
-            db += dl * gn[i];
+            Rt += dl * red[i];
+            Gt += dl * gn[i];
+            Ct += dl * dk[i];
         }
+        da -= Rt, db += Gt, dc += Ct;
+        dsl[0] -= ut * Rt, dsl[1] += ut * Gt, dsl[2] += ut * Ct;
         p->taken[p->picks[t]] = 1;
     }
     double *gW1 = g + net->tensor[T_W1].offset, *gb1 = g + net->tensor[T_B1].offset;
     double *gw2 = g + net->tensor[T_W2].offset;
     g[net->tensor[T_RED].offset] = da;
     g[net->tensor[T_COV].offset] = db;
+    g[net->tensor[T_KC].offset] = dc;
+    for (int q = 0; q < 3; q++) g[net->tensor[T_SCHED].offset + (size_t)q] = dsl[q];
     for (int i = 0; i < T; i++) {
         const double *h = p->hid + (size_t)i * H, *f = p->feat + (size_t)i * MS_REL_F;
         for (int u = 0; u < H; u++) {
@@ -449,7 +531,8 @@ double ms_rel_score_draw(const ms_net *net, void *work, const float *x, int T, c
 const ms_arch ms_arch_relational = {
     .name = "relational",
     .summary = "sequential policy over rotation-invariant pool-relative features, a learned "
-               "residual over MaxHerding's coverage gain; greedy decoding gives one ranking",
+               "residual over MaxHerding's coverage gain and k-center's distance; greedy decoding gives "
+               "one ranking",
     .sequential = 1,
     .default_hidden = 16,
     .layout = rel_layout,

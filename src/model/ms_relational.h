@@ -20,6 +20,9 @@ size_t ms_rel_scratch(int T, int D);
 void ms_rel_features(double *feat, float *z, float *kern, const float *x, int T, int D,
                      double *scratch);
 
+/* The step schedule of the relational weights: u_t = log(1 + t) / log(41) (0 at t = 0). */
+double ms_rel_schedule(int t);
+
 /* Log-probability of the given ordered draw picks[0..k) of one pool x (T, D) under a
  * relational net (work from its work_new); afterwards backward() gives its gradient
  * (with scale[0]). For tests. */

@@ -68,6 +68,7 @@ static void update_step(float *cent, int *assign, int *sizes, float *mind, const
     for (int i = 0; i < n; i++) {
         double *a = acc + (size_t)assign[i] * d;
         const float *r = x + (size_t)i * d;
+#pragma omp simd
         for (int t = 0; t < d; t++) a[t] += r[t];
     }
     for (int j = 0; j < k; j++) {
@@ -182,21 +183,32 @@ static ms_status kmeans_select(const ms_strategy *s, const ms_pool *pool, int k,
         }
         order[p] = j;
     }
+    /* distances of the centroids (in pick order) to every row, a block of centroids per
+     * sgemm (at most about 16 MB of distances at once) rather than one pass over the pool
+     * per centroid */
+    int rows = (int)(((size_t)1 << 22) / (size_t)n);
+    rows = rows < 1 ? 1 : rows > k ? k : rows;
     float *xsq = MS_ARENA_NEW(ws, float, n);
-    float *dist = MS_ARENA_NEW(ws, float, n);
+    float *crow = MS_ARENA_NEW(ws, float, (size_t)rows * d);
+    float *crsq = MS_ARENA_NEW(ws, float, rows);
+    float *dist = MS_ARENA_NEW(ws, float, (size_t)rows * n);
     unsigned char *taken = MS_ARENA_NEW(ws, unsigned char, n);
     ms_rows_sqnorm(xsq, pool->x, n, d);
     memset(taken, 0, (size_t)n);
-    for (int t = 0; t < k; t++) {
-        const float *cj = cent + (size_t)order[t] * d;
-        float cjsq;
-        ms_rows_sqnorm(&cjsq, cj, 1, d);
-        ms_sqdist_gemm_par(dist, cj, &cjsq, 1, pool->x, xsq, n, d);
-        int best = -1;
-        for (int i = 0; i < n; i++)
-            if (!taken[i] && (best < 0 || dist[i] < dist[best])) best = i;
-        taken[best] = 1;
-        out[t] = best;
+    for (int t0 = 0; t0 < k; t0 += rows) {
+        int nr = k - t0 < rows ? k - t0 : rows;
+        for (int q = 0; q < nr; q++)
+            memcpy(crow + (size_t)q * d, cent + (size_t)order[t0 + q] * d, sizeof(float) * (size_t)d);
+        ms_rows_sqnorm(crsq, crow, nr, d);
+        ms_sqdist_gemm_par(dist, crow, crsq, nr, pool->x, xsq, n, d);
+        for (int q = 0; q < nr; q++) {
+            const float *dr = dist + (size_t)q * n;
+            int best = -1;
+            for (int i = 0; i < n; i++)
+                if (!taken[i] && (best < 0 || dr[i] < dr[best])) best = i;
+            taken[best] = 1;
+            out[t0 + q] = best;
+        }
     }
     return MS_OK;
 }

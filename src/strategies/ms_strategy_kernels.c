@@ -19,6 +19,7 @@ void ms_rows_sqnorm(float *sqn, const float *x, int n, int d) {
     for (int i = 0; i < n; i++) {
         const float *r = x + (size_t)i * d;
         double acc = 0;
+#pragma omp simd reduction(+ : acc)
         for (int j = 0; j < d; j++) acc += (double)r[j] * r[j];
         sqn[i] = (float)acc;
     }

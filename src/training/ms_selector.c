@@ -164,12 +164,18 @@ static ms_status selector_score(const ms_strategy *s, const ms_pool *pools, int 
         c->batch_picks = ms_xmalloc(sizeof(int) * (size_t)c->batch.B);
         c->batch_logp = ms_xmalloc(sizeof(double) * (size_t)c->batch.B);
     }
+    /* pools whose raw rows already lie one after the other (as the evaluation gathers
+     * them) are read in place: no copy of the (n, T, D) batch */
+    int contiguous = !sel->clinical;
+    for (int b = 1; b < n && contiguous; b++)
+        contiguous = pools[b].raw == pools[0].raw + (size_t)b * T * Din;
     for (int b = 0; b < n; b++) {
-        pool_input(c->batch_x + (size_t)b * T * Din, &pools[b], sel->clinical);
+        if (!contiguous) pool_input(c->batch_x + (size_t)b * T * Din, &pools[b], sel->clinical);
         c->batch_k[b] = 1;
     }
+    const float *x = contiguous ? pools[0].raw : c->batch_x;
     ms_net_mode mode = {.sampler = MS_SAMPLER_WOR, .greedy = 1};
-    sel->net.arch->run(&sel->net, c->batch.work, c->batch_x, n, T, c->batch_k, 1, mode, NULL,
+    sel->net.arch->run(&sel->net, c->batch.work, x, n, T, c->batch_k, 1, mode, NULL,
                        c->batch_picks, c->batch_n, c->batch_logp, scores);
     return MS_OK;
 }
