@@ -221,8 +221,10 @@ static void test_finite_differences(void) {
 
 /* ---- fast vs reference ----------------------------------------------------------------- */
 
-static void test_fast_vs_ref(int B, int T, int D, int H, uint64_t seed) {
-    printf("-- fast vs reference (B=%d T=%d D=%d H=%d)\n", B, T, D, H);
+/* dup > 0: the rows of x are drawn from `dup` distinct rows (pools from one small split),
+ * which takes the forward's and backward's repeated-row path. */
+static void test_fast_vs_ref(int B, int T, int D, int H, uint64_t seed, int dup) {
+    printf("-- fast vs reference (B=%d T=%d D=%d H=%d%s)\n", B, T, D, H, dup ? ", repeated rows" : "");
     ms_lstm_params p, g;
     ms_lstm_params_init(&p, D, H);
     ms_lstm_params_init(&g, D, H);
@@ -232,9 +234,12 @@ static void test_fast_vs_ref(int B, int T, int D, int H, uint64_t seed) {
     float *logits = malloc(sizeof(float) * BT), *rlf = malloc(sizeof(float) * BT);
     fill_normal(x, BT * D, seed + 1, 1.0);
     fill_normal(dlog, BT, seed + 2, 1.0);
+    for (size_t r = 0; dup && r < BT; r++) /* row r := distinct row (7r + 3) mod dup */
+        memcpy(x + r * D, x + ((7 * r + 3) % (size_t)dup) * D, sizeof(float) * (size_t)D);
     ms_lstm_cache c;
     ms_lstm_cache_init(&c, D, H, B + 2, T + 5);
     ms_lstm_forward(logits, &c, x, &p, B, T);
+    MS_EXPECT(dup ? c.U > 0 && c.U <= dup : c.U == 0);
     ms_lstm_backward(&g, dlog, &c, x, &p);
     double *rl = malloc(sizeof(double) * T), *rc = malloc(sizeof(double) * ms_lstm_ref_cache_size(T, H));
     double *rg = calloc(p.count, sizeof(double)), *dl = malloc(sizeof(double) * T);
@@ -336,8 +341,9 @@ static void test_bf16_vs_f32(void) {
 /* ---- forward-only scoring ------------------------------------------------------------
  * ms_lstm_infer against ms_lstm_forward: pools long enough for several chunks (and a
  * partial last one), one and several tasks, 1 and 2 threads (bitwise), both precisions. */
-static void test_infer(int B, int T, int D, int H, ms_precision prec) {
-    printf("-- infer vs forward, %s (B=%d T=%d D=%d H=%d)\n", ms_precision_name(prec), B, T, D, H);
+static void test_infer(int B, int T, int D, int H, ms_precision prec, int dup) {
+    printf("-- infer vs forward, %s (B=%d T=%d D=%d H=%d%s)\n", ms_precision_name(prec), B, T, D, H,
+           dup ? ", repeated rows" : "");
     ms_lstm_params p;
     ms_lstm_params_init(&p, D, H);
     ms_lstm_params_randomize(&p, 51);
@@ -346,6 +352,8 @@ static void test_infer(int B, int T, int D, int H, ms_precision prec) {
     float *lf = malloc(sizeof(float) * BT), *l1 = malloc(sizeof(float) * BT),
           *l2 = malloc(sizeof(float) * BT);
     fill_normal(x, BT * D, 52, 1.0 / sqrt((double)D));
+    for (size_t r = 0; dup && r < BT; r++)
+        memcpy(x + r * D, x + ((3 * r + 2) % (size_t)dup) * D, sizeof(float) * (size_t)D);
     ms_lstm_cache c;
     ms_lstm_cache_init(&c, D, H, B, T);
     ms_lstm_cache_set_precision(&c, prec);
@@ -426,10 +434,10 @@ static void run_threads(int nthreads, float *logits, ms_lstm_params *g, const fl
     ms_lstm_cache_free(&c);
 }
 
-static void test_threads(ms_precision prec) {
+static void test_threads(ms_precision prec, int dup) {
     const int B = 16, T = 64, D = 128, H = 64;
-    printf("-- %s: 1 vs 2 and 3 threads (B=%d T=%d D=%d H=%d)\n", ms_precision_name(prec), B, T,
-           D, H);
+    printf("-- %s: 1 vs 2 and 3 threads (B=%d T=%d D=%d H=%d%s)\n", ms_precision_name(prec), B, T,
+           D, H, dup ? ", repeated rows" : "");
     ms_lstm_params p, g1, g2;
     ms_lstm_params_init(&p, D, H);
     ms_lstm_params_init(&g1, D, H);
@@ -440,6 +448,8 @@ static void test_threads(ms_precision prec) {
     float *l1 = malloc(sizeof(float) * BT), *l2 = malloc(sizeof(float) * BT);
     fill_normal(x, BT * D, 22, 1.0);
     fill_normal(dlog, BT, 23, 1.0);
+    for (size_t r = 0; dup && r < BT; r++)
+        memcpy(x + r * D, x + ((5 * r + 1) % (size_t)dup) * D, sizeof(float) * (size_t)D);
     run_threads(1, l1, &g1, x, dlog, &p, B, T, prec);
     run_threads(2, l2, &g2, x, dlog, &p, B, T, prec);
     ms_expect_relerr_f("logits 2 threads vs 1", l2, l1, BT, 1e-6);
@@ -969,28 +979,36 @@ int main(void) {
     test_pytorch_case("s2", 3, 11, 16, 8, 0);
     test_pytorch_case("big", 1, 6, 512, 256, 1);
     test_finite_differences();
-    test_fast_vs_ref(4, 13, 10, 6, 31);
-    test_fast_vs_ref(3, 9, 7, 16, 32);
-    test_fast_vs_ref(1, 1, 4, 5, 33);
-    test_threads(MS_PREC_F32);
-    test_infer(1, 1300, 24, 16, MS_PREC_F32);
-    test_infer(5, 900, 24, 16, MS_PREC_F32);
-    test_infer(2, 3, 7, 5, MS_PREC_F32);
+    test_fast_vs_ref(4, 13, 10, 6, 31, 0);
+    test_fast_vs_ref(3, 9, 7, 16, 32, 0);
+    test_fast_vs_ref(1, 1, 4, 5, 33, 0);
+    test_fast_vs_ref(6, 30, 12, 16, 34, 40);  /* 180 rows, 40 distinct */
+    test_fast_vs_ref(4, 20, 9, 8, 35, 1);
+    test_threads(MS_PREC_F32, 0);
+    test_threads(MS_PREC_F32, 300);
+    test_infer(1, 1300, 24, 16, MS_PREC_F32, 0);
+    test_infer(5, 900, 24, 16, MS_PREC_F32, 0);
+    test_infer(8, 40, 24, 32, MS_PREC_F32, 50);
+    test_infer(3, 1500, 24, 16, MS_PREC_F32, 700); /* chunked pools */
+    test_infer(2, 3, 7, 5, MS_PREC_F32, 0);
     /* small batches take the matrix-vector recurrence: 4H of 160 and 148 (vector blocks of
      * 128 plus a tail), H odd (a half-empty last pair in bf16) */
-    test_infer(1, 700, 24, 40, MS_PREC_F32);
-    test_infer(3, 300, 24, 37, MS_PREC_F32);
+    test_infer(1, 700, 24, 40, MS_PREC_F32, 0);
+    test_infer(3, 300, 24, 37, MS_PREC_F32, 0);
+    test_infer(3, 300, 24, 37, MS_PREC_F32, 150);
     test_recur_small(1, 40);
     test_recur_small(4, 37);
     test_recur_small(2, 256);
     if (ms_bf16_supported()) {
-        test_infer(1, 1300, 24, 16, MS_PREC_BF16);
-        test_infer(5, 900, 24, 16, MS_PREC_BF16);
-        test_infer(1, 700, 24, 40, MS_PREC_BF16);
-        test_infer(3, 300, 24, 37, MS_PREC_BF16);
+        test_infer(1, 1300, 24, 16, MS_PREC_BF16, 0);
+        test_infer(5, 900, 24, 16, MS_PREC_BF16, 0);
+        test_infer(8, 40, 24, 32, MS_PREC_BF16, 50);
+        test_infer(1, 700, 24, 40, MS_PREC_BF16, 0);
+        test_infer(3, 300, 24, 37, MS_PREC_BF16, 0);
     }
     if (ms_bf16_supported()) {
-        test_threads(MS_PREC_BF16);
+        test_threads(MS_PREC_BF16, 0);
+        test_threads(MS_PREC_BF16, 300);
         test_bf16_vs_f32();
     } else {
         printf("bf16 checks skipped: this CPU has no AVX512_BF16\n");

@@ -56,6 +56,35 @@ void ms_gemm(char ta, char tb, int M, int N, int K, float alpha, const float *A,
 void ms_gemm_bf16(char ta, char tb, int M, int N, int K, float alpha, const ms_bf16 *A, int lda,
                   const ms_bf16 *B, int ldb, float beta, float *C, int ldc);
 
+/* Packed weights: a matrix W that multiplies many left operands (the recurrent weights of
+ * the LSTM, used once per time step) prepared once in the kernel's own blocked layout, so
+ * that each product does not re-pack it. Products
+ *
+ *   C (M, N) = A (M, K) op(W) (K, N)      (alpha 1, beta 0: C's old content is ignored)
+ *
+ * run single-threaded on the calling thread through oneDNN's matmul primitive (created for
+ * one thread, so the summation order depends on the shapes only: results are bitwise the
+ * same for any thread count and inside or outside a parallel region). A and C are
+ * row-major with row strides lda and ldc; with MS_PREC_BF16 the weights are rounded to bf16
+ * (round to nearest even) when packed and A is already bf16 (ms_gemm_packed_run_bf16).
+ * The object keeps a few primitives, one per (M, lda, ldc) met so far (created on
+ * first use, then reused: no allocation once every shape has been seen). One thread at a
+ * time may use an object; give each thread its own. The reference is ms_gemm_ref on the
+ * unpacked operands (test_gemm compares them). */
+typedef struct ms_gemm_packed ms_gemm_packed;
+
+/* A packed (K, N) weight op(W) of the given precision; W as ms_gemm's B: stored (K, N) when
+ * tw = 'N', (N, K) when 'T', row stride ldw. Contents are read now (and by each update). */
+ms_gemm_packed *ms_gemm_pack(char tw, int N, int K, const float *W, int ldw, ms_precision prec);
+/* Re-packs new values of the same shape (after an optimiser step). */
+void ms_gemm_pack_update(ms_gemm_packed *P, const float *W, int ldw);
+void ms_gemm_packed_free(ms_gemm_packed *P);
+/* C (M, N) = A (M, K) op(W); fp32 A (MS_PREC_F32 objects). */
+void ms_gemm_packed_run(ms_gemm_packed *P, int M, const float *A, int lda, float *C, int ldc);
+/* The same with a bf16 A (MS_PREC_BF16 objects). */
+void ms_gemm_packed_run_bf16(ms_gemm_packed *P, int M, const ms_bf16 *A, int lda, float *C,
+                             int ldc);
+
 /* Reference: the plain triple loop, double accumulation. With MS_PREC_BF16 the operands are
  * rounded to bf16 first, so it is the exact product the bf16 kernel approximates. */
 void ms_gemm_ref(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,

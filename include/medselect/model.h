@@ -110,7 +110,8 @@ int ms_lstm_tensor_shape(int i, int D, int H, int64_t shape[2]);
 /* ---------------------------------------------------------------------------------------
  * The cache: activations kept by the forward pass for the backward pass, plus the
  * backward's scratch. Sized once for (Bmax, Tmax); every call with B <= Bmax, T <= Tmax
- * allocates nothing. Memory: 48*Bmax*Tmax*H bytes plus O(Bmax*H) (ms_lstm_cache_bytes),
+ * allocates nothing (except once, for repeated input rows: see U below). Memory:
+ * 48*Bmax*Tmax*H bytes plus O(Bmax*H) (ms_lstm_cache_bytes),
  * e.g. about 790 MB for Bmax = 64, Tmax = 1000, H = 256.
  * ------------------------------------------------------------------------------------- */
 typedef struct {
@@ -139,6 +140,27 @@ typedef struct {
     ms_bf16 *h_bf;     /* (Bmax, Tmax, 2H): hidden states (backward) */
     void *bf_memory;
     size_t bf_bytes;
+    /* The recurrent weights packed for the per-step products (gemm.h, ms_gemm_pack), made by
+     * the first forward in the cache's precision and re-packed by each forward (as W_hh^T
+     * for the forward steps) and backward (as W_hh for dh): [direction][0 forward, 1 backward]. */
+    struct ms_gemm_packed *whh_pack[2][2];
+    float *step;       /* (2, Bmax, 4H): per direction, one step's h_{t-1} W_hh^T */
+    /* Repeated input rows. The B pools of a batch are drawn from one split, so the same
+     * embedding row often appears many times in x (pool 30 from a split of 564 images: 1,920
+     * rows, at most 564 distinct). When at most half the rows are distinct, the forward
+     * projects each distinct row once and copies the projection to its rows, and the
+     * backward sums each distinct row's gate gradients (in row order) before the dW_ih
+     * product: the same sums, a third of the work at that size. */
+    int U;             /* distinct rows of the last forward; 0 when it did not deduplicate */
+    int *uniq;         /* (Bmax*Tmax): row r of x is distinct row uniq[r] */
+    int *first;        /* (Bmax*Tmax): distinct row u is row first[u] of x */
+    int *htab;         /* (hcap) open-addressing table of distinct rows, -1 = empty */
+    uint64_t *hrow;    /* (Bmax*Tmax) hash of each row */
+    size_t hcap;
+    float *xu;         /* (Ucap, D) the distinct rows */
+    float *pu;         /* (Ucap, 8H) their projections; in the backward their gate gradients */
+    void *u_memory;    /* xu and pu: allocated by the first forward that deduplicates */
+    int Ucap;          /* Bmax*Tmax/2 */
 } ms_lstm_cache;
 
 void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax);

@@ -241,3 +241,235 @@ void ms_gemm_ref(char ta, char tb, int M, int N, int K, float alpha, const float
             *c = (float)((double)alpha * acc + prev);
         }
 }
+
+/* ---- packed weights (oneDNN matmul) ----------------------------------------------------
+ * The weight is reordered once into the layout the matmul primitive asks for ("any"); each
+ * (M, lda, ldc) gets its own primitive, created with oneDNN's thread count set to 1
+ * for the creating call, so the kernel's blocking (and so the summation order) does not
+ * depend on the caller's thread count; executing it inside or outside a parallel region
+ * then runs the same single-threaded blocking. */
+
+enum { PACK_SLOTS = 8 };
+
+typedef struct {
+    int M, lda, ldc;
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, c; /* user-pointer memory objects; data handles are set per call */
+    dnnl_memory_t scratch; /* the primitive's own scratchpad (NULL when it needs none) */
+} pack_slot;
+
+struct ms_gemm_packed {
+    char tw;
+    int N, K;
+    ms_precision prec;
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    dnnl_memory_desc_t wmd; /* the packed layout (chosen by the first primitive) */
+    dnnl_memory_t w;        /* owns the packed data */
+    dnnl_primitive_t reorder;
+    dnnl_memory_t wsrc;     /* the plain fp32 source, handle set per update */
+    pack_slot slot[PACK_SLOTS];
+    int nslot, next; /* slots in use; the next one to recycle when all are used */
+    /* A plain copy of W (fp32, or rounded to bf16), stored as given (tw), row stride ldp,
+     * for the shapes where oneDNN offers no blocked ("brg") kernel: those run through
+     * ms_gemm as before (its reference-kernel fallbacks are slow and plan their own threads). */
+    void *plain;
+    int ldp;
+    int brg; /* 1: the packed layout belongs to a brgemm kernel */
+};
+
+/* 1 when the primitive descriptor's implementation is oneDNN's brgemm matmul. */
+static int pd_is_brg(const_dnnl_primitive_desc_t pd) {
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl) return 0;
+    return strncmp(impl, "brg", 3) == 0;
+}
+
+#define DNNL_OK(x)                                                                           \
+    do {                                                                                     \
+        if ((x) != dnnl_success) ms_abort_at(__FILE__, __LINE__, "oneDNN refused: " #x);     \
+    } while (0)
+
+/* The matmul primitive descriptor for (M, lda, ldc) with the weight layout `wmd`
+ * (format "any" the first time), created for one thread. NULL when oneDNN has no kernel. */
+static dnnl_primitive_desc_t packed_pd(const ms_gemm_packed *P, int M, int lda, int ldc,
+                                       const dnnl_memory_desc_t *wmd) {
+    dnnl_data_type_t dt = P->prec == MS_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_dims_t ad = {M, P->K}, cd = {M, P->N}, as = {lda, 1}, cs = {ldc, 1};
+    dnnl_memory_desc_t amd, cmd;
+    DNNL_OK(dnnl_memory_desc_init_by_strides(&amd, 2, ad, dt, as));
+    DNNL_OK(dnnl_memory_desc_init_by_strides(&cmd, 2, cd, dnnl_f32, cs));
+    dnnl_matmul_desc_t md;
+    DNNL_OK(dnnl_matmul_desc_init(&md, &amd, wmd, NULL, &cmd));
+    dnnl_primitive_attr_t attr;
+    DNNL_OK(dnnl_primitive_attr_create(&attr));
+    /* a scratchpad per object: oneDNN's primitive cache hands the same primitive to every
+     * object of the same shapes, and two threads may run them at once */
+    DNNL_OK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1); /* oneDNN reads its thread count from here when it plans */
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_primitive_desc_create(&pd, &md, attr, P->eng, NULL) != dnnl_success) pd = NULL;
+    omp_set_num_threads(saved);
+    dnnl_primitive_attr_destroy(attr);
+    return pd;
+}
+
+static void packed_reorder(ms_gemm_packed *P, const float *W, int ldw) {
+    int rows = P->tw == 'N' ? P->K : P->N, cols = P->tw == 'N' ? P->N : P->K;
+    for (int r = 0; r < rows; r++) {
+        if (P->prec == MS_PREC_BF16)
+            ms_bf16_from_f32((ms_bf16 *)P->plain + (size_t)r * P->ldp, W + (size_t)r * ldw, (size_t)cols);
+        else
+            memcpy((float *)P->plain + (size_t)r * P->ldp, W + (size_t)r * ldw, sizeof(float) * (size_t)cols);
+    }
+    if (!P->brg) return;
+    dnnl_dims_t wd = {P->K, P->N};
+    dnnl_dims_t ws = {P->tw == 'N' ? ldw : 1, P->tw == 'N' ? 1 : ldw};
+    dnnl_memory_desc_t smd;
+    DNNL_OK(dnnl_memory_desc_init_by_strides(&smd, 2, wd, dnnl_f32, ws));
+    if (!P->reorder) {
+        DNNL_OK(dnnl_memory_create(&P->wsrc, &smd, P->eng, DNNL_MEMORY_NONE));
+        dnnl_primitive_desc_t rpd;
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        dnnl_status_t s = dnnl_reorder_primitive_desc_create(&rpd, &smd, P->eng, &P->wmd, P->eng, NULL);
+        omp_set_num_threads(saved);
+        DNNL_OK(s);
+        DNNL_OK(dnnl_primitive_create(&P->reorder, rpd));
+        dnnl_primitive_desc_destroy(rpd);
+    }
+    DNNL_OK(dnnl_memory_set_data_handle(P->wsrc, (void *)W));
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, P->wsrc}, {DNNL_ARG_TO, P->w}};
+    DNNL_OK(dnnl_primitive_execute(P->reorder, P->stream, 2, args));
+    DNNL_OK(dnnl_stream_wait(P->stream));
+}
+
+static dnnl_engine_t packed_engine(void) {
+    static dnnl_engine_t eng;
+#pragma omp critical(ms_gemm_engine)
+    if (!eng) DNNL_OK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+    return eng;
+}
+
+ms_gemm_packed *ms_gemm_pack(char tw, int N, int K, const float *W, int ldw, ms_precision prec) {
+    MS_CHECK((tw == 'N' || tw == 'T') && N > 0 && K > 0 && W);
+    MS_CHECK(ldw >= (tw == 'N' ? N : K));
+    MS_CHECK(prec == MS_PREC_F32 || (prec == MS_PREC_BF16 && ms_bf16_supported()));
+    ms_gemm_packed *P = ms_xcalloc(1, sizeof *P);
+    P->tw = tw, P->N = N, P->K = K, P->prec = prec;
+    P->eng = packed_engine();
+    DNNL_OK(dnnl_stream_create(&P->stream, P->eng, dnnl_stream_default_flags));
+    /* the layout comes from a primitive for a typical left operand (64 rows) */
+    dnnl_dims_t wd = {K, N};
+    dnnl_memory_desc_t any;
+    DNNL_OK(dnnl_memory_desc_init_by_tag(&any, 2, wd, prec == MS_PREC_BF16 ? dnnl_bf16 : dnnl_f32,
+                                         dnnl_format_tag_any));
+    P->ldp = tw == 'N' ? N : K;
+    P->plain = ms_xmalloc((prec == MS_PREC_BF16 ? sizeof(ms_bf16) : sizeof(float)) *
+                          (size_t)(tw == 'N' ? K : N) * (size_t)P->ldp);
+    dnnl_primitive_desc_t pd = packed_pd(P, 64, K, N, &any);
+    if (pd && pd_is_brg(pd)) {
+        P->brg = 1;
+        P->wmd = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        DNNL_OK(dnnl_memory_create(&P->w, &P->wmd, P->eng, DNNL_MEMORY_ALLOCATE));
+    }
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    packed_reorder(P, W, ldw);
+    return P;
+}
+
+void ms_gemm_pack_update(ms_gemm_packed *P, const float *W, int ldw) {
+    MS_CHECK(P && W && ldw >= (P->tw == 'N' ? P->N : P->K));
+    packed_reorder(P, W, ldw);
+}
+
+void ms_gemm_packed_free(ms_gemm_packed *P) {
+    if (!P) return;
+    for (int i = 0; i < P->nslot; i++) {
+        if (P->slot[i].prim) dnnl_primitive_destroy(P->slot[i].prim);
+        if (P->slot[i].a) dnnl_memory_destroy(P->slot[i].a);
+        if (P->slot[i].c) dnnl_memory_destroy(P->slot[i].c);
+        if (P->slot[i].scratch) dnnl_memory_destroy(P->slot[i].scratch);
+    }
+    if (P->reorder) dnnl_primitive_destroy(P->reorder);
+    if (P->wsrc) dnnl_memory_destroy(P->wsrc);
+    if (P->w) dnnl_memory_destroy(P->w);
+    free(P->plain);
+    dnnl_stream_destroy(P->stream);
+    free(P);
+}
+
+static pack_slot *packed_slot(ms_gemm_packed *P, int M, int lda, int ldc) {
+    for (int i = 0; i < P->nslot; i++) {
+        pack_slot *s = &P->slot[i];
+        if (s->M == M && s->lda == lda && s->ldc == ldc) return s;
+    }
+    pack_slot *s;
+    if (P->nslot < PACK_SLOTS) {
+        s = &P->slot[P->nslot++];
+    } else { /* recycle round-robin */
+        s = &P->slot[P->next];
+        P->next = (P->next + 1) % PACK_SLOTS;
+        if (s->prim) dnnl_primitive_destroy(s->prim);
+        if (s->a) dnnl_memory_destroy(s->a);
+        if (s->c) dnnl_memory_destroy(s->c);
+        if (s->scratch) dnnl_memory_destroy(s->scratch);
+    }
+    dnnl_primitive_desc_t pd = packed_pd(P, M, lda, ldc, &P->wmd);
+    s->M = M, s->lda = lda, s->ldc = ldc;
+    s->prim = NULL, s->a = s->c = s->scratch = NULL;
+    if (pd && !pd_is_brg(pd)) {
+        dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
+    }
+    if (!pd) return s; /* no blocked kernel for this M: the plain path */
+    DNNL_OK(dnnl_primitive_create(&s->prim, pd));
+    DNNL_OK(dnnl_memory_create(&s->a, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), P->eng,
+                               DNNL_MEMORY_NONE));
+    DNNL_OK(dnnl_memory_create(&s->c, dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), P->eng,
+                               DNNL_MEMORY_NONE));
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    s->scratch = NULL;
+    if (smd && dnnl_memory_desc_get_size(smd) > 0)
+        DNNL_OK(dnnl_memory_create(&s->scratch, smd, P->eng, DNNL_MEMORY_ALLOCATE));
+    dnnl_primitive_desc_destroy(pd);
+    return s;
+}
+
+static void packed_run(ms_gemm_packed *P, int M, const void *A, int lda, float *C, int ldc) {
+    MS_CHECK(P && M >= 0 && C);
+    MS_CHECK(lda >= P->K && ldc >= P->N);
+    if (M == 0) return;
+    MS_CHECK(A);
+    pack_slot *s = P->brg ? packed_slot(P, M, lda, ldc) : NULL;
+    if (!s || !s->prim) { /* the plain path: ms_gemm's single-threaded shape-only blocking */
+        if (P->prec == MS_PREC_BF16)
+            ms_gemm_bf16('N', P->tw, M, P->N, P->K, 1.0f, A, lda, P->plain, P->ldp, 0.0f, C, ldc);
+        else
+            ms_gemm('N', P->tw, M, P->N, P->K, 1.0f, A, lda, P->plain, P->ldp, 0.0f, C, ldc, MS_PREC_F32);
+        return;
+    }
+    DNNL_OK(dnnl_memory_set_data_handle(s->a, (void *)A));
+    DNNL_OK(dnnl_memory_set_data_handle(s->c, C));
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->a}, {DNNL_ARG_WEIGHTS, P->w}, {DNNL_ARG_DST, s->c},
+                               {DNNL_ARG_SCRATCHPAD, s->scratch}};
+    /* planned for one thread, and run with oneDNN's thread count at 1 too (it reads it
+     * again when it distributes the work) */
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    DNNL_OK(dnnl_primitive_execute(s->prim, P->stream, s->scratch ? 4 : 3, args));
+    DNNL_OK(dnnl_stream_wait(P->stream));
+    omp_set_num_threads(saved);
+}
+
+void ms_gemm_packed_run(ms_gemm_packed *P, int M, const float *A, int lda, float *C, int ldc) {
+    MS_CHECK(P && P->prec == MS_PREC_F32);
+    packed_run(P, M, A, lda, C, ldc);
+}
+
+void ms_gemm_packed_run_bf16(ms_gemm_packed *P, int M, const ms_bf16 *A, int lda, float *C,
+                             int ldc) {
+    MS_CHECK(P && P->prec == MS_PREC_BF16);
+    packed_run(P, M, A, lda, C, ldc);
+}

@@ -4,9 +4,12 @@
  *
  * Layout of the fast path (all batch-major, as the caller's x (B, T, D)):
  *   gates (B, T, 8H): per item [i f g o]_fwd [i f g o]_rev. The input projection writes the
- *         pre-activations x W_ih^T; each recurrent step adds h_{t-1} W_hh^T for the B tasks
- *         (one sgemm, leading dimension T*8H) and the gate loop replaces the pre-activations
- *         by the activations. The backward replaces those by dL/d(pre-activation).
+ *         pre-activations x W_ih^T; each recurrent step computes h_{t-1} W_hh^T for the B
+ *         tasks into a (B, 4H) step buffer (one product with W_hh packed once per pass,
+ *         gemm.h's ms_gemm_pack: at B = 64 re-packing the weight on every step cost as
+ *         much as the product) and the gate loop adds the two and replaces the
+ *         pre-activations by the activations. The backward replaces those by
+ *         dL/d(pre-activation).
  *   c, h  (B, T, 2H): [fwd | rev] cell and hidden states.
  * Direction d's recurrence is independent of the other direction's, so the two run on two
  * OpenMP threads; inside that region each ms_gemm runs on its calling thread, and ms_gemm's
@@ -132,8 +135,40 @@ static size_t cache_carve(ms_lstm_cache *c, char *base, int H, int Bmax, int Tma
     CARVE(dc, float, 2 * (size_t)Bmax * h);
     CARVE(dacc, double, 2 * 5 * h);
     CARVE(zeros, float, h);
+    CARVE(step, float, 2 * (size_t)Bmax * 4 * h);
+    size_t hcap = 1;
+    while (hcap < 2 * BT) hcap *= 2;
+    if (base) c->hcap = hcap;
+    CARVE(uniq, int, BT);
+    CARVE(first, int, BT);
+    CARVE(htab, int, hcap);
+    CARVE(hrow, uint64_t, BT);
 #undef CARVE
     return off;
+}
+
+/* The packed recurrent weight of direction `dir` for pass `pass` (0 forward: W_hh^T, the
+ * (H, 4H) right operand of h W_hh^T; 1 backward: W_hh, the (4H, H) right operand of
+ * dG W_hh), created on first use and re-packed from the current weights otherwise. */
+static struct ms_gemm_packed *whh_packed(ms_lstm_cache *c, const ms_lstm_params *p, int dir,
+                                         int pass) {
+    const int H = p->H;
+    const float *W = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
+    struct ms_gemm_packed **pk = &c->whh_pack[dir][pass];
+    if (!*pk)
+        *pk = pass ? ms_gemm_pack('N', H, 4 * H, W, H, c->prec)
+                   : ms_gemm_pack('T', 4 * H, H, W, H, c->prec);
+    else
+        ms_gemm_pack_update(*pk, W, H);
+    return *pk;
+}
+
+static void whh_packs_free(ms_lstm_cache *c) {
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 2; k++) {
+            ms_gemm_packed_free(c->whh_pack[d][k]);
+            c->whh_pack[d][k] = NULL;
+        }
 }
 
 size_t ms_lstm_cache_bytes(int D, int H, int Bmax, int Tmax) {
@@ -159,6 +194,8 @@ void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax) {
 
 void ms_lstm_cache_free(ms_lstm_cache *c) {
     if (!c) return;
+    whh_packs_free(c);
+    free(c->u_memory);
     free(c->memory);
     free(c->bf_memory);
     memset(c, 0, sizeof *c);
@@ -167,6 +204,7 @@ void ms_lstm_cache_free(ms_lstm_cache *c) {
 void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
     MS_CHECK(c && c->memory && (prec == MS_PREC_F32 || prec == MS_PREC_BF16));
     MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
+    whh_packs_free(c); /* packed in the old precision */
     free(c->bf_memory);
     c->bf_memory = NULL;
     c->bf_bytes = 0;
@@ -245,6 +283,46 @@ static inline float fast_tanh(float x) {
     return x < 0 ? -r : r;
 }
 
+/* ---- repeated rows -------------------------------------------------------------------
+ * dedupe_rows: the distinct rows of x (n, D) in order of first appearance (bitwise
+ * equality, so the result is exact), found through a hash table; returns their number, or 0
+ * as soon as more than `cap` are distinct. Hashes are computed in parallel, the table is
+ * filled in row order, so the numbering does not depend on the thread count. */
+typedef struct {
+    int *uniq, *first, *htab; /* (n), (n), (hcap) */
+    uint64_t *hrow;           /* (n) */
+    size_t hcap;              /* a power of two >= 2n */
+} dedupe_buf;
+
+static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) {
+    const size_t mask = c->hcap - 1;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)n; r++)
+        c->hrow[r] = ms_fnv1a(x + (size_t)r * D, sizeof(float) * (size_t)D, 1469598103934665603ULL);
+    memset(c->htab, 0xff, sizeof(int) * c->hcap);
+    int U = 0;
+    for (size_t r = 0; r < n; r++) {
+        size_t slot = (size_t)c->hrow[r] & mask;
+        int u;
+        for (;;) {
+            u = c->htab[slot];
+            if (u < 0) break;
+            if (c->hrow[c->first[u]] == c->hrow[r] &&
+                memcmp(x + (size_t)c->first[u] * D, x + r * D, sizeof(float) * (size_t)D) == 0)
+                break;
+            slot = (slot + 1) & mask;
+        }
+        if (u < 0) {
+            if (U == cap) return 0;
+            u = U++;
+            c->first[u] = (int)r;
+            c->htab[slot] = u;
+        }
+        c->uniq[r] = u;
+    }
+    return U;
+}
+
 /* ---- fast forward ---------------------------------------------------------------------- */
 
 /* One direction's recurrence over all B tasks. Called by one thread; its ms_gemm calls run
@@ -253,32 +331,41 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
                               int T) {
     const int H = p->H;
     const size_t H4 = 4 * (size_t)H, ldg = (size_t)T * 8 * H, ldh = (size_t)T * 2 * H;
-    const float *W_hh = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
     const float *bias = cache->bias + dir * H4;                     /* (4H) */
+    struct ms_gemm_packed *whh = whh_packed(cache, p, dir, 0);      /* W_hh^T (H, 4H) */
+    float *S = cache->step + (size_t)dir * cache->Bmax * H4;        /* (B, 4H) */
     for (int s = 0; s < T; s++) {
         int t = dir ? T - 1 - s : s, tp = dir ? t + 1 : t - 1;
         float *G = cache->gates + (size_t)t * 8 * H + dir * H4; /* row b at G + b*ldg */
         if (s > 0 && cache->prec == MS_PREC_BF16) { /* the same product on rounded operands */
             ms_bf16 *hb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
             rows_to_bf16(hb, cache->h + (size_t)tp * 2 * H + dir * H, B, H, ldh);
-            ms_gemm_bf16('N', 'T', B, (int)H4, H, 1.0f, hb, H, cache->w_hh_bf + dir * H4 * H, H,
-                         1.0f, G, (int)ldg);
-        } else if (s > 0) { /* G_t (B, 4H) += h_{t-1} (B, H) W_hh^T (H, 4H) */
-            ms_gemm('N', 'T', B, (int)H4, H, 1.0f, cache->h + (size_t)tp * 2 * H + dir * H,
-                    (int)ldh, W_hh, H, 1.0f, G, (int)ldg, MS_PREC_F32);
+            ms_gemm_packed_run_bf16(whh, B, hb, H, S, (int)H4);
+        } else if (s > 0) { /* S (B, 4H) = h_{t-1} (B, H) W_hh^T (H, 4H) */
+            /* h_{t-1} gathered into a dense (B, H) copy (the backward's dh scratch, unused
+             * now): the same operand layout as ms_lstm_infer's, so the same kernel runs and
+             * the two paths give the same bits */
+            float *hp = cache->dh + (size_t)dir * cache->Bmax * H;
+            for (int b = 0; b < B; b++)
+                memcpy(hp + (size_t)b * H, cache->h + (size_t)b * ldh + (size_t)tp * 2 * H + dir * H,
+                       sizeof(float) * (size_t)H);
+            ms_gemm_packed_run(whh, B, hp, H, S, (int)H4);
+        } else { /* h_{-1} = 0 */
+            memset(S, 0, sizeof(float) * (size_t)B * H4);
         }
         for (int b = 0; b < B; b++) {
             float *g = G + (size_t)b * ldg;
+            const float *sb = S + (size_t)b * H4;
             size_t row = ((size_t)b * T + t) * 2 * H + dir * H;
             const float *cp = s > 0 ? cache->c + ((size_t)b * T + tp) * 2 * H + dir * H
                                     : cache->zeros;
             float *cc = cache->c + row, *hh = cache->h + row;
 #pragma omp simd
             for (int j = 0; j < H; j++) {
-                float gi = fast_sigmoid(g[j] + bias[j]);
-                float gf = fast_sigmoid(g[H + j] + bias[H + j]);
-                float gg = fast_tanh(g[2 * H + j] + bias[2 * H + j]);
-                float go = fast_sigmoid(g[3 * H + j] + bias[3 * H + j]);
+                float gi = fast_sigmoid(g[j] + sb[j] + bias[j]);
+                float gf = fast_sigmoid(g[H + j] + sb[H + j] + bias[H + j]);
+                float gg = fast_tanh(g[2 * H + j] + sb[2 * H + j] + bias[2 * H + j]);
+                float go = fast_sigmoid(g[3 * H + j] + sb[3 * H + j] + bias[3 * H + j]);
                 float cv = gf * cp[j] + gi * gg;
                 g[j] = gi;
                 g[H + j] = gf;
@@ -308,11 +395,40 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
             cache->bias[d * 4 * H + r] = p->t[d ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
                                          p->t[d ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
     /* gates (B*T, 8H) = x (B*T, D) [W_ih; W_ih_reverse]^T (D, 8H): both directions, all
-     * tasks, one multi-threaded GEMM */
-    if (cache->prec == MS_PREC_BF16) {
+     * tasks, one multi-threaded GEMM; over the distinct rows only when they are few */
+    const int cap = (int)(BT / 2);
+    dedupe_buf db = {cache->uniq, cache->first, cache->htab, cache->hrow, cache->hcap};
+    cache->U = BT >= 64 ? dedupe_rows(&db, x, BT, D, cap) : 0;
+    if (cache->U > 0 && !cache->u_memory) {
+        size_t ucap = (size_t)cache->Bmax * cache->Tmax / 2;
+        size_t xb = (sizeof(float) * ucap * D + 63) / 64 * 64;
+        cache->u_memory = alloc64(xb + sizeof(float) * ucap * 8 * H);
+        cache->xu = cache->u_memory;
+        cache->pu = (float *)((char *)cache->u_memory + xb);
+        cache->Ucap = (int)ucap;
+    }
+    if (cache->U > 0) {
+        const int U = cache->U;
+        MS_CHECK(U <= cache->Ucap);
+        for (int u = 0; u < U; u++)
+            memcpy(cache->xu + (size_t)u * D, x + (size_t)cache->first[u] * D, sizeof(float) * (size_t)D);
+        /* pu (U, 8H) = xu (U, D) [W_ih; W_ih_reverse]^T, then row r of gates = pu[uniq[r]] */
+        if (cache->prec == MS_PREC_BF16) {
+            ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
+            ms_bf16_from_f32(cache->x_bf, cache->xu, (size_t)U * D);
+            ms_gemm_bf16('N', 'T', U, 8 * H, D, 1.0f, cache->x_bf, D, cache->w_ih_bf, D, 0.0f,
+                         cache->pu, 8 * H);
+        } else {
+            ms_gemm('N', 'T', U, 8 * H, D, 1.0f, cache->xu, D, p->t[MS_LSTM_W_IH], D, 0.0f,
+                    cache->pu, 8 * H, MS_PREC_F32);
+        }
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < (long)BT; r++)
+            memcpy(cache->gates + (size_t)r * 8 * H, cache->pu + (size_t)cache->uniq[r] * 8 * H,
+                   sizeof(float) * 8 * (size_t)H);
+    } else if (cache->prec == MS_PREC_BF16) {
         /* W_ih and W_ih_reverse are adjacent, W_hh and W_hh_reverse too */
         ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
-        ms_bf16_from_f32(cache->w_hh_bf, p->t[MS_LSTM_W_HH], 8 * (size_t)H * H);
         ms_bf16_from_f32(cache->x_bf, x, BT * D);
         ms_gemm_bf16('N', 'T', (int)BT, 8 * H, D, 1.0f, cache->x_bf, D, cache->w_ih_bf, D, 0.0f,
                      cache->gates, 8 * H);
@@ -348,7 +464,7 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                                const ms_lstm_params *p, int dir) {
     const int H = p->H, B = cache->B, T = cache->T;
     const size_t H4 = 4 * (size_t)H, ldg = (size_t)T * 8 * H;
-    const float *W_hh = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
+    struct ms_gemm_packed *whh = whh_packed(cache, p, dir, 1);      /* W_hh (4H, H) */
     const float *w = p->t[MS_LSTM_LIN_W] + dir * H;                 /* (H) */
     float *dh = cache->dh + (size_t)dir * cache->Bmax * H;          /* (B, H) */
     float *dc = cache->dc + (size_t)dir * cache->Bmax * H;          /* (B, H) */
@@ -388,10 +504,9 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
         if (s > 0 && cache->prec == MS_PREC_BF16) {
             ms_bf16 *gb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
             rows_to_bf16(gb, G, B, (int)H4, ldg);
-            ms_gemm_bf16('N', 'N', B, H, (int)H4, 1.0f, gb, (int)H4,
-                         cache->w_hh_bf + dir * H4 * H, H, 0.0f, dh, H);
+            ms_gemm_packed_run_bf16(whh, B, gb, (int)H4, dh, H);
         } else if (s > 0) { /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
-            ms_gemm('N', 'N', B, H, (int)H4, 1.0f, G, (int)ldg, W_hh, H, 0.0f, dh, H, MS_PREC_F32);
+            ms_gemm_packed_run(whh, B, G, (int)ldg, dh, H);
         }
     }
 }
@@ -426,7 +541,33 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
     float *dG = cache->gates; /* (B*T, 8H) pre-activation gradients */
     const int bf = cache->prec == MS_PREC_BF16;
     /* [dW_ih; dW_ih_reverse] (8H, D) += dG^T (8H, B*T) x (B*T, D) */
-    if (bf) {
+    if (cache->U > 0) {
+        /* = pu^T (8H, U) xu (U, D) with pu[u] = the sum of dG over the rows of distinct row
+         * u, added in row order (each thread owns a range of the 8H columns) */
+        const int U = cache->U;
+        float *pu = cache->pu;
+        memset(pu, 0, sizeof(float) * (size_t)U * 8 * H);
+        const int ncol = 8 * H, nchunk = (ncol + 255) / 256;
+#pragma omp parallel for schedule(static)
+        for (int ch = 0; ch < nchunk; ch++) {
+            int j0 = ch * 256, j1 = j0 + 256 < ncol ? j0 + 256 : ncol;
+            for (size_t r = 0; r < BT; r++) {
+                float *dst = pu + (size_t)cache->uniq[r] * ncol;
+                const float *src = dG + r * ncol;
+#pragma omp simd
+                for (int j = j0; j < j1; j++) dst[j] += src[j];
+            }
+        }
+        if (bf) {
+            ms_bf16_from_f32(cache->dg_bf, pu, (size_t)U * ncol);
+            ms_gemm_bf16('T', 'N', ncol, D, U, 1.0f, cache->dg_bf, ncol, cache->x_bf, D, 1.0f,
+                         grads->t[MS_LSTM_W_IH], D);
+            ms_bf16_from_f32(cache->dg_bf, dG, BT * ncol); /* for dW_hh below */
+        } else {
+            ms_gemm('T', 'N', ncol, D, U, 1.0f, pu, ncol, cache->xu, D, 1.0f,
+                    grads->t[MS_LSTM_W_IH], D, MS_PREC_F32);
+        }
+    } else if (bf) {
         ms_bf16_from_f32(cache->dg_bf, dG, BT * 8 * H);
         ms_gemm_bf16('T', 'N', 8 * H, D, (int)BT, 1.0f, cache->dg_bf, 8 * H, cache->x_bf, D, 1.0f,
                      grads->t[MS_LSTM_W_IH], D);
@@ -480,6 +621,7 @@ static int infer_chunk(int B, int T) {
 
 typedef struct {
     float *gates;  /* (B, tc, 4H) */
+    float *step;   /* (B, 4H) one step's h_{t-1} W_hh^T */
     float *h, *c;  /* (B, H) the current state */
     float *bias;   /* (4H) b_ih + b_hh */
     double *part;  /* (B, T) w_d . h_t */
@@ -592,6 +734,7 @@ static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
         off += ((sizeof(type) * (n)) + 63) / 64 * 64;                                      \
     } while (0)
     CARVE(gates, float, b * tc * 4 * h);
+    CARVE(step, float, b * 4 * h);
     CARVE(h, float, b * h);
     CARVE(c, float, b * h);
     CARVE(bias, float, 4 * h);
@@ -608,13 +751,55 @@ static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
     return off;
 }
 
-size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec) {
-    infer_dir w;
-    return 2 * infer_carve(&w, NULL, D, H, B, T, prec);
+/* Repeated rows in ms_lstm_infer (validation tasks, evaluation pools: many pools drawn from
+ * one split): when at most min(B*T/4, INFER_UCAP) rows are distinct, each direction projects
+ * the distinct rows once, (U, 4H), and the step loop reads row r's projection from there. */
+enum { INFER_UCAP = 4096 };
+
+typedef struct {
+    dedupe_buf db;
+    int ucap;      /* 0: no deduplication at this size */
+    float *xu;     /* (ucap, D) */
+    ms_bf16 *xub;  /* (ucap, D), bf16 only */
+    float *pu[2];  /* per direction (ucap, 4H) */
+} infer_shared;
+
+static size_t infer_shared_carve(infer_shared *w, char *base, int D, int H, int B, int T,
+                                 ms_precision prec) {
+    size_t off = 0, n = (size_t)B * T, ucap = n / 4 < INFER_UCAP ? n / 4 : INFER_UCAP;
+    if (n < 64 || B == 1) ucap = 0; /* one pool (select): its rows are distinct images */
+    if (base) w->ucap = (int)ucap;
+    if (!ucap) return 0;
+    size_t hcap = 1;
+    while (hcap < 2 * n) hcap *= 2;
+    if (base) w->db.hcap = hcap;
+#define CARVE(field, type, cnt)                                                            \
+    do {                                                                                   \
+        if (base) w->field = (type *)(base + off);                                         \
+        off += ((sizeof(type) * (cnt)) + 63) / 64 * 64;                                    \
+    } while (0)
+    CARVE(db.uniq, int, n);
+    CARVE(db.first, int, n);
+    CARVE(db.htab, int, hcap);
+    CARVE(db.hrow, uint64_t, n);
+    CARVE(xu, float, ucap * D);
+    if (prec == MS_PREC_BF16) CARVE(xub, ms_bf16, ucap * D);
+    CARVE(pu[0], float, ucap * 4 * (size_t)H);
+    CARVE(pu[1], float, ucap * 4 * (size_t)H);
+#undef CARVE
+    return off;
 }
 
-static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *p, int dir,
-                            int B, int T, ms_precision prec) {
+size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec) {
+    infer_dir w;
+    infer_shared sh;
+    return 2 * infer_carve(&w, NULL, D, H, B, T, prec) +
+           infer_shared_carve(&sh, NULL, D, H, B, T, prec);
+}
+
+/* U > 0: x's rows are the distinct rows sh->xu, row r being sh->db.uniq[r]. */
+static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const float *x,
+                            const ms_lstm_params *p, int dir, int B, int T, ms_precision prec) {
     const int D = p->D, H = p->H, H4 = 4 * H, tc = infer_chunk(B, T);
     const float *W_ih = p->t[dir ? MS_LSTM_W_IH_R : MS_LSTM_W_IH]; /* (4H, D) */
     const float *W_hh = p->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH]; /* (4H, H) */
@@ -622,21 +807,28 @@ static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *
     for (int r = 0; r < H4; r++)
         w->bias[r] = p->t[dir ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
                      p->t[dir ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
-    if (prec == MS_PREC_BF16) {
-        ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
-        ms_bf16_from_f32(w->w_hh, W_hh, (size_t)H4 * H);
-    }
+    if (prec == MS_PREC_BF16) ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
     const int small = infer_small(B, T);
     if (small && prec == MS_PREC_BF16) ms_lstm_pack_pairs(w->w_hh_p, W_hh, H);
     if (small && prec == MS_PREC_F32) /* W_hh^T (H, 4H) */
         for (int r = 0; r < H4; r++)
             for (int j = 0; j < H; j++) w->w_hh_t[(size_t)j * H4 + r] = W_hh[(size_t)r * H + j];
+    /* larger batches: W_hh^T (H, 4H) packed once for the T steps (one pack per call: the
+     * call's steps outweigh it) */
+    struct ms_gemm_packed *whh = small ? NULL : ms_gemm_pack('T', H4, H, W_hh, H, prec);
     memset(w->h, 0, sizeof(float) * (size_t)B * H);
     memset(w->c, 0, sizeof(float) * (size_t)B * H);
+    float *pu = U > 0 ? sh->pu[dir] : NULL; /* (U, 4H) = xu W_ih^T */
+    if (pu && prec == MS_PREC_BF16)
+        ms_gemm_bf16('N', 'T', U, H4, D, 1.0f, sh->xub, D, w->w_ih, D, 0.0f, pu, H4);
+    else if (pu)
+        ms_gemm('N', 'T', U, H4, D, 1.0f, sh->xu, D, W_ih, D, 0.0f, pu, H4, MS_PREC_F32);
     for (int c0 = 0; c0 < T; c0 += tc) {
         const int n = T - c0 < tc ? T - c0 : tc;
         const int tlo = dir ? T - c0 - n : c0; /* the chunk covers items [tlo, tlo + n) */
-        if (n == T && prec == MS_PREC_F32) { /* whole pools: gates (B*T, 4H) = x W_ih^T */
+        if (pu) {
+            /* projections come from pu */
+        } else if (n == T && prec == MS_PREC_F32) { /* whole pools: gates (B*T, 4H) = x W_ih^T */
             ms_gemm('N', 'T', B * T, H4, D, 1.0f, x, D, W_ih, D, 0.0f, w->gates, H4, MS_PREC_F32);
         } else if (n == T) {
             ms_bf16_from_f32(w->xb, x, (size_t)B * T * D);
@@ -657,26 +849,31 @@ static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *
             const int t = dir ? T - 1 - s : s;
             float *G = w->gates + (size_t)(t - tlo) * H4; /* row b at G + b*n*4H */
             const int ldg = n * H4;
+            float *S = w->step; /* (B, 4H) = h_{t-1} W_hh^T */
+            if (s > 0 && small) memset(S, 0, sizeof(float) * (size_t)B * H4);
             if (s > 0 && small && prec == MS_PREC_BF16) { /* bf16 operands, fp32 sums */
-                ms_lstm_recur_small_bf16(G, ldg, w->h, w->w_hh_p, B, H);
+                ms_lstm_recur_small_bf16(S, H4, w->h, w->w_hh_p, B, H);
             } else if (s > 0 && small) {
-                ms_lstm_recur_small(G, ldg, w->h, w->w_hh_t, B, H);
+                ms_lstm_recur_small(S, H4, w->h, w->w_hh_t, B, H);
             } else if (s > 0 && prec == MS_PREC_BF16) {
                 for (size_t i = 0; i < (size_t)B * H; i++) w->hb[i] = ms_bf16_round(w->h[i]);
-                ms_gemm_bf16('N', 'T', B, H4, H, 1.0f, w->hb, H, w->w_hh, H, 1.0f, G, ldg);
-            } else if (s > 0) { /* G (B, 4H) += h_{t-1} (B, H) W_hh^T */
-                ms_gemm('N', 'T', B, H4, H, 1.0f, w->h, H, W_hh, H, 1.0f, G, ldg, MS_PREC_F32);
+                ms_gemm_packed_run_bf16(whh, B, w->hb, H, S, H4);
+            } else if (s > 0) { /* S (B, 4H) = h_{t-1} (B, H) W_hh^T */
+                ms_gemm_packed_run(whh, B, w->h, H, S, H4);
+            } else {
+                memset(S, 0, sizeof(float) * (size_t)B * H4);
             }
             for (int b = 0; b < B; b++) {
-                const float *g = G + (size_t)b * ldg, *bias = w->bias;
+                const float *g = pu ? pu + (size_t)sh->db.uniq[(size_t)b * T + t] * H4 : G + (size_t)b * ldg;
+                const float *bias = w->bias, *sb = S + (size_t)b * H4;
                 float *cc = w->c + (size_t)b * H, *hh = w->h + (size_t)b * H;
                 double acc = 0.0;
 #pragma omp simd reduction(+ : acc)
                 for (int j = 0; j < H; j++) {
-                    float gi = fast_sigmoid(g[j] + bias[j]);
-                    float gf = fast_sigmoid(g[H + j] + bias[H + j]);
-                    float gg = fast_tanh(g[2 * H + j] + bias[2 * H + j]);
-                    float go = fast_sigmoid(g[3 * H + j] + bias[3 * H + j]);
+                    float gi = fast_sigmoid(g[j] + sb[j] + bias[j]);
+                    float gf = fast_sigmoid(g[H + j] + sb[H + j] + bias[H + j]);
+                    float gg = fast_tanh(g[2 * H + j] + sb[2 * H + j] + bias[2 * H + j]);
+                    float go = fast_sigmoid(g[3 * H + j] + sb[3 * H + j] + bias[3 * H + j]);
                     float cv = gf * cc[j] + gi * gg;
                     float hv = go * fast_tanh(cv);
                     cc[j] = cv;
@@ -687,6 +884,7 @@ static void infer_direction(infer_dir *w, const float *x, const ms_lstm_params *
             }
         }
     }
+    if (whh) ms_gemm_packed_free(whh);
 }
 
 void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_params *p, int B,
@@ -694,13 +892,20 @@ void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_para
     MS_CHECK(logits && work && x && p && B >= 1 && T >= 1);
     MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
     infer_dir w[2];
+    infer_shared sh;
+    memset(&sh, 0, sizeof sh);
     size_t half = infer_carve(&w[0], work, p->D, p->H, B, T, prec);
     infer_carve(&w[1], (char *)work + half, p->D, p->H, B, T, prec);
+    infer_shared_carve(&sh, (char *)work + 2 * half, p->D, p->H, B, T, prec);
+    int U = sh.ucap ? dedupe_rows(&sh.db, x, (size_t)B * T, p->D, sh.ucap) : 0;
+    for (int u = 0; u < U; u++)
+        memcpy(sh.xu + (size_t)u * p->D, x + (size_t)sh.db.first[u] * p->D, sizeof(float) * (size_t)p->D);
+    if (U > 0 && prec == MS_PREC_BF16) ms_bf16_from_f32(sh.xub, sh.xu, (size_t)U * p->D);
     int nt = direction_threads();
 #pragma omp parallel num_threads(nt)
     {
         for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
-            infer_direction(&w[dir], x, p, dir, B, T, prec);
+            infer_direction(&w[dir], &sh, U, x, p, dir, B, T, prec);
     }
     const double bias = p->t[MS_LSTM_LIN_B][0];
     for (size_t r = 0; r < (size_t)B * T; r++)
