@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
+#ifdef __AVX512BF16__
+#include <immintrin.h>
+#endif
 
 #include "embed/ms_embed_internal.h"
 #include "medselect/gemm.h"
@@ -56,6 +59,24 @@ void ms_im2col(float *col, const float *in, int cin, int b, int h, int w, int k,
             }
 }
 
+/* dst[0..n) = bf16(src[0..n)): vcvtneps2bf16 (round to nearest even) where the CPU has it.
+ * It reads denormal inputs as zero, unlike ms_bf16_round (activations are never that small
+ * in practice; the tests compare with ms_bf16_round on normal values). */
+static void round_row_bf16(ms_bf16 *dst, const float *src, int n) {
+    int i = 0;
+#ifdef __AVX512BF16__
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+        _mm256_mask_storeu_epi16(dst + i, m, v);
+        return;
+    }
+#endif
+    for (; i < n; i++) dst[i] = ms_bf16_round(src[i]);
+}
+
 void ms_im2col_bf16(ms_bf16 *col, const float *in, int cin, int b, int h, int w, int k,
                     int stride, int pad) {
     const int ho = ms_conv_out(h, k, stride, pad), wo = ms_conv_out(w, k, stride, pad);
@@ -80,10 +101,14 @@ void ms_im2col_bf16(ms_bf16 *col, const float *in, int cin, int b, int h, int w,
                         const float *src = plane + (size_t)iy * w - pad + kx;
                         for (int ox = 0; ox < lo; ox++) dst[ox] = 0;
                         if (stride == 1) {
-#pragma omp simd
-                            for (int ox = lo; ox < hi; ox++) dst[ox] = ms_bf16_round(src[ox]);
-                        } else {
-                            for (int ox = lo; ox < hi; ox++) dst[ox] = ms_bf16_round(src[ox * stride]);
+                            round_row_bf16(dst + lo, src + lo, hi - lo);
+                        } else { /* gather the strided pixels, then round them together */
+                            float tmp[256];
+                            for (int o0 = lo; o0 < hi; o0 += 256) {
+                                int m = hi - o0 < 256 ? hi - o0 : 256;
+                                for (int q = 0; q < m; q++) tmp[q] = src[(size_t)(o0 + q) * stride];
+                                round_row_bf16(dst + o0, tmp, m);
+                            }
                         }
                         for (int ox = hi; ox < wo; ox++) dst[ox] = 0;
                     }
@@ -98,20 +123,25 @@ static void conv_epilogue(float *out, const float *residual, const float *bias, 
         float *o = out + (size_t)co * n;
         const float *r = residual ? residual + (size_t)co * n : NULL;
         const float bc = bias[co];
-        if (r && relu)
+        if (r && relu) {
+#pragma omp simd
             for (size_t i = 0; i < n; i++) {
                 float v = o[i] + bc + r[i];
                 o[i] = v > 0.0f ? v : 0.0f;
             }
-        else if (r)
+        } else if (r) {
+#pragma omp simd
             for (size_t i = 0; i < n; i++) o[i] = o[i] + bc + r[i];
-        else if (relu)
+        } else if (relu) {
+#pragma omp simd
             for (size_t i = 0; i < n; i++) {
                 float v = o[i] + bc;
                 o[i] = v > 0.0f ? v : 0.0f;
             }
-        else
+        } else {
+#pragma omp simd
             for (size_t i = 0; i < n; i++) o[i] += bc;
+        }
     }
 }
 

@@ -7,7 +7,9 @@
  * float32 ('<f4') and float64 ('<f8'; narrowed to float32, so out-of-range values become
  * +-inf and are caught by the loaders' finite check); big-endian, integer or structured
  * dtypes, Fortran order and ranks other than 2 are reported as errors naming the file.
- * Elements are decoded byte by byte, so the code does not depend on the host's byte order.
+ * Elements are decoded byte by byte, so the code does not depend on the host's byte order;
+ * only little-endian float32 on a little-endian host is taken as it is (the read buffer's
+ * data moved to its front and trimmed), so a large pool is never held twice.
  * Bytes after the last element are ignored. The writer emits version 1.0 float32 with the
  * header padded so that the data starts on a 64-byte boundary (as NumPy does), atomically.
  */
