@@ -431,6 +431,16 @@ static void test_checkpoints(void) {
     ms_selector_meta_free(&r);
 }
 
+static int loo_iterations, loo_reward_moved;
+static double loo_worst, loo_first_reward;
+static int loo_check(const ms_train_progress *p, void *ctx) {
+    (void)ctx;
+    if (loo_iterations++ == 0) loo_first_reward = p->reward;
+    else if (p->reward != loo_first_reward) loo_reward_moved = 1;
+    if (fabs(p->advantage) > loo_worst) loo_worst = fabs(p->advantage);
+    return 0;
+}
+
 /* The trainer runs any architecture: a short relational run with K and prevalence ranges
  * writes a relational checkpoint that works as a strategy and gives rankings. */
 static void test_training(void) {
@@ -506,6 +516,33 @@ static void test_training(void) {
     } else {
         MS_EXPECT(0);
     }
+    /* --samples 4: leave-one-out baselines make each task's advantages sum to 0 (so does
+     * the iteration's mean), the weights move, and 1 and 2 threads agree bitwise */
+    ms_net lw[2];
+    for (int rep = 0; rep < 2; rep++) {
+        ms_train_config c3 = c;
+        char dir[64];
+        snprintf(dir, sizeof dir, "rel_loo%d", rep);
+        c3.out_dir = ms_tmp(dir);
+        c3.samples = 4;
+        c3.on_iteration = loo_check;
+        loo_iterations = 0, loo_worst = 0, loo_reward_moved = 0;
+        ms_set_threads(rep + 1);
+        MS_EXPECT(ms_train(&tr, &va, &c3, &s) == MS_OK && s.iterations == 16);
+        MS_EXPECT(loo_iterations == 16 && loo_worst < 1e-12 && loo_reward_moved);
+        snprintf(p2, sizeof p2, "%s/last.safetensors", c3.out_dir);
+        MS_CHECK(ms_net_load(p2, &lw[rep], NULL) == MS_OK);
+    }
+    MS_EXPECT(memcmp(lw[0].params, lw[1].params, sizeof(float) * lw[0].count) == 0);
+    MS_CHECK(ms_net_load(path, &n1, NULL) == MS_OK);
+    MS_EXPECT(memcmp(lw[0].params, n1.params, sizeof(float) * n1.count) != 0);
+    ms_net_free(&n1);
+    ms_net_free(&lw[0]);
+    ms_net_free(&lw[1]);
+    ms_set_threads(2);
+    c.samples = 3, c.baseline_greedy = 1;
+    MS_EXPECT(ms_train(&tr, &va, &c, &s) == MS_ERR_ARG && strstr(ms_last_error(), "leave-one-out"));
+    c.samples = 0, c.baseline_greedy = 0;
     /* multinomial draws are refused for a sequential policy */
     c.sampler = MS_SAMPLER_MULTINOMIAL;
     MS_EXPECT(ms_train(&tr, &va, &c, &s) == MS_ERR_ARG && strstr(ms_last_error(), "without replacement"));

@@ -82,6 +82,11 @@ typedef struct {
                               reward; validation tasks are not rotated */
     int baseline_greedy;   /* 1: the REINFORCE baseline is the reward of the greedy decode of
                               the current policy (self-critical); 0: K random items (default) */
+    int samples;           /* S > 1: S ordered draws per task, each with the leave-one-out
+                              baseline (the mean reward of the task's other S - 1 draws), the
+                              loss averaged over all B S draws; lower variance than one draw
+                              against K random items (0 or 1: one draw; not with
+                              baseline_greedy) */
     ms_sampler sampler;    /* MS_SAMPLER_WOR (without replacement, default) or multinomial */
     int clinical;          /* append the 3 clinical features to the selector input */
     int impute_clinical;   /* replace missing clinical values by the split's mean */

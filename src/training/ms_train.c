@@ -166,19 +166,20 @@ typedef struct {
     const ms_split *s;
     const ms_train_config *cfg;
     int Din, P, B, Kmax;
+    int S;           /* draws per task (cfg->samples, at least 1); per-draw arrays hold B S */
     ms_net params, grads, m, v; /* grads, m, v: the same layout, used as flat arrays */
-    void *work;      /* the architecture's work object for (B, P, Kmax) */
-    float *x;        /* (B, P, Din) */
-    int *kb;         /* (B) budget of each task */
-    int *picks;      /* (B, Kmax) */
-    int *npicks;     /* (B) */
-    double *logp, *scale; /* (B) */
-    ms_rng *rngs;    /* (B) */
+    void *work;      /* the architecture's work object for (B S, P, Kmax) */
+    float *x;        /* (B S, P, Din); draw j = b S + s of task b */
+    int *kb;         /* (B S) budget of each draw */
+    int *picks;      /* (B S, Kmax) */
+    int *npicks;     /* (B S) */
+    double *logp, *scale; /* (B S) */
+    ms_rng *rngs;    /* (B S) */
     int n_val_k, val_k[32]; /* validation budgets: prefixes of one greedy ranking */
     ms_task *tasks;  /* (B) */
     int *task_mem;
     uint8_t *y_mem;
-    double *reward, *baseline; /* (B) */
+    double *reward, *baseline; /* (B S) */
     int nthreads;
     ms_arena *arenas; /* (nthreads) */
     int *scratch;     /* (nthreads, max(n_pos, n_norm)) */
@@ -310,8 +311,49 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
     return MS_OK;
 }
 
-/* One REINFORCE iteration over tasks ids[0..nb). Fills reward/baseline and leaves the mean
- * gradient of the loss in tr->grads. */
+/* --samples S: the batch's nb tasks (built into x) each drawn S times. Draw j = b S + s of
+ * task b has reward r_j and the leave-one-out baseline bl_j = (sum_s' r_{b S + s'} - r_j) /
+ * (S - 1), so the advantages of one task sum to 0 and no draw's own reward enters its
+ * baseline (the estimator stays unbiased). loss = -(1 / (nb S)) sum_j (r_j - bl_j) log p_j.
+ * Draw 0 of each task uses the same generator as a one-draw run. */
+static ms_status train_step_loo(trainer *tr, long it, int nb) {
+    const ms_train_config *cfg = tr->cfg;
+    const ms_arch *a = tr->params.arch;
+    const int S = tr->S, n = nb * S;
+    const size_t blk = (size_t)tr->P * tr->Din;
+    /* spread task b's input to draws b S .. b S + S - 1, from the last task down (a block
+     * is written only after every task it could hold has been read) */
+    for (int b = nb - 1; b >= 0; b--)
+        for (int s = S - 1; s >= 0; s--)
+            if (b * S + s != b) memcpy(tr->x + (size_t)(b * S + s) * blk, tr->x + (size_t)b * blk, sizeof(float) * blk);
+    for (int j = 0; j < n; j++) {
+        int b = j / S, s = j % S;
+        uint64_t id = (((uint64_t)it << 16) ^ (uint64_t)b) ^ ((uint64_t)s << 48);
+        ms_rng_init(&tr->rngs[j], cfg->seed, MS_STREAM_POLICY, id);
+        tr->kb[j] = cfg->k;
+    }
+    ms_net_mode mode = {.sampler = cfg->sampler, .greedy = 0};
+    a->run(&tr->params, tr->work, tr->x, n, tr->P, tr->kb, tr->Kmax, mode, tr->rngs, tr->picks, tr->npicks,
+           tr->logp, NULL);
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < n; j++) {
+        ms_arena *ws = &tr->arenas[omp_get_thread_num()];
+        ms_arena_reset(ws);
+        tr->reward[j] = prefix_auroc(tr, tr->s, &tr->tasks[j / S], tr->picks + (size_t)j * tr->Kmax, tr->npicks[j], ws);
+    }
+    for (int b = 0; b < nb; b++) {
+        double sum = 0;
+        for (int s = 0; s < S; s++) sum += tr->reward[b * S + s];
+        for (int s = 0; s < S; s++) tr->baseline[b * S + s] = (sum - tr->reward[b * S + s]) / (S - 1);
+    }
+    for (int j = 0; j < n; j++) tr->scale[j] = -(tr->reward[j] - tr->baseline[j]) / n;
+    memset(tr->grads.params, 0, sizeof(float) * tr->grads.count);
+    a->backward(&tr->params, tr->work, tr->x, tr->scale, tr->grads.params);
+    return MS_OK;
+}
+
+/* One REINFORCE iteration over tasks ids[0..nb). Fills reward/baseline (per draw: nb S of
+ * them) and leaves the mean gradient of the loss in tr->grads. */
 static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
     const ms_train_config *cfg = tr->cfg;
     const ms_split *s = tr->s;
@@ -323,6 +365,7 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
         ms_rng_init(&tr->rngs[b], cfg->seed, MS_STREAM_POLICY, id);
         tr->kb[b] = cfg->k;
     }
+    if (tr->S > 1) return train_step_loo(tr, it, nb);
     if (cfg->baseline_greedy) {
         /* self-critical: the baseline is the reward of the current policy's greedy decode
          * (run first: the sampled run below keeps what the backward needs) */
@@ -401,6 +444,11 @@ static void run_signature(char *buf, size_t n, const trainer *tr) {
              c->epochs, c->tasks, c->val_tasks, c->val_every, c->lr, c->lr_decay, c->lr_decay_epoch,
              tr->params.H, (int)c->sampler, c->baseline_greedy, c->augment_rotate, c->clinical ? 2 : 0, c->impute_clinical, (int)c->pred,
              (unsigned long long)c->seed, (unsigned long long)tr->s->fingerprint);
+    /* only runs with several draws per task sign them: older states keep resuming */
+    if (tr->S > 1) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, n > len ? n - len : 0, " S%d", tr->S);
+    }
 }
 
 /* metrics.csv lives in memory and is rewritten as a whole (atomically, medselect/output.h)
@@ -465,6 +513,11 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
                        train->d);
     if (cfg->k > cfg->shape.pool)
         return ms_fail(MS_ERR_ARG, "K = %d is larger than the pool (%d)", cfg->k, cfg->shape.pool);
+    if (cfg->samples < 0 || cfg->samples > 4096)
+        return ms_fail(MS_ERR_ARG, "--samples %d: expected 1 to 4096 draws per task", cfg->samples);
+    if (cfg->samples > 1 && cfg->baseline_greedy)
+        return ms_fail(MS_ERR_ARG, "--samples %d gives each draw the leave-one-out baseline: drop --baseline greedy",
+                       cfg->samples);
     if (train->d != val->d)
         return ms_fail(MS_ERR_DATA, "%s has %d-dimensional embeddings but %s has %d", train->pos_name,
                        train->d, val->pos_name, val->d);
@@ -500,6 +553,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     tr.cfg = cfg;
     tr.P = cfg->shape.pool;
     tr.B = cfg->batch;
+    tr.S = cfg->samples > 1 ? cfg->samples : 1;
     tr.Din = train->d + (cfg->clinical ? MS_NCLIN : 0);
     st = ms_net_init(&tr.params, arch, tr.Din, cfg->hidden);
     if (st) return st;
@@ -508,21 +562,22 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     MS_CHECK(ms_net_init(&tr.v, arch, tr.Din, cfg->hidden) == MS_OK);
     ms_net_randomize_opts(&tr.params, cfg->seed, cfg->arch_opts);
     tr.Kmax = cfg->k;
-    tr.work = arch->work_new(&tr.params, tr.B, tr.P, tr.Kmax);
+    const int BS = tr.B * tr.S; /* draws per iteration */
+    tr.work = arch->work_new(&tr.params, BS, tr.P, tr.Kmax);
     {
         int k0 = cfg->k_min > 0 ? cfg->k_min : cfg->k;
         for (int kk = k0; kk < cfg->k && tr.n_val_k < 31; kk *= 2) tr.val_k[tr.n_val_k++] = kk;
         tr.val_k[tr.n_val_k++] = cfg->k;
     }
-    tr.x = ms_xmalloc(sizeof(float) * (size_t)tr.B * tr.P * tr.Din);
-    tr.kb = ms_xmalloc(sizeof(int) * (size_t)tr.B);
-    tr.picks = ms_xmalloc(sizeof(int) * (size_t)tr.B * tr.Kmax);
-    tr.npicks = ms_xmalloc(sizeof(int) * (size_t)tr.B);
-    tr.logp = ms_xmalloc(sizeof(double) * (size_t)tr.B);
-    tr.scale = ms_xmalloc(sizeof(double) * (size_t)tr.B);
-    tr.rngs = ms_xmalloc(sizeof(ms_rng) * (size_t)tr.B);
-    tr.reward = ms_xmalloc(sizeof(double) * (size_t)tr.B);
-    tr.baseline = ms_xmalloc(sizeof(double) * (size_t)tr.B);
+    tr.x = ms_xmalloc(sizeof(float) * (size_t)BS * tr.P * tr.Din);
+    tr.kb = ms_xmalloc(sizeof(int) * (size_t)BS);
+    tr.picks = ms_xmalloc(sizeof(int) * (size_t)BS * tr.Kmax);
+    tr.npicks = ms_xmalloc(sizeof(int) * (size_t)BS);
+    tr.logp = ms_xmalloc(sizeof(double) * (size_t)BS);
+    tr.scale = ms_xmalloc(sizeof(double) * (size_t)BS);
+    tr.rngs = ms_xmalloc(sizeof(ms_rng) * (size_t)BS);
+    tr.reward = ms_xmalloc(sizeof(double) * (size_t)BS);
+    tr.baseline = ms_xmalloc(sizeof(double) * (size_t)BS);
     trainer_tasks_alloc(&tr, &cfg->shape);
     tr.nthreads = omp_get_max_threads();
     tr.arenas = ms_xcalloc((size_t)tr.nthreads, sizeof(ms_arena));
@@ -603,8 +658,9 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
         ms_adam_step(tr.params.params, tr.grads.params, tr.m.params, tr.v.params, tr.params.count,
                      it + 1, lr, 0.9, 0.999, 1e-8);
         double rw = 0, bl = 0;
-        for (int b = 0; b < nb; b++) rw += tr.reward[b], bl += tr.baseline[b];
-        rw /= nb, bl /= nb;
+        int nd = nb * tr.S; /* draws of this iteration */
+        for (int q = 0; q < nd; q++) rw += tr.reward[q], bl += tr.baseline[q];
+        rw /= nd, bl /= nd;
         done_here++;
         int last_it = it + 1 == total || (cfg->max_iterations > 0 && done_here >= cfg->max_iterations);
         int do_val = cfg->val_tasks > 0 && ((it + 1) % cfg->val_every == 0 || it + 1 == total);
