@@ -4,6 +4,8 @@
  *             every product of the library takes)
  *   bf16      ms_gemm in bf16 (bf16 operands rounded inside the call, fp32 accumulation)
  *   dnnl      dnnl_sgemm called directly with oneDNN's own threading (no blocking of ours)
+ *   dnnl_bf16 oneDNN's dnnl_gemm_bf16bf16f32 with its own threading on operands rounded to
+ *             bf16 beforehand (outside the timing): the machine's bf16 ceiling
  *   openblas  cblas_sgemm of OpenBLAS when a libopenblas.so.0 can be loaded (medselect does
  *             not link it; reported for comparison only)
  * on row-major float32 matrices: one warm-up call, then `reps` timed calls (default 5); the
@@ -11,10 +13,10 @@
  * products at the paper's size (B 64 tasks x pool 1000, D 512, H 256): the input
  * projection (64000 x 512 -> 2048), one recurrent step (64 x 256 -> 1024) and the weight
  * gradient dW_ih (2048 x 512, inner 64000, A transposed).
- * The headline figures (f32, bf16, openblas) are the square 2048 ones. The last line of
- * stdout is one JSON object:
+ * The headline figures are the square 2048 ones. The last line of stdout is one JSON object:
  *   {"name": "sgemm", "gflops": F32, "bf16_gflops": BF16, "dnnl_gflops": D,
- *    "openblas_gflops": O or null, "threads": T, "by_shape": {"NAME": {...}, ...}}
+ *    "dnnl_bf16_gflops": DB, "openblas_gflops": O or null, "threads": T,
+ *    "by_shape": {"NAME": {...}, ...}}
  * Usage: bench_sgemm [--threads T] [--reps R] [--quick]
  */
 #define _GNU_SOURCE
@@ -39,14 +41,22 @@ typedef void (*cblas_sgemm_fn)(int, int, int, int, int, int, float, const float 
 typedef void (*openblas_threads_fn)(int);
 static cblas_sgemm_fn openblas_sgemm;
 
+/* exported by oneDNN 2.x but not declared in its public header (as in src/common/ms_gemm.c) */
+dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t M, dnnl_dim_t N,
+                                    dnnl_dim_t K, float alpha, const ms_bf16 *A, dnnl_dim_t lda,
+                                    const ms_bf16 *B, dnnl_dim_t ldb, float beta, float *C,
+                                    dnnl_dim_t ldc);
+/* the current shape's operands rounded to bf16 once, for IMPL_DNNL_BF16 */
+static ms_bf16 *A16, *B16;
+
 typedef struct {
     const char *name;
     char ta, tb;
     int M, N, K;
 } shape;
 
-enum { IMPL_F32, IMPL_BF16, IMPL_DNNL, IMPL_OPENBLAS, NIMPL };
-static const char *const impl_name[NIMPL] = {"f32", "bf16", "dnnl", "openblas"};
+enum { IMPL_F32, IMPL_BF16, IMPL_DNNL, IMPL_DNNL_BF16, IMPL_OPENBLAS, NIMPL };
+static const char *const impl_name[NIMPL] = {"f32", "bf16", "dnnl", "dnnl_bf16", "openblas"};
 
 static void run(int impl, const shape *s, const float *A, const float *B, float *C) {
     int lda = s->ta == 'N' ? s->K : s->M, ldb = s->tb == 'N' ? s->N : s->K;
@@ -59,6 +69,9 @@ static void run(int impl, const shape *s, const float *A, const float *B, float 
         break;
     case IMPL_DNNL:
         dnnl_sgemm(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 0.0f, C, s->N);
+        break;
+    case IMPL_DNNL_BF16:
+        dnnl_gemm_bf16bf16f32(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A16, lda, B16, ldb, 0.0f, C, s->N);
         break;
     default: /* CblasRowMajor 101, CblasNoTrans 111, CblasTrans 112 */
         openblas_sgemm(101, s->ta == 'N' ? 111 : 112, s->tb == 'N' ? 111 : 112, s->M, s->N, s->K,
@@ -89,7 +102,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr, "usage: bench_sgemm [--threads T] [--reps R] [--quick]\n"
                             "  GEMM ceilings: medselect's f32 and bf16 GEMM (oneDNN), dnnl_sgemm,\n"
-                            "  and OpenBLAS when installed (default T 2, R 5; --quick: square\n"
+                            "  oneDNN's bf16 GEMM, and OpenBLAS when installed (default T 2, R 5; --quick: square\n"
                             "  2048 only)\n");
             return strcmp(argv[i], "--help") && strcmp(argv[i], "-h") ? 2 : 0;
         }
@@ -121,11 +134,17 @@ int main(int argc, char **argv) {
         ms_rng_init(&r, 1234, 0, (uint64_t)s);
         for (size_t i = 0; i < na; i++) A[i] = (float)(ms_rng_uniform(&r) - 0.5);
         for (size_t i = 0; i < nb; i++) B[i] = (float)(ms_rng_uniform(&r) - 0.5);
+        if (ms_bf16_supported()) {
+            A16 = ms_xmalloc(sizeof(ms_bf16) * na);
+            B16 = ms_xmalloc(sizeof(ms_bf16) * nb);
+            ms_bf16_from_f32(A16, A, na);
+            ms_bf16_from_f32(B16, B, nb);
+        }
         /* tiny products are timed in groups so that the clock resolution does not matter */
         int rr = sh->M * (double)sh->N * sh->K < 1e8 ? reps * 20 : reps;
         for (int im = 0; im < NIMPL; im++) {
             g[s][im] = -1;
-            if (im == IMPL_BF16 && !ms_bf16_supported()) continue;
+            if ((im == IMPL_BF16 || im == IMPL_DNNL_BF16) && !ms_bf16_supported()) continue;
             if (im == IMPL_OPENBLAS && !openblas_sgemm) continue;
             g[s][im] = rate(im, sh, rr, A, B, C);
             fprintf(stderr, "%-36s %-8s %7.1f GFLOP/s (%d threads)\n", sh->name, impl_name[im],
@@ -134,9 +153,12 @@ int main(int argc, char **argv) {
         free(A);
         free(B);
         free(C);
+        free(A16);
+        free(B16);
+        A16 = B16 = NULL;
     }
     printf("{\"name\": \"sgemm\"");
-    const char *key[NIMPL] = {"gflops", "bf16_gflops", "dnnl_gflops", "openblas_gflops"};
+    const char *key[NIMPL] = {"gflops", "bf16_gflops", "dnnl_gflops", "dnnl_bf16_gflops", "openblas_gflops"};
     for (int im = 0; im < NIMPL; im++) {
         if (g[0][im] < 0) printf(", \"%s\": null", key[im]);
         else printf(", \"%s\": %.2f", key[im], g[0][im]);
