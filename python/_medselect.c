@@ -1010,28 +1010,40 @@ static PyObject *py_train(PyObject *self, PyObject *args) {
     int ok = PyArg_ParseTuple(shape, "idid", &cfg.shape.pool, &cfg.shape.pos_frac, &cfg.shape.query,
                               &cfg.shape.query_pos_frac);
     PyObject *empty = PyTuple_New(0);
+    /* arch: "name[:key=value,...]" or None; its option text stays owned by the opts dict,
+     * which outlives training */
+    const char *arch = NULL;
     static char *kw[] = {"k", "batch", "epochs", "tasks", "val_tasks", "val_every", "lr", "lr_decay",
                          "lr_decay_epoch", "hidden", "sampler", "clinical", "impute_clinical", "predictor",
-                         "seed", "resume", "max_iterations", NULL};
+                         "seed", "resume", "max_iterations", "arch", "k_min", "pos_frac_hi",
+                         "baseline_greedy", "augment_rotate", "samples", NULL};
     if (ok)
-        ok = PyArg_ParseTupleAndKeywords(empty, opts, "|iiiiiiddiisppsKpi", kw, &cfg.k, &cfg.batch, &cfg.epochs,
-                                         &cfg.tasks, &cfg.val_tasks, &cfg.val_every, &cfg.lr, &cfg.lr_decay,
-                                         &cfg.lr_decay_epoch, &cfg.hidden, &sampler, &cfg.clinical,
-                                         &cfg.impute_clinical, &pred, &seed, &cfg.resume, &cfg.max_iterations);
+        ok = PyArg_ParseTupleAndKeywords(empty, opts, "|iiiiiiddiisppsKpizidppi", kw, &cfg.k, &cfg.batch,
+                                         &cfg.epochs, &cfg.tasks, &cfg.val_tasks, &cfg.val_every, &cfg.lr,
+                                         &cfg.lr_decay, &cfg.lr_decay_epoch, &cfg.hidden, &sampler, &cfg.clinical,
+                                         &cfg.impute_clinical, &pred, &seed, &cfg.resume, &cfg.max_iterations,
+                                         &arch, &cfg.k_min, &cfg.pos_frac_hi, &cfg.baseline_greedy,
+                                         &cfg.augment_rotate, &cfg.samples);
     Py_DECREF(empty);
     if (!ok) {
         Py_DECREF(outo);
         return NULL;
     }
     cfg.seed = seed;
-    if (ms_sampler_parse(sampler, &cfg.sampler) || ms_pred_kind_parse(pred, &cfg.pred)) {
+    if (ms_sampler_parse(sampler, &cfg.sampler) || ms_pred_kind_parse(pred, &cfg.pred) ||
+        (arch && ms_arch_parse_spec(arch, &cfg.arch, &cfg.arch_opts))) {
         Py_DECREF(outo);
         return raise_status(MS_ERR_ARG);
     }
-    if (cfg.k < 1 || cfg.batch < 1 || cfg.epochs < 1 || cfg.tasks < 1 || cfg.hidden < 1 || cfg.val_every < 1 ||
-        cfg.val_tasks < 0 || cfg.max_iterations < 0) {
+    if (cfg.k < 1 || cfg.batch < 1 || cfg.epochs < 1 || cfg.tasks < 1 || cfg.hidden < 0 || cfg.val_every < 1 ||
+        cfg.val_tasks < 0 || cfg.max_iterations < 0 || cfg.k_min < 0 || cfg.samples < 0) {
         Py_DECREF(outo);
-        return PyErr_Format(PyExc_ValueError, "k, batch_size, epochs, tasks, hidden and val_every must be positive");
+        return PyErr_Format(PyExc_ValueError, "k, batch_size, epochs, tasks, hidden, val_every and samples must be positive");
+    }
+    if (cfg.arch && cfg.arch->sequential && (cfg.clinical || cfg.sampler != MS_SAMPLER_WOR)) {
+        Py_DECREF(outo);
+        return PyErr_Format(PyExc_ValueError, "arch %s draws without replacement and uses no clinical features",
+                            cfg.arch->name);
     }
     if (cfg.k > cfg.shape.pool) {
         Py_DECREF(outo);

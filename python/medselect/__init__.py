@@ -340,10 +340,10 @@ def analyze(pos, norm, a, b, k=20, conditions=None, seen=None, unseen=None, pool
 
 def train(train, val, out, seen=None, val_conditions=None, k=20, pool=1000, pos_frac=0.5,
           query=100, query_pos_frac=0.5, tasks=10000, epochs=5, val_tasks=1000, val_every=30,
-          batch_size=64, lr=1e-4, lr_decay=0.1, lr_decay_epoch=3, hidden=256,
+          batch_size=64, lr=1e-4, lr_decay=0.1, lr_decay_epoch=3, hidden=None,
           sampling="without-replacement", clinical=False, impute_clinical=False, resume=False,
           max_iterations=0, seed=0, predictor="cosine", uncertain="positive", threads=None,
-          progress=None):
+          progress=None, arch=None, baseline="random", augment=None, samples=1):
     """Meta-trains a selector with REINFORCE, as ``medselect train``; returns its metrics.
 
     train, val: (positives, normals) pairs, each a CSV path or a (CSV, embeddings) pair.
@@ -351,6 +351,12 @@ def train(train, val, out, seen=None, val_conditions=None, k=20, pool=1000, pos_
     metrics.csv). seen: the meta-train conditions (default PAPER_SEEN); val_conditions: the
     meta-validation ones (default: seen). The other arguments are the CLI's options of the
     same names (defaults equal); max_iterations > 0 stops after that many iterations.
+    arch: None (the paper's BiLSTM) or "NAME[:key=value,...]" as --arch (e.g.
+    "relational:redundancy=8,coverage=1"); hidden: None for the architecture's default.
+    k and pos_frac also take a (low, high) pair, as -k LO:HI and --pos-frac LO:HI (every
+    budget of the range from one ranking; each task's prevalence drawn from the range).
+    baseline ('random' or 'greedy'), augment (None or 'rotate') and samples (draws per task
+    with the leave-one-out baseline) as --baseline, --augment and --samples.
 
     progress: None or False (nothing drawn), True (the CLI's progress bar on stderr), or a
     callable called after every iteration with a dict {iteration, total, epoch, reward,
@@ -371,9 +377,31 @@ def train(train, val, out, seen=None, val_conditions=None, k=20, pool=1000, pos_
         raise TypeError("train and val are (positives, normals) pairs") from None
     seen_l = _names(seen, "seen") if seen is not None else list(PAPER_SEEN)
     val_l = _names(val_conditions, "val_conditions") if val_conditions is not None else seen_l
-    opts = dict(k=int(k), batch=int(batch_size), epochs=int(epochs), tasks=int(tasks),
+    if isinstance(k, (tuple, list)):
+        if len(k) != 2 or int(k[0]) > int(k[1]):
+            raise ValueError(f"k: expected an int or a (low, high) pair, got {k!r}")
+        k_min, k = int(k[0]), int(k[1])
+    else:
+        k_min = 0
+    if isinstance(pos_frac, (tuple, list)):
+        if len(pos_frac) != 2 or float(pos_frac[0]) > float(pos_frac[1]):
+            raise ValueError(f"pos_frac: expected a float or a (low, high) pair, got {pos_frac!r}")
+        pos_frac, pos_frac_hi = float(pos_frac[0]), float(pos_frac[1])
+    else:
+        pos_frac_hi = float(pos_frac)
+    if not 0.0 < float(pos_frac) <= pos_frac_hi < 1.0:
+        raise ValueError("pos_frac: fractions must lie strictly between 0 and 1")
+    if baseline not in ("random", "greedy"):
+        raise ValueError(f"baseline: expected 'random' or 'greedy', got {baseline!r}")
+    if augment not in (None, "none", "rotate"):
+        raise ValueError(f"augment: expected None or 'rotate', got {augment!r}")
+    opts = dict(k=int(k), k_min=k_min, pos_frac_hi=pos_frac_hi,
+                arch=None if arch is None else str(arch), baseline_greedy=baseline == "greedy",
+                augment_rotate=augment == "rotate", samples=int(samples), batch=int(batch_size),
+                epochs=int(epochs), tasks=int(tasks),
                 val_tasks=int(val_tasks), val_every=int(val_every), lr=float(lr),
-                lr_decay=float(lr_decay), lr_decay_epoch=int(lr_decay_epoch), hidden=int(hidden),
+                lr_decay=float(lr_decay), lr_decay_epoch=int(lr_decay_epoch),
+                hidden=0 if hidden is None else int(hidden),
                 sampler=str(sampling), clinical=bool(clinical),
                 impute_clinical=bool(impute_clinical), predictor=str(predictor), seed=_seed(seed),
                 resume=bool(resume), max_iterations=int(max_iterations))

@@ -295,6 +295,36 @@ def test_train_matches_cli_and_stops(tmp, selector_ckpt):
 
 
 @have_nih
+def test_train_relational_options_match_cli(tmp):
+    """arch, a budget range, a prevalence range and leave-one-out samples: the same weights
+    as the CLI with the same options, bit for bit; bad values are ValueErrors."""
+    flags = ["--seen", "Effusion,Infiltration", "--pool", "30", "--query", "20", "-k", "3:12",
+             "--pos-frac", "0.2:0.5", "--tasks", "32", "--epochs", "1", "--batch-size", "8",
+             "--val-tasks", "16", "--val-every", "2", "--seed", "5", "--threads", "2",
+             "--arch", "relational:redundancy=8,coverage=1", "--samples", "4", "--lr", "1e-2"]
+    cli_out = str(tmp / "cli-rel")
+    cli("train", "--train-pos-csv", e("train_pos.csv"), "--train-norm-csv", e("train_norm.csv"),
+        "--val-pos-csv", e("val_pos.csv"), "--val-norm-csv", e("val_norm.csv"), *flags,
+        "--out", cli_out)
+    data = dict(train=(e("train_pos.csv"), e("train_norm.csv")),
+                val=(e("val_pos.csv"), e("val_norm.csv")))
+    kw = dict(seen=["Effusion", "Infiltration"], pool=30, query=20, k=(3, 12),
+              pos_frac=(0.2, 0.5), tasks=32, epochs=1, batch_size=8, val_tasks=16, val_every=2,
+              seed=5, threads=2, arch="relational:redundancy=8,coverage=1", samples=4, lr=1e-2)
+    out = str(tmp / "py-rel")
+    res = ms.train(out=out, **data, **kw)
+    assert res["iterations"] == 4
+    for f in ("best.safetensors", "last.safetensors"):
+        assert open(os.path.join(out, f), "rb").read() == \
+            open(os.path.join(cli_out, f), "rb").read(), f
+    assert ms.Selector.load(os.path.join(out, "last.safetensors")).arch == "relational"
+    for bad in (dict(k=(12, 3)), dict(pos_frac=(0.5, 0.2)), dict(arch="nosuch"),
+                dict(baseline="best"), dict(augment="flip"), dict(samples=4, baseline="greedy")):
+        with pytest.raises(ValueError):
+            ms.train(out=str(tmp / "py-bad"), **data, **{**kw, **bad})
+
+
+@have_nih
 def test_ctrl_c_stops_train(tmp):
     """SIGINT during training: KeyboardInterrupt after the current iteration, the state saved
     at that iteration, and resume=True continues from it."""
