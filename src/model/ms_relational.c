@@ -312,6 +312,135 @@ static void rel_work_free(void *p) {
     free(w);
 }
 
+/* ---- the sequential draw (shared with ms_setattn.c) ----------------------------------- */
+
+double ms_rel_seq_draw(ms_rel_seq *q, const ms_rel_weights *w, int k, int greedy, ms_rng *rng,
+                       const int *forced, int *out, float *logits0) {
+    const int T = q->T, D = q->D, R = q->R;
+    MS_CHECK(q->u || (w->c == 0 && w->slope[2] == 0));
+    memset(q->taken, 0, (size_t)T);
+    for (int j = 0; j < R; j++) q->cov[j] = 0;
+    double logp = 0;
+    for (int t = 0; t < k; t++) {
+        double *red = q->red + (size_t)t * T, *gn = q->gn + (size_t)t * T, *lg = q->lg + (size_t)t * T;
+        double *dk = q->u ? q->dk + (size_t)t * T : NULL;
+        double ut = ms_rel_schedule(t);
+        double a = w->a + w->slope[0] * ut, bc = w->b + w->slope[1] * ut, cc = w->c + w->slope[2] * ut;
+        double gmax = 0, dmax = 0;
+        if (dk && t > 0) {
+            /* nearest picked item: fold in the last pick (at t = 1 it replaces the mean) */
+            const float *up = q->u + (size_t)q->picks[t - 1] * D;
+            for (int i = 0; i < T; i++) {
+                if (q->taken[i]) continue;
+                const float *ui = q->u + (size_t)i * D;
+                double d2 = 0;
+                for (int c = 0; c < D; c++) {
+                    double e = (double)ui[c] - up[c];
+                    d2 += e * e;
+                }
+                double dd = sqrt(d2);
+                if (t == 1 || dd < q->dist[i]) q->dist[i] = dd;
+            }
+        }
+        if (dk)
+            for (int i = 0; i < T; i++)
+                if (!q->taken[i] && q->dist[i] > dmax) dmax = q->dist[i];
+        for (int i = 0; i < T; i++) {
+            if (q->taken[i]) continue;
+            const float *ki = q->kern + (size_t)i * R;
+            double g = 0;
+            for (int j = 0; j < R; j++) {
+                double e = ki[j] - q->cov[j];
+                if (e > 0) g += e;
+            }
+            q->gain[i] = g / R;
+            if (q->gain[i] > gmax) gmax = q->gain[i];
+        }
+        double lmax = -INFINITY;
+        int best = -1;
+        double bestv = -INFINITY;
+        for (int i = 0; i < T; i++) {
+            if (q->taken[i]) {
+                red[i] = gn[i] = 0;
+                if (dk) dk[i] = 0;
+                lg[i] = -INFINITY;
+                continue;
+            }
+            if (t == 0) red[i] = 0;
+            else {
+                const float *zi = q->z + (size_t)i * D, *zp = q->z + (size_t)q->picks[t - 1] * D;
+                double dot = 0;
+                for (int c = 0; c < D; c++) dot += (double)zi[c] * zp[c];
+                double prev = t == 1 ? -INFINITY : q->red[(size_t)(t - 1) * T + i];
+                red[i] = dot > prev ? dot : prev;
+            }
+            gn[i] = gmax > 0 ? q->gain[i] / gmax : 0.0;
+            if (dk) {
+                dk[i] = dmax > 0 ? q->dist[i] / dmax : 0.0;
+                lg[i] = q->s[i] - a * red[i] + bc * gn[i] + cc * dk[i];
+            } else {
+                lg[i] = q->s[i] - a * red[i] + bc * gn[i];
+            }
+            if (lg[i] > lmax) lmax = lg[i];
+            if (forced) continue;
+            double v = greedy ? lg[i] : lg[i] + ms_rng_gumbel(rng);
+            if (v > bestv) bestv = v, best = i;
+        }
+        if (t == 0 && logits0)
+            for (int i = 0; i < T; i++) logits0[i] = (float)lg[i];
+        double se = 0;
+        for (int i = 0; i < T; i++)
+            if (!q->taken[i]) se += exp(lg[i] - lmax);
+        q->lse[t] = lmax + log(se);
+        if (forced) {
+            best = forced[t];
+            MS_CHECK(best >= 0 && best < T && !q->taken[best]);
+        }
+        MS_CHECK(best >= 0);
+        logp += lg[best] - q->lse[t];
+        q->picks[t] = best;
+        out[t] = best;
+        q->taken[best] = 1;
+        const float *kb = q->kern + (size_t)best * R;
+        for (int j = 0; j < R; j++)
+            if (kb[j] > q->cov[j]) q->cov[j] = kb[j];
+    }
+    q->n = k;
+    return logp;
+}
+
+void ms_rel_seq_backward(ms_rel_seq *q, double *ds, double dw[6]) {
+    const int T = q->T;
+    for (int i = 0; i < T; i++) ds[i] = 0;
+    for (int j = 0; j < 6; j++) dw[j] = 0;
+    memset(q->taken, 0, (size_t)T);
+    for (int t = 0; t < q->n; t++) {
+        const double *red = q->red + (size_t)t * T, *gn = q->gn + (size_t)t * T, *lg = q->lg + (size_t)t * T;
+        const double *dk = q->u ? q->dk + (size_t)t * T : NULL;
+        double Rt = 0, Gt = 0, Ct = 0, ut = ms_rel_schedule(t);
+        for (int i = 0; i < T; i++) {
+            if (q->taken[i]) continue;
+            double dl = (i == q->picks[t]) - exp(lg[i] - q->lse[t]);
+            ds[i] += dl;
+            Rt += dl * red[i];
+            Gt += dl * gn[i];
+            if (dk) Ct += dl * dk[i];
+        }
+        dw[0] -= Rt, dw[1] += Gt, dw[2] += Ct;
+        dw[3] -= ut * Rt, dw[4] += ut * Gt, dw[5] += ut * Ct;
+        q->taken[q->picks[t]] = 1;
+    }
+}
+
+/* The sequential draw's view of a pool's buffers. */
+static ms_rel_seq rel_seq(rel_pool *p, int D, int R) {
+    ms_rel_seq q = {.T = p->T, .D = D, .R = R, .s = p->s, .z = p->z, .kern = p->kern, .u = p->u,
+                    .dist = p->dist, .red = p->red, .gn = p->gn, .dk = p->dk, .lg = p->lg,
+                    .lse = p->lse, .cov = p->cov, .gain = p->gain, .taken = p->taken,
+                    .picks = p->picks, .n = p->n};
+    return q;
+}
+
 /* Runs one pool: features, static scores, then k sequential steps. Returns log p. */
 /* forced (k) not NULL: the draw is forced[0..k) instead (scoring a given ordered selection). */
 static double rel_pool_run(const ms_net *net, rel_pool *p, const float *x, int T, int k,
@@ -354,88 +483,10 @@ static double rel_pool_run(const ms_net *net, rel_pool *p, const float *x, int T
         }
         p->s[i] = s;
     }
-    memset(p->taken, 0, (size_t)T);
-    for (int j = 0; j < R; j++) p->cov[j] = 0;
-    double logp = 0;
-    for (int t = 0; t < k; t++) {
-        double *red = p->red + (size_t)t * T, *gn = p->gn + (size_t)t * T, *lg = p->lg + (size_t)t * T;
-        double *dk = p->dk + (size_t)t * T;
-        double ut = ms_rel_schedule(t);
-        double a = a0 + sl[0] * ut, bc = b0 + sl[1] * ut, cc = c0 + sl[2] * ut;
-        double gmax = 0, dmax = 0;
-        if (t > 0) {
-            /* nearest picked item: fold in the last pick (at t = 1 it replaces the mean) */
-            const float *up = p->u + (size_t)p->picks[t - 1] * D;
-            for (int i = 0; i < T; i++) {
-                if (p->taken[i]) continue;
-                const float *ui = p->u + (size_t)i * D;
-                double d2 = 0;
-                for (int q = 0; q < D; q++) {
-                    double e = (double)ui[q] - up[q];
-                    d2 += e * e;
-                }
-                double dd = sqrt(d2);
-                if (t == 1 || dd < p->dist[i]) p->dist[i] = dd;
-            }
-        }
-        for (int i = 0; i < T; i++)
-            if (!p->taken[i] && p->dist[i] > dmax) dmax = p->dist[i];
-        for (int i = 0; i < T; i++) {
-            if (p->taken[i]) continue;
-            const float *ki = p->kern + (size_t)i * R;
-            double g = 0;
-            for (int j = 0; j < R; j++) {
-                double e = ki[j] - p->cov[j];
-                if (e > 0) g += e;
-            }
-            p->gain[i] = g / R;
-            if (p->gain[i] > gmax) gmax = p->gain[i];
-        }
-        double lmax = -INFINITY;
-        int best = -1;
-        double bestv = -INFINITY;
-        for (int i = 0; i < T; i++) {
-            if (p->taken[i]) {
-                red[i] = gn[i] = dk[i] = 0;
-                lg[i] = -INFINITY;
-                continue;
-            }
-            if (t == 0) red[i] = 0;
-            else {
-                const float *zi = p->z + (size_t)i * D, *zp = p->z + (size_t)p->picks[t - 1] * D;
-                double dot = 0;
-                for (int q = 0; q < D; q++) dot += (double)zi[q] * zp[q];
-                double prev = t == 1 ? -INFINITY : p->red[(size_t)(t - 1) * T + i];
-                red[i] = dot > prev ? dot : prev;
-            }
-            gn[i] = gmax > 0 ? p->gain[i] / gmax : 0.0;
-            dk[i] = dmax > 0 ? p->dist[i] / dmax : 0.0;
-            lg[i] = p->s[i] - a * red[i] + bc * gn[i] + cc * dk[i];
-            if (lg[i] > lmax) lmax = lg[i];
-            if (forced) continue;
-            double v = greedy ? lg[i] : lg[i] + ms_rng_gumbel(rng);
-            if (v > bestv) bestv = v, best = i;
-        }
-        if (t == 0 && logits0)
-            for (int i = 0; i < T; i++) logits0[i] = (float)lg[i];
-        double se = 0;
-        for (int i = 0; i < T; i++)
-            if (!p->taken[i]) se += exp(lg[i] - lmax);
-        p->lse[t] = lmax + log(se);
-        if (forced) {
-            best = forced[t];
-            MS_CHECK(best >= 0 && best < T && !p->taken[best]);
-        }
-        MS_CHECK(best >= 0);
-        logp += lg[best] - p->lse[t];
-        p->picks[t] = best;
-        out[t] = best;
-        p->taken[best] = 1;
-        const float *kb = p->kern + (size_t)best * R;
-        for (int j = 0; j < R; j++)
-            if (kb[j] > p->cov[j]) p->cov[j] = kb[j];
-    }
-    p->n = k;
+    ms_rel_seq seq = rel_seq(p, D, R);
+    const ms_rel_weights wt = {a0, b0, c0, {sl[0], sl[1], sl[2]}};
+    double logp = ms_rel_seq_draw(&seq, &wt, k, greedy, rng, forced, out, logits0);
+    p->n = seq.n;
     return logp;
 }
 
@@ -446,31 +497,15 @@ static void rel_pool_backward(const ms_net *net, rel_pool *p) {
     double *g = p->grad;
     memset(g, 0, sizeof(double) * net->count);
     double *ds = p->gain; /* reuse (T) */
-    for (int i = 0; i < T; i++) ds[i] = 0;
-    double da = 0, db = 0, dc = 0, dsl[3] = {0, 0, 0};
-    memset(p->taken, 0, (size_t)T);
-    for (int t = 0; t < p->n; t++) {
-        const double *red = p->red + (size_t)t * T, *gn = p->gn + (size_t)t * T, *lg = p->lg + (size_t)t * T;
-        const double *dk = p->dk + (size_t)t * T;
-        double Rt = 0, Gt = 0, Ct = 0, ut = ms_rel_schedule(t);
-        for (int i = 0; i < T; i++) {
-            if (p->taken[i]) continue;
-            double dl = (i == p->picks[t]) - exp(lg[i] - p->lse[t]);
-            ds[i] += dl;
-            Rt += dl * red[i];
-            Gt += dl * gn[i];
-            Ct += dl * dk[i];
-        }
-        da -= Rt, db += Gt, dc += Ct;
-        dsl[0] -= ut * Rt, dsl[1] += ut * Gt, dsl[2] += ut * Ct;
-        p->taken[p->picks[t]] = 1;
-    }
+    double dw[6];
+    ms_rel_seq seq = rel_seq(p, net->D, ms_rel_nref(T));
+    ms_rel_seq_backward(&seq, ds, dw);
     double *gW1 = g + net->tensor[T_W1].offset, *gb1 = g + net->tensor[T_B1].offset;
     double *gw2 = g + net->tensor[T_W2].offset;
-    g[net->tensor[T_RED].offset] = da;
-    g[net->tensor[T_COV].offset] = db;
-    g[net->tensor[T_KC].offset] = dc;
-    for (int q = 0; q < 3; q++) g[net->tensor[T_SCHED].offset + (size_t)q] = dsl[q];
+    g[net->tensor[T_RED].offset] = dw[0];
+    g[net->tensor[T_COV].offset] = dw[1];
+    g[net->tensor[T_KC].offset] = dw[2];
+    for (int j = 0; j < 3; j++) g[net->tensor[T_SCHED].offset + (size_t)j] = dw[3 + j];
     for (int i = 0; i < T; i++) {
         const double *h = p->hid + (size_t)i * H, *f = p->feat + (size_t)i * MS_REL_F;
         for (int u = 0; u < H; u++) {

@@ -430,6 +430,14 @@ static void encoder_backward(const ms_net *net, sa_pool *p, const double *ds, do
 
 /* ---- one pool: encoder, then the sequential draw ----------------------------------------- */
 
+/* The relational policy's sequential draw over this pool's buffers (no k-center term). */
+static ms_rel_seq sa_seq(sa_pool *p, int D, int R) {
+    ms_rel_seq q = {.T = p->T, .D = D, .R = R, .s = p->s, .z = p->z, .kern = p->kern, .red = p->red,
+                    .gn = p->gn, .lg = p->lg, .lse = p->lse, .cov = p->cov, .gain = p->gain,
+                    .taken = p->taken, .picks = p->picks, .n = p->n};
+    return q;
+}
+
 /* Returns log p of the draw (forced (k) not NULL: that ordered selection is scored). */
 static double sa_pool_run(const ms_net *net, sa_pool *p, const float *x, int T, int k, int greedy,
                           ms_rng *rng, const int *forced, int *out, float *logits0) {
@@ -447,66 +455,10 @@ static double sa_pool_run(const ms_net *net, sa_pool *p, const float *x, int T, 
         }
     }
     encoder_forward(net, p, T);
-    memset(p->taken, 0, (size_t)T);
-    for (int j = 0; j < R; j++) p->cov[j] = 0;
-    double logp = 0;
-    for (int t = 0; t < k; t++) {
-        double *red = p->red + (size_t)t * T, *gn = p->gn + (size_t)t * T, *lg = p->lg + (size_t)t * T;
-        double gmax = 0;
-        for (int i = 0; i < T; i++) {
-            if (p->taken[i]) continue;
-            const float *ki = p->kern + (size_t)i * R;
-            double g = 0;
-            for (int j = 0; j < R; j++) {
-                double e = ki[j] - p->cov[j];
-                if (e > 0) g += e;
-            }
-            p->gain[i] = g / R;
-            if (p->gain[i] > gmax) gmax = p->gain[i];
-        }
-        double lmax = -INFINITY, bestv = -INFINITY;
-        int best = -1;
-        for (int i = 0; i < T; i++) {
-            if (p->taken[i]) {
-                red[i] = gn[i] = 0;
-                lg[i] = -INFINITY;
-                continue;
-            }
-            if (t == 0) red[i] = 0;
-            else {
-                const float *zi = p->z + (size_t)i * D, *zp = p->z + (size_t)p->picks[t - 1] * D;
-                double dot = 0;
-                for (int c = 0; c < D; c++) dot += (double)zi[c] * zp[c];
-                double prev = t == 1 ? -INFINITY : p->red[(size_t)(t - 1) * T + i];
-                red[i] = dot > prev ? dot : prev;
-            }
-            gn[i] = gmax > 0 ? p->gain[i] / gmax : 0.0;
-            lg[i] = p->s[i] - a * red[i] + bc * gn[i];
-            if (lg[i] > lmax) lmax = lg[i];
-            if (forced) continue;
-            double val = greedy ? lg[i] : lg[i] + ms_rng_gumbel(rng);
-            if (val > bestv) bestv = val, best = i;
-        }
-        if (t == 0 && logits0)
-            for (int i = 0; i < T; i++) logits0[i] = (float)lg[i];
-        double se = 0;
-        for (int i = 0; i < T; i++)
-            if (!p->taken[i]) se += exp(lg[i] - lmax);
-        p->lse[t] = lmax + log(se);
-        if (forced) {
-            best = forced[t];
-            MS_CHECK(best >= 0 && best < T && !p->taken[best]);
-        }
-        MS_CHECK(best >= 0);
-        logp += lg[best] - p->lse[t];
-        p->picks[t] = best;
-        out[t] = best;
-        p->taken[best] = 1;
-        const float *kb = p->kern + (size_t)best * R;
-        for (int j = 0; j < R; j++)
-            if (kb[j] > p->cov[j]) p->cov[j] = kb[j];
-    }
-    p->n = k;
+    ms_rel_seq seq = sa_seq(p, D, R);
+    const ms_rel_weights wt = {a, bc, 0, {0, 0, 0}};
+    double logp = ms_rel_seq_draw(&seq, &wt, k, greedy, rng, forced, out, logits0);
+    p->n = seq.n;
     return logp;
 }
 
@@ -516,22 +468,11 @@ static void sa_pool_backward(const ms_net *net, sa_pool *p) {
     double *g = p->grad;
     memset(g, 0, sizeof(double) * net->count);
     double *ds = p->gain; /* reused (T) */
-    for (int i = 0; i < T; i++) ds[i] = 0;
-    double da = 0, db = 0;
-    memset(p->taken, 0, (size_t)T);
-    for (int t = 0; t < p->n; t++) {
-        const double *red = p->red + (size_t)t * T, *gn = p->gn + (size_t)t * T, *lg = p->lg + (size_t)t * T;
-        for (int i = 0; i < T; i++) {
-            if (p->taken[i]) continue;
-            double dl = (i == p->picks[t]) - exp(lg[i] - p->lse[t]);
-            ds[i] += dl;
-            da -= dl * red[i];
-            db += dl * gn[i];
-        }
-        p->taken[p->picks[t]] = 1;
-    }
-    g[net->tensor[T_RED].offset] = da;
-    g[net->tensor[T_COV].offset] = db;
+    double dw[6];
+    ms_rel_seq seq = sa_seq(p, net->D, ms_rel_nref(T));
+    ms_rel_seq_backward(&seq, ds, dw);
+    g[net->tensor[T_RED].offset] = dw[0];
+    g[net->tensor[T_COV].offset] = dw[1];
     encoder_backward(net, p, ds, g);
 }
 
