@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "medselect/arch.h"
 #include "medselect/io.h"
 
 int ms_test_passed = 0, ms_test_failed = 0;
@@ -211,4 +212,75 @@ double *ms_load_npy_d(const char *path, int *ndim, long shape[4]) {
 int ms_test_summary(void) {
     printf("%d passed, %d failed\n", ms_test_passed, ms_test_failed);
     return ms_test_failed ? 1 : 0;
+}
+
+double *ms_load_npy_all(const char *path, size_t *n) {
+    int nd;
+    long shape[4];
+    double *d = ms_load_npy_d(path, &nd, shape);
+    size_t c = 1;
+    for (int i = 0; i < nd; i++) c *= (size_t)shape[i];
+    if (n) *n = c;
+    return d;
+}
+
+float *ms_load_npy_f32(const char *path, size_t *n) {
+    size_t c;
+    double *d = ms_load_npy_all(path, &c);
+    float *f = malloc(sizeof(float) * (c ? c : 1));
+    for (size_t i = 0; i < c; i++) f[i] = (float)d[i];
+    free(d);
+    if (n) *n = c;
+    return f;
+}
+
+void ms_random_orthogonal(double *Q, int D, uint64_t seed) {
+    ms_rng r;
+    ms_rng_init(&r, seed, 99, 0);
+    for (int i = 0; i < D * D; i++) Q[i] = ms_rng_normal(&r);
+    for (int c = 0; c < D; c++) {
+        for (int p = 0; p < c; p++) {
+            double dot = 0;
+            for (int i = 0; i < D; i++) dot += Q[i * D + c] * Q[i * D + p];
+            for (int i = 0; i < D; i++) Q[i * D + c] -= dot * Q[i * D + p];
+        }
+        double n = 0;
+        for (int i = 0; i < D; i++) n += Q[i * D + c] * Q[i * D + c];
+        n = sqrt(n);
+        for (int i = 0; i < D; i++) Q[i * D + c] /= n;
+    }
+}
+
+void ms_expect_net_thread_independent(ms_net *net, int B, int T, int K) {
+    const int D = net->D;
+    float *x = malloc(sizeof(float) * (size_t)B * T * D);
+    ms_rng r;
+    ms_rng_init(&r, 1, 2, 3);
+    for (int i = 0; i < B * T * D; i++) x[i] = (float)ms_rng_normal(&r) + 1.0f;
+    int *k = malloc(sizeof(int) * (size_t)B), *n = malloc(sizeof(int) * (size_t)B);
+    int *picks[2];
+    double *logp[2], *scale = malloc(sizeof(double) * (size_t)B);
+    float *g[2];
+    ms_rng *rng = malloc(sizeof(ms_rng) * (size_t)B);
+    for (int b = 0; b < B; b++) k[b] = 3 + b % 5, scale[b] = 0.1 * (b - 2);
+    for (int rep = 0; rep < 2; rep++) {
+        ms_set_threads(rep + 1);
+        void *w = net->arch->work_new(net, B, T, K);
+        for (int b = 0; b < B; b++) ms_rng_init(&rng[b], 5, MS_STREAM_POLICY, (uint64_t)b);
+        ms_net_mode m = {.sampler = MS_SAMPLER_WOR, .greedy = 0};
+        picks[rep] = calloc((size_t)B * K, sizeof(int));
+        logp[rep] = malloc(sizeof(double) * (size_t)B);
+        net->arch->run(net, w, x, B, T, k, K, m, rng, picks[rep], n, logp[rep], NULL);
+        g[rep] = calloc(net->count, sizeof(float));
+        net->arch->backward(net, w, x, scale, g[rep]);
+        net->arch->work_free(w);
+    }
+    MS_EXPECT(memcmp(picks[0], picks[1], sizeof(int) * (size_t)B * K) == 0);
+    MS_EXPECT(memcmp(logp[0], logp[1], sizeof(double) * (size_t)B) == 0);
+    MS_EXPECT(memcmp(g[0], g[1], sizeof(float) * net->count) == 0);
+    int nz = 0;
+    for (size_t q = 0; q < net->count; q++) nz += g[0][q] != 0;
+    MS_EXPECT(nz > (int)net->count / 2);
+    for (int rep = 0; rep < 2; rep++) free(picks[rep]), free(logp[rep]), free(g[rep]);
+    free(x), free(k), free(n), free(scale), free(rng);
 }

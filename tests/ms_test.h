@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "medselect/arch.h"
+
 extern int ms_test_passed, ms_test_failed;
 
 void ms_test_expect(int ok, const char *file, int line, const char *what);
@@ -52,6 +54,20 @@ void ms_write_text(const char *path, const char *text);
 /* Reads an NPY fixture (float32/float64/int64 -> double) into a malloc'd array;
  * shape[0..ndim) filled when shape != NULL. Aborts with a message if missing. */
 double *ms_load_npy_d(const char *path, int *ndim, long shape[4]);
+
+/* The same with the element count: all of it as doubles, or rounded to float32 (malloc'd;
+ * *n gets the count when n is not NULL). */
+double *ms_load_npy_all(const char *path, size_t *n);
+float *ms_load_npy_f32(const char *path, size_t *n);
+
+/* Q (D, D) row-major: a random orthogonal matrix (Gram-Schmidt of normal draws from the
+ * stream (seed, 99, 0)), for invariance tests. */
+void ms_random_orthogonal(double *Q, int D, uint64_t seed);
+
+/* A selector architecture's batch of sampled draws (B pools of T items, k 3..7 per pool,
+ * at most K) and its gradient: checks that picks, log-probabilities and gradients are
+ * bitwise the same for 1 and 2 threads, and that most gradient entries are non-zero. */
+void ms_expect_net_thread_independent(ms_net *net, int B, int T, int K);
 
 int ms_test_summary(void);
 

@@ -18,29 +18,6 @@
 #include "training/ms_train_internal.h"
 #include "ms_test.h"
 
-static float *load_f(const char *name, size_t *n) {
-    int nd;
-    long shape[4];
-    double *d = ms_load_npy_d(name, &nd, shape);
-    size_t c = 1;
-    for (int i = 0; i < nd; i++) c *= (size_t)shape[i];
-    float *f = malloc(sizeof(float) * c);
-    for (size_t i = 0; i < c; i++) f[i] = (float)d[i];
-    free(d);
-    if (n) *n = c;
-    return f;
-}
-
-static double *load_d(const char *name, size_t *n) {
-    int nd;
-    long shape[4];
-    double *d = ms_load_npy_d(name, &nd, shape);
-    size_t c = 1;
-    for (int i = 0; i < nd; i++) c *= (size_t)shape[i];
-    if (n) *n = c;
-    return d;
-}
-
 static const char *fx(const char *cs, const char *what) {
     static char buf[8][128];
     static int slot;
@@ -107,11 +84,11 @@ static void test_registry(void) {
 /* Loads a fixture case into a relational net. */
 static void load_case(const char *cs, ms_net *net, float **x, int *T, int *D) {
     size_t nx, nw1;
-    float *W1 = load_f(fx(cs, "W1"), &nw1);
+    float *W1 = ms_load_npy_f32(fx(cs, "W1"), &nw1);
     int H = (int)(nw1 / MS_REL_F);
-    *x = load_f(fx(cs, "x"), &nx);
+    *x = ms_load_npy_f32(fx(cs, "x"), &nx);
     size_t nf;
-    double *feat = load_d(fx(cs, "feat"), &nf);
+    double *feat = ms_load_npy_all(fx(cs, "feat"), &nf);
     *T = (int)(nf / MS_REL_F);
     *D = (int)(nx / (size_t)*T);
     free(feat);
@@ -121,7 +98,7 @@ static void load_case(const char *cs, ms_net *net, float **x, int *T, int *D) {
     for (int i = 0; i < 7; i++) {
         size_t n;
         if (i >= 5 && !fx_exists(cs, names[i])) continue;
-        float *v = load_f(fx(cs, names[i]), &n);
+        float *v = ms_load_npy_f32(fx(cs, names[i]), &n);
         MS_CHECK(n == net->tensor[i].size);
         memcpy(ms_net_tensor_data(net, i), v, sizeof(float) * n);
         free(v);
@@ -135,10 +112,10 @@ static void test_pytorch_case(const char *cs) {
     int T, D;
     load_case(cs, &net, &x, &T, &D);
     size_t K, nf;
-    double *picks_d = load_d(fx(cs, "picks"), &K);
-    double *greedy_d = load_d(fx(cs, "greedy"), NULL);
-    double *ref_logp = load_d(fx(cs, "logp"), NULL);
-    double *ref_feat = load_d(fx(cs, "feat"), &nf);
+    double *picks_d = ms_load_npy_all(fx(cs, "picks"), &K);
+    double *greedy_d = ms_load_npy_all(fx(cs, "greedy"), NULL);
+    double *ref_logp = ms_load_npy_all(fx(cs, "logp"), NULL);
+    double *ref_feat = ms_load_npy_all(fx(cs, "feat"), &nf);
     int picks[64], greedy[64];
     for (size_t i = 0; i < K; i++) picks[i] = (int)picks_d[i], greedy[i] = (int)greedy_d[i];
 
@@ -163,7 +140,7 @@ static void test_pytorch_case(const char *cs) {
     for (int i = 0; i < 7; i++) {
         size_t n;
         if (i >= 5 && !fx_exists(cs, gn[i])) continue;
-        float *ref = load_f(fx(cs, gn[i]), &n);
+        float *ref = ms_load_npy_f32(fx(cs, gn[i]), &n);
         MS_EXPECT(n == net.tensor[i].size);
         snprintf(what, sizeof what, "%s d logp / d %s vs PyTorch", cs, net.tensor[i].name);
         ms_expect_close_f(what, g + net.tensor[i].offset, ref, n, 1e-6, 1e-5);
@@ -222,23 +199,6 @@ static void test_finite_differences(void) {
 }
 
 /* A random orthogonal matrix (D, D) by Gram-Schmidt on Gaussian columns. */
-static void random_rotation(double *Q, int D, uint64_t seed) {
-    ms_rng r;
-    ms_rng_init(&r, seed, 99, 0);
-    for (int i = 0; i < D * D; i++) Q[i] = ms_rng_normal(&r);
-    for (int c = 0; c < D; c++) {
-        for (int p = 0; p < c; p++) {
-            double dot = 0;
-            for (int i = 0; i < D; i++) dot += Q[i * D + c] * Q[i * D + p];
-            for (int i = 0; i < D; i++) Q[i * D + c] -= dot * Q[i * D + p];
-        }
-        double n = 0;
-        for (int i = 0; i < D; i++) n += Q[i * D + c] * Q[i * D + c];
-        n = sqrt(n);
-        for (int i = 0; i < D; i++) Q[i * D + c] /= n;
-    }
-}
-
 /* Features and the greedy ranking do not change when the embedding space is rotated and
  * scaled, or when the pool is reordered (up to the same reordering). */
 static void test_invariance(void) {
@@ -252,7 +212,7 @@ static void test_invariance(void) {
     ms_net_mode gm = {.sampler = MS_SAMPLER_WOR, .greedy = 1};
     net.arch->run(&net, w, x, 1, T, &K, K, gm, NULL, base, &n, &logp, NULL);
     double *Q = malloc(sizeof(double) * D * D);
-    random_rotation(Q, D, 7);
+    ms_random_orthogonal(Q, D, 7);
     float *y = malloc(sizeof(float) * (size_t)T * D);
     for (int i = 0; i < T; i++)
         for (int c = 0; c < D; c++) {
@@ -338,33 +298,7 @@ static void test_threads(void) {
     ms_net_tensor_data(&net, 3)[0] = 0.8f;
     ms_net_tensor_data(&net, 5)[0] = 1.5f;
     ms_net_tensor_data(&net, 6)[0] = 0.4f, ms_net_tensor_data(&net, 6)[2] = -0.7f;
-    float *x = malloc(sizeof(float) * B * T * D);
-    ms_rng r;
-    ms_rng_init(&r, 1, 2, 3);
-    for (int i = 0; i < B * T * D; i++) x[i] = (float)ms_rng_normal(&r) + 1.0f;
-    int k[6], picks[2][6 * 7], n[6];
-    double logp[2][6], scale[6];
-    float *g[2];
-    for (int b = 0; b < B; b++) k[b] = 3 + b % 5, scale[b] = 0.1 * (b - 2);
-    for (int rep = 0; rep < 2; rep++) {
-        ms_set_threads(rep + 1);
-        void *w = net.arch->work_new(&net, B, T, K);
-        ms_rng rng[6];
-        for (int b = 0; b < B; b++) ms_rng_init(&rng[b], 5, MS_STREAM_POLICY, (uint64_t)b);
-        ms_net_mode m = {.sampler = MS_SAMPLER_WOR, .greedy = 0};
-        memset(picks[rep], 0, sizeof picks[rep]);
-        net.arch->run(&net, w, x, B, T, k, K, m, rng, picks[rep], n, logp[rep], NULL);
-        g[rep] = calloc(net.count, sizeof(float));
-        net.arch->backward(&net, w, x, scale, g[rep]);
-        net.arch->work_free(w);
-    }
-    MS_EXPECT(memcmp(picks[0], picks[1], sizeof picks[0]) == 0);
-    MS_EXPECT(memcmp(logp[0], logp[1], sizeof logp[0]) == 0);
-    MS_EXPECT(memcmp(g[0], g[1], sizeof(float) * net.count) == 0);
-    int nz = 0;
-    for (size_t q = 0; q < net.count; q++) nz += g[0][q] != 0;
-    MS_EXPECT(nz > (int)net.count / 2);
-    free(g[0]), free(g[1]), free(x);
+    ms_expect_net_thread_independent(&net, B, T, K);
     ms_net_free(&net);
 }
 

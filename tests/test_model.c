@@ -43,16 +43,6 @@ static float *load_f(const char *path, size_t n) {
     return f;
 }
 
-static double *load_d(const char *path, size_t *n) {
-    int nd;
-    long sh[4];
-    double *d = ms_load_npy_d(path, &nd, sh);
-    size_t total = 1;
-    for (int i = 0; i < nd; i++) total *= (size_t)sh[i];
-    if (n) *n = total;
-    return d;
-}
-
 static void fill_normal(float *a, size_t n, uint64_t seed, double scale) {
     ms_rng r;
     ms_rng_init(&r, seed, 99, 0);
@@ -124,7 +114,7 @@ static void test_pytorch_case(const char *tag, int B, int T, int D, int H, int h
         for (size_t j = 0; j < p.size[i]; j++) rgf[j] = (float)rg[p.offset[i] + j];
         if (hashed && p.size[i] > 4096) {
             size_t n;
-            double *idx = load_d(fx("model/%s_i_%s.npy", tag, name), &n);
+            double *idx = ms_load_npy_all(fx("model/%s_i_%s.npy", tag, name), &n);
             float *ref = load_f(fx("model/%s_g_%s.npy", tag, name), n);
             float *got = malloc(sizeof(float) * n), *got_ref = malloc(sizeof(float) * n);
             for (size_t k = 0; k < n; k++) {
@@ -524,7 +514,7 @@ static void test_params(void) {
 /* ---- policy --------------------------------------------------------------------------- */
 
 static int *load_i(const char *path, size_t *n) {
-    double *d = load_d(path, n);
+    double *d = ms_load_npy_all(path, n);
     int *v = malloc(sizeof(int) * (*n ? *n : 1));
     for (size_t i = 0; i < *n; i++) v[i] = (int)d[i];
     free(d);
@@ -569,11 +559,11 @@ static void test_policy_fixtures(void) {
     const char *mn[] = {"mn1", "mn2"}, *pl[] = {"pl1", "pl2"};
     for (int c = 0; c < 2; c++) {
         size_t T, nc;
-        double *ld = load_d(fx("model/%s_%s.npy", mn[c], "logits"), &T);
+        double *ld = ms_load_npy_all(fx("model/%s_%s.npy", mn[c], "logits"), &T);
         float *l = load_f(fx("model/%s_%s.npy", mn[c], "logits"), T);
         int *counts = load_i(fx("model/%s_%s.npy", mn[c], "counts"), &nc);
-        double *ref = load_d(fx("model/%s_%s.npy", mn[c], "logp"), NULL);
-        double *refg = load_d(fx("model/%s_%s.npy", mn[c], "grad"), NULL);
+        double *ref = ms_load_npy_all(fx("model/%s_%s.npy", mn[c], "logp"), NULL);
+        double *refg = ms_load_npy_all(fx("model/%s_%s.npy", mn[c], "grad"), NULL);
         float *g = malloc(sizeof(float) * T), *rg = malloc(sizeof(float) * T);
         int K = 0;
         for (size_t i = 0; i < T; i++) K += counts[i], rg[i] = (float)refg[i];
@@ -588,10 +578,10 @@ static void test_policy_fixtures(void) {
     for (int c = 0; c < 2; c++) {
         size_t T, K;
         float *l = load_f(fx("model/%s_%s.npy", pl[c], "logits"), 0);
-        double *ld = load_d(fx("model/%s_%s.npy", pl[c], "logits"), &T);
+        double *ld = ms_load_npy_all(fx("model/%s_%s.npy", pl[c], "logits"), &T);
         int *order = load_i(fx("model/%s_%s.npy", pl[c], "order"), &K);
-        double *ref = load_d(fx("model/%s_%s.npy", pl[c], "logp"), NULL);
-        double *refg = load_d(fx("model/%s_%s.npy", pl[c], "grad"), NULL);
+        double *ref = ms_load_npy_all(fx("model/%s_%s.npy", pl[c], "logp"), NULL);
+        double *refg = ms_load_npy_all(fx("model/%s_%s.npy", pl[c], "grad"), NULL);
         float *g = malloc(sizeof(float) * T), *rg = malloc(sizeof(float) * T);
         for (size_t i = 0; i < T; i++) rg[i] = (float)refg[i];
         double lp = ms_policy_logp_wor(g, l, (int)T, order, (int)K, &ws);

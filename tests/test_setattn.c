@@ -24,26 +24,6 @@ static const char *const NAMES[] = {"Win", "bin", "Wq0", "Wk0", "Wv0", "tau0", "
                                     "Wv1", "tau1", "W1", "b1", "w2", "a", "b"};
 enum { NT = (int)(sizeof NAMES / sizeof NAMES[0]) };
 
-static double *load_d(const char *name, size_t *n) {
-    int nd;
-    long shape[4];
-    double *d = ms_load_npy_d(name, &nd, shape);
-    size_t c = 1;
-    for (int i = 0; i < nd; i++) c *= (size_t)shape[i];
-    if (n) *n = c;
-    return d;
-}
-
-static float *load_f(const char *name, size_t *n) {
-    size_t c;
-    double *d = load_d(name, &c);
-    float *f = malloc(sizeof(float) * c);
-    for (size_t i = 0; i < c; i++) f[i] = (float)d[i];
-    free(d);
-    if (n) *n = c;
-    return f;
-}
-
 static const char *fx(const char *cs, const char *what) {
     static char buf[8][128];
     static int slot;
@@ -81,17 +61,17 @@ static void test_layout(void) {
 
 static void load_case(const char *cs, ms_net *net, float **x, int *T, int *D) {
     size_t nw, nx, ns;
-    float *Win = load_f(fx(cs, "Win"), &nw);
+    float *Win = ms_load_npy_f32(fx(cs, "Win"), &nw);
     int H = (int)(nw / MS_REL_F);
     free(Win);
-    *x = load_f(fx(cs, "x"), &nx);
-    free(load_d(fx(cs, "s"), &ns));
+    *x = ms_load_npy_f32(fx(cs, "x"), &nx);
+    free(ms_load_npy_all(fx(cs, "s"), &ns));
     *T = (int)ns;
     *D = (int)(nx / ns);
     MS_CHECK(ms_net_init(net, &ms_arch_setattn, *D, H) == MS_OK && net->ntensors == NT);
     for (int i = 0; i < NT; i++) {
         size_t n;
-        float *v = load_f(fx(cs, NAMES[i]), &n);
+        float *v = ms_load_npy_f32(fx(cs, NAMES[i]), &n);
         MS_CHECK(n == net->tensor[i].size);
         memcpy(ms_net_tensor_data(net, i), v, sizeof(float) * n);
         free(v);
@@ -104,10 +84,10 @@ static void test_pytorch_case(const char *cs) {
     int T, D;
     load_case(cs, &net, &x, &T, &D);
     size_t K;
-    double *picks_d = load_d(fx(cs, "picks"), &K);
-    double *greedy_d = load_d(fx(cs, "greedy"), NULL);
-    double *ref_logp = load_d(fx(cs, "logp"), NULL);
-    double *ref_s = load_d(fx(cs, "s"), NULL);
+    double *picks_d = ms_load_npy_all(fx(cs, "picks"), &K);
+    double *greedy_d = ms_load_npy_all(fx(cs, "greedy"), NULL);
+    double *ref_logp = ms_load_npy_all(fx(cs, "logp"), NULL);
+    double *ref_s = ms_load_npy_all(fx(cs, "s"), NULL);
     int picks[64], greedy[64];
     for (size_t i = 0; i < K; i++) picks[i] = (int)picks_d[i], greedy[i] = (int)greedy_d[i];
     void *w = net.arch->work_new(&net, 1, T, (int)K);
@@ -125,7 +105,7 @@ static void test_pytorch_case(const char *cs) {
         char gname[16];
         snprintf(gname, sizeof gname, "g_%s", NAMES[i]);
         size_t n;
-        float *ref = load_f(fx(cs, gname), &n);
+        float *ref = ms_load_npy_f32(fx(cs, gname), &n);
         MS_EXPECT(n == net.tensor[i].size);
         snprintf(what, sizeof what, "setattn %s d logp / d %s vs PyTorch", cs, net.tensor[i].name);
         ms_expect_close_f(what, g + net.tensor[i].offset, ref, n, 1e-6, 1e-5);
@@ -199,23 +179,6 @@ static void test_finite_differences(void) {
     ms_net_free(&net);
 }
 
-static void random_rotation(double *Q, int D, uint64_t seed) {
-    ms_rng r;
-    ms_rng_init(&r, seed, 99, 0);
-    for (int i = 0; i < D * D; i++) Q[i] = ms_rng_normal(&r);
-    for (int c = 0; c < D; c++) {
-        for (int p = 0; p < c; p++) {
-            double dot = 0;
-            for (int i = 0; i < D; i++) dot += Q[i * D + c] * Q[i * D + p];
-            for (int i = 0; i < D; i++) Q[i * D + c] -= dot * Q[i * D + p];
-        }
-        double n = 0;
-        for (int i = 0; i < D; i++) n += Q[i * D + c] * Q[i * D + c];
-        n = sqrt(n);
-        for (int i = 0; i < D; i++) Q[i * D + c] /= n;
-    }
-}
-
 /* The static scores and the greedy ranking do not change when the embedding space is
  * rotated and scaled; reordering the pool reorders them the same way; the greedy ranking
  * for a smaller K is a prefix of the one for a larger K. */
@@ -234,7 +197,7 @@ static void test_invariance(void) {
     for (int i = 0; i < T; i++) sd += fabs(s0[i] - s0[0]);
     MS_EXPECT(sd > 1e-2); /* the scores do vary: the ranking is not the coverage terms' alone */
     double *Q = malloc(sizeof(double) * D * D);
-    random_rotation(Q, D, 11);
+    ms_random_orthogonal(Q, D, 11);
     float *y = malloc(sizeof(float) * (size_t)T * D);
     for (int i = 0; i < T; i++)
         for (int c = 0; c < D; c++) {
@@ -309,33 +272,7 @@ static void test_threads(void) {
     MS_CHECK(ms_net_init(&net, &ms_arch_setattn, D, 6) == MS_OK);
     ms_net_randomize(&net, 3);
     for (int i = 0; i < 6; i++) ms_net_tensor_data(&net, 12)[i] = 0.4f * (float)(i % 3) - 0.3f;
-    float *x = malloc(sizeof(float) * B * T * D);
-    ms_rng r;
-    ms_rng_init(&r, 1, 2, 3);
-    for (int i = 0; i < B * T * D; i++) x[i] = (float)ms_rng_normal(&r) + 1.0f;
-    int k[B], picks[2][B * K], n[B];
-    double logp[2][B], scale[B];
-    float *g[2];
-    for (int b = 0; b < B; b++) k[b] = 3 + b % 5, scale[b] = 0.1 * (b - 2);
-    for (int rep = 0; rep < 2; rep++) {
-        ms_set_threads(rep + 1);
-        void *w = net.arch->work_new(&net, B, T, K);
-        ms_rng rng[B];
-        for (int b = 0; b < B; b++) ms_rng_init(&rng[b], 5, MS_STREAM_POLICY, (uint64_t)b);
-        ms_net_mode m = {.sampler = MS_SAMPLER_WOR, .greedy = 0};
-        memset(picks[rep], 0, sizeof picks[rep]);
-        net.arch->run(&net, w, x, B, T, k, K, m, rng, picks[rep], n, logp[rep], NULL);
-        g[rep] = calloc(net.count, sizeof(float));
-        net.arch->backward(&net, w, x, scale, g[rep]);
-        net.arch->work_free(w);
-    }
-    MS_EXPECT(memcmp(picks[0], picks[1], sizeof picks[0]) == 0);
-    MS_EXPECT(memcmp(logp[0], logp[1], sizeof logp[0]) == 0);
-    MS_EXPECT(memcmp(g[0], g[1], sizeof(float) * net.count) == 0);
-    int nz = 0;
-    for (size_t q = 0; q < net.count; q++) nz += g[0][q] != 0;
-    MS_EXPECT(nz > (int)net.count / 2);
-    free(g[0]), free(g[1]), free(x);
+    ms_expect_net_thread_independent(&net, B, T, K);
     ms_net_free(&net);
 }
 
