@@ -210,6 +210,7 @@ void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
     c->bf_bytes = 0;
     c->w_ih_bf = c->w_hh_bf = c->x_bf = c->step_bf = c->dg_bf = c->h_bf = NULL;
     c->prec = prec;
+    c->B = 0; /* the rounded copies a backward reads are gone: a forward must come first */
     if (prec == MS_PREC_F32) return;
     size_t D = (size_t)c->D, H = (size_t)c->H, BT = (size_t)c->Bmax * (size_t)c->Tmax;
     size_t n[6] = {8 * H * D, 8 * H * H, BT * D, 8 * (size_t)c->Bmax * H, BT * 8 * H, BT * 2 * H};
@@ -227,12 +228,6 @@ void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
     c->step_bf = (ms_bf16 *)(base + off[3]);
     c->dg_bf = (ms_bf16 *)(base + off[4]);
     c->h_bf = (ms_bf16 *)(base + off[5]);
-}
-
-/* Rows r of a strided fp32 matrix (rows, cols, ld) into a packed bf16 (rows, cols). */
-static void rows_to_bf16(ms_bf16 *dst, const float *src, int rows, int cols, size_t ld) {
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) dst[(size_t)r * cols + j] = ms_bf16_round(src[(size_t)r * ld + j]);
 }
 
 /* ---- vectorisable exp, sigmoid, tanh ---------------------------------------------------
@@ -334,12 +329,13 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
     const float *bias = cache->bias + dir * H4;                     /* (4H) */
     struct ms_gemm_packed *whh = whh_packed(cache, p, dir, 0);      /* W_hh^T (H, 4H) */
     float *S = cache->step + (size_t)dir * cache->Bmax * H4;        /* (B, 4H) */
+    /* bf16: h_{t-1} rounded once, by the previous step's gate loop, into a dense (B, H)
+     * left operand, and into h_bf (B*T, 2H) for the backward's dW_hh */
+    ms_bf16 *hb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
     for (int s = 0; s < T; s++) {
         int t = dir ? T - 1 - s : s, tp = dir ? t + 1 : t - 1;
         float *G = cache->gates + (size_t)t * 8 * H + dir * H4; /* row b at G + b*ldg */
-        if (s > 0 && cache->prec == MS_PREC_BF16) { /* the same product on rounded operands */
-            ms_bf16 *hb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
-            rows_to_bf16(hb, cache->h + (size_t)tp * 2 * H + dir * H, B, H, ldh);
+        if (s > 0 && hb) { /* the same product on rounded operands */
             ms_gemm_packed_run_bf16(whh, B, hb, H, S, (int)H4);
         } else if (s > 0) { /* S (B, 4H) = h_{t-1} (B, H) W_hh^T (H, 4H) */
             /* h_{t-1} gathered into a dense (B, H) copy (the backward's dh scratch, unused
@@ -373,6 +369,11 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
                 g[3 * H + j] = go;
                 cc[j] = cv;
                 hh[j] = go * fast_tanh(cv);
+            }
+            if (hb) {
+                ms_bf16 *hr = cache->h_bf + row;
+                ms_bf16_round_n(hr, hh, (size_t)H);
+                memcpy(hb + (size_t)b * H, hr, sizeof(ms_bf16) * (size_t)H);
             }
         }
     }
@@ -470,6 +471,10 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
     float *dc = cache->dc + (size_t)dir * cache->Bmax * H;          /* (B, H) */
     double *db = cache->dacc + (size_t)dir * 5 * H;                 /* (4H) */
     double *dw = db + H4;                                           /* (H) */
+    /* bf16: each row of dL/d(pre-activation) is rounded once, here, into dg_bf (B*T, 8H)
+     * (the operand of dW_ih and dW_hh) and into a dense (B, 4H) copy, the left operand of
+     * the step's dh product */
+    ms_bf16 *gb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
     memset(dh, 0, sizeof(float) * (size_t)B * H);
     memset(dc, 0, sizeof(float) * (size_t)B * H);
     memset(db, 0, sizeof(double) * 5 * (size_t)H);
@@ -496,14 +501,17 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                 g[2 * H + j] = dcv * gi * (1.0f - gg * gg);
                 g[3 * H + j] = dhv * tc * go * (1.0f - go);
             }
+            if (gb) {
+                ms_bf16 *gr = cache->dg_bf + ((size_t)b * T + t) * 8 * H + dir * H4;
+                ms_bf16_round_n(gr, g, H4);
+                memcpy(gb + (size_t)b * H4, gr, sizeof(ms_bf16) * H4);
+            }
 #pragma omp simd
             for (size_t r = 0; r < H4; r++) db[r] += (double)g[r];
 #pragma omp simd
             for (int j = 0; j < H; j++) dw[j] += (double)dl * (double)hh[j];
         }
-        if (s > 0 && cache->prec == MS_PREC_BF16) {
-            ms_bf16 *gb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
-            rows_to_bf16(gb, G, B, (int)H4, ldg);
+        if (s > 0 && gb) {
             ms_gemm_packed_run_bf16(whh, B, gb, (int)H4, dh, H);
         } else if (s > 0) { /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
             ms_gemm_packed_run(whh, B, G, (int)ldg, dh, H);
@@ -558,17 +566,10 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
                 for (int j = j0; j < j1; j++) dst[j] += src[j];
             }
         }
-        if (bf) {
-            ms_bf16_from_f32(cache->dg_bf, pu, (size_t)U * ncol);
-            ms_gemm_bf16('T', 'N', ncol, D, U, 1.0f, cache->dg_bf, ncol, cache->x_bf, D, 1.0f,
-                         grads->t[MS_LSTM_W_IH], D);
-            ms_bf16_from_f32(cache->dg_bf, dG, BT * ncol); /* for dW_hh below */
-        } else {
+        if (!bf) /* bf16: after dW_hh below, which still needs the rounded dG in dg_bf */
             ms_gemm('T', 'N', ncol, D, U, 1.0f, pu, ncol, cache->xu, D, 1.0f,
                     grads->t[MS_LSTM_W_IH], D, MS_PREC_F32);
-        }
-    } else if (bf) {
-        ms_bf16_from_f32(cache->dg_bf, dG, BT * 8 * H);
+    } else if (bf) { /* dg_bf: the rounded dG, written by backward_direction */
         ms_gemm_bf16('T', 'N', 8 * H, D, (int)BT, 1.0f, cache->dg_bf, 8 * H, cache->x_bf, D, 1.0f,
                      grads->t[MS_LSTM_W_IH], D);
     } else {
@@ -580,7 +581,7 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
      * next row, except across task boundaries, where the true previous state is zero: zero
      * the gradient rows that would pair with another task's state (they are not needed any
      * more), then one GEMM per direction over B*T-1 rows. */
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < B && !bf; b++) {
         if (b > 0) memset(dG + (size_t)b * T * 8 * H, 0, sizeof(float) * H4);
         if (b < B - 1) memset(dG + ((size_t)b * T + T - 1) * 8 * H + H4, 0, sizeof(float) * H4);
     }
@@ -590,7 +591,7 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
             if (b > 0) memset(dgb + (size_t)b * T * 8 * H, 0, sizeof(ms_bf16) * H4);
             if (b < B - 1) memset(dgb + ((size_t)b * T + T - 1) * 8 * H + H4, 0, sizeof(ms_bf16) * H4);
         }
-        ms_bf16_from_f32(cache->h_bf, cache->h, BT * 2 * H);
+        /* h_bf: the rounded h, written by forward_direction */
         ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dgb + 8 * (size_t)H, 8 * H,
                      cache->h_bf, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH], H);
         ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dgb + H4, 8 * H,
@@ -600,6 +601,12 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
                 2 * H, 1.0f, grads->t[MS_LSTM_W_HH], H, MS_PREC_F32);
         ms_gemm('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dG + H4, 8 * H,
                 cache->h + 3 * (size_t)H, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH_R], H, MS_PREC_F32);
+    }
+    if (bf && cache->U > 0) { /* dW_ih from the distinct rows: pu rounded over dg_bf */
+        const int U = cache->U, ncol = 8 * H;
+        ms_bf16_from_f32(cache->dg_bf, cache->pu, (size_t)U * ncol);
+        ms_gemm_bf16('T', 'N', ncol, D, U, 1.0f, cache->dg_bf, ncol, cache->x_bf, D, 1.0f,
+                     grads->t[MS_LSTM_W_IH], D);
     }
     cache->B = 0; /* consumed */
 }
