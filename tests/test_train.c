@@ -191,6 +191,43 @@ static void test_adam(void) {
     free(p0), free(g), free(pr), free(mr), free(vr), free(p), free(gf), free(ref), free(m), free(v);
 }
 
+/* The vectorised, threaded Adam step against the plain loop: bitwise, on 1 and 2 threads,
+ * over an odd length (vector tails) with gradients of all magnitudes. */
+static void test_adam_ref(void) {
+    const size_t n = 200003;
+    float *g = malloc(sizeof(float) * n), *p[3], *m[3], *v[3];
+    for (int k = 0; k < 3; k++) {
+        p[k] = malloc(sizeof(float) * n), m[k] = calloc(n, sizeof(float)), v[k] = calloc(n, sizeof(float));
+        for (size_t i = 0; i < n; i++) p[k][i] = (float)(0.01 * ((double)(i % 997) - 498.0));
+    }
+    ms_rng r;
+    ms_rng_init(&r, 7, 0, 0);
+    int same = 1;
+    for (long t = 1; t <= 4; t++) {
+        for (size_t i = 0; i < n; i++)
+            g[i] = (float)((2.0 * ms_rng_uniform(&r) - 1.0) * pow(10.0, -6.0 + 6.0 * ms_rng_uniform(&r)));
+        ms_adam_step_ref(p[0], g, m[0], v[0], n, t, 1e-3, 0.9, 0.999, 1e-8);
+        ms_set_threads(1);
+        ms_adam_step(p[1], g, m[1], v[1], n, t, 1e-3, 0.9, 0.999, 1e-8);
+        ms_set_threads(2);
+        ms_adam_step(p[2], g, m[2], v[2], n, t, 1e-3, 0.9, 0.999, 1e-8);
+    }
+    for (int k = 1; k < 3; k++) {
+        size_t bad = n;
+        for (size_t i = 0; i < n && bad == n; i++)
+            if (memcmp(&p[k][i], &p[0][i], 4) || memcmp(&m[k][i], &m[0][i], 4) || memcmp(&v[k][i], &v[0][i], 4))
+                bad = i;
+        if (bad < n) {
+            fprintf(stderr, "Adam step (%d threads) differs from the plain loop at %zu: p %.9g vs %.9g\n", k, bad,
+                    p[k][bad], p[0][bad]);
+            same = 0;
+        }
+    }
+    MS_EXPECT(same);
+    for (int k = 0; k < 3; k++) free(p[k]), free(m[k]), free(v[k]);
+    free(g);
+}
+
 /* ---- a run, its files, determinism ----------------------------------------------------- */
 static void test_run_files(void) {
     char *dir = run_dir("run_a");
@@ -661,6 +698,7 @@ int main(void) {
 
     double t = ms_now();
     test_adam();
+    test_adam_ref();
     test_run_files();
     printf("run + determinism: %.1f s\n", ms_now() - t), t = ms_now();
     test_resume();

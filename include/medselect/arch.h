@@ -23,6 +23,8 @@
  *               representative and turn to coverage. Files without the k-center and
  *               schedule tensors load with them 0: l_i^t = s_i - a r_i^t + b g_i^t.
  *               Greedy decoding gives a ranking whose every prefix is a selection.
+ *               Option static=frozen holds the MLP fixed (s_i = 0): only the six term
+ *               weights learn.
  *   setattn     the relational policy's sequential decoding with s_i from a permutation-
  *               equivariant set encoder (src/model/ms_setattn.c): two self-attention layers
  *               over the pool on the same pool-relative features, each attention logit
@@ -60,6 +62,11 @@ typedef struct {
     int optional;      /* 1: a file without this tensor still loads and the tensor stays 0;
                           the architecture makes 0 mean its behaviour before the tensor
                           existed (newer terms of a design that older checkpoints lack) */
+    int frozen;        /* 1: held fixed in training: the architecture's backward adds no
+                          gradient to it (so Adam leaves it bitwise unchanged). Set by
+                          randomize from the initialisation options (e.g. relational's
+                          static=frozen), which the trainer keeps in the checkpoint's
+                          "arch_init" metadata; a loaded net has every flag 0 */
 } ms_net_tensor;
 
 typedef struct ms_arch ms_arch;

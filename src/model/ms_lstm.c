@@ -229,6 +229,12 @@ void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
     c->h_bf = (ms_bf16 *)(base + off[5]);
 }
 
+/* Rows of a strided fp32 matrix (rows, cols, ld) into a strided bf16 one (row stride dld). */
+static void rows_to_bf16_ld(ms_bf16 *dst, size_t dld, const float *src, int rows, int cols, size_t ld) {
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) dst[(size_t)r * dld + j] = ms_bf16_round(src[(size_t)r * ld + j]);
+}
+
 /* Rows r of a strided fp32 matrix (rows, cols, ld) into a packed bf16 (rows, cols). */
 static void rows_to_bf16(ms_bf16 *dst, const float *src, int rows, int cols, size_t ld) {
     for (int r = 0; r < rows; r++)
@@ -287,7 +293,34 @@ static inline float fast_tanh(float x) {
  * dedupe_rows: the distinct rows of x (n, D) in order of first appearance (bitwise
  * equality, so the result is exact), found through a hash table; returns their number, or 0
  * as soon as more than `cap` are distinct. Hashes are computed in parallel, the table is
- * filled in row order, so the numbering does not depend on the thread count. */
+ * filled in row order, so the numbering does not depend on the thread count.
+ *
+ * row_hash: the table's hash of one row, a multiply-xor mix of its 32-bit words in four
+ * independent lanes (a byte-wise FNV of a 2 KB row cost more than the projection it saved).
+ * The hash only picks the probe slot: equal hashes are confirmed with memcmp, so the
+ * numbering is the same for any hash function. */
+static uint64_t row_hash(const float *x, int D) {
+    uint64_t h[4] = {0x9e3779b97f4a7c15ULL, 0xc2b2ae3d27d4eb4fULL, 0x165667b19e3779f9ULL,
+                     0x27d4eb2f165667c5ULL};
+    int j = 0;
+    for (; j + 4 <= D; j += 4)
+        for (int l = 0; l < 4; l++) {
+            uint32_t w;
+            memcpy(&w, x + j + l, sizeof w);
+            h[l] = (h[l] ^ w) * 0x100000001b3ULL;
+        }
+    for (; j < D; j++) {
+        uint32_t w;
+        memcpy(&w, x + j, sizeof w);
+        h[0] = (h[0] ^ w) * 0x100000001b3ULL;
+    }
+    uint64_t r = (uint64_t)D;
+    for (int l = 0; l < 4; l++) {
+        r = (r ^ h[l]) * 0x9e3779b97f4a7c15ULL;
+        r ^= r >> 29;
+    }
+    return r;
+}
 typedef struct {
     int *uniq, *first, *htab; /* (n), (n), (hcap) */
     uint64_t *hrow;           /* (n) */
@@ -298,7 +331,7 @@ static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) 
     const size_t mask = c->hcap - 1;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < (long)n; r++)
-        c->hrow[r] = ms_fnv1a(x + (size_t)r * D, sizeof(float) * (size_t)D, 1469598103934665603ULL);
+        c->hrow[r] = row_hash(x + (size_t)r * D, D);
     memset(c->htab, 0xff, sizeof(int) * c->hcap);
     int U = 0;
     for (size_t r = 0; r < n; r++) {
@@ -324,6 +357,22 @@ static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) 
 }
 
 /* ---- fast forward ---------------------------------------------------------------------- */
+
+/* pu[:, dir 4H .. dir 4H + 4H) (U, 4H) = xu (U, D) W_ih_dir^T, on the calling thread.
+ * oneDNN's single-threaded sgemm sums each element over D in an order that does not depend
+ * on how many columns one call covers, so these per-direction products give the bits of
+ * the single (U, 8H) product of both directions (test_model compares with the plain
+ * kernels; the NIH training's metrics were checked to stay bitwise the same). */
+static void project_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int dir) {
+    const int D = p->D, H = p->H, U = cache->U, H4 = 4 * H;
+    float *pu = cache->pu + (size_t)dir * H4; /* row stride 8H */
+    if (cache->prec == MS_PREC_BF16)
+        ms_gemm_bf16('N', 'T', U, H4, D, 1.0f, cache->x_bf, D, cache->w_ih_bf + (size_t)dir * H4 * D, D,
+                     0.0f, pu, 8 * H);
+    else
+        ms_gemm('N', 'T', U, H4, D, 1.0f, cache->xu, D, p->t[dir ? MS_LSTM_W_IH_R : MS_LSTM_W_IH], D,
+                0.0f, pu, 8 * H, MS_PREC_F32);
+}
 
 /* One direction's recurrence over all B tasks. Called by one thread; its ms_gemm calls run
  * on that thread when two directions run concurrently. */
@@ -355,6 +404,10 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
         }
         for (int b = 0; b < B; b++) {
             float *g = G + (size_t)b * ldg;
+            /* the input projection: row (b, t)'s own, or its distinct row's in pu */
+            const float *pre = cache->U > 0
+                                   ? cache->pu + (size_t)cache->uniq[(size_t)b * T + t] * 8 * H + dir * H4
+                                   : g;
             const float *sb = S + (size_t)b * H4;
             size_t row = ((size_t)b * T + t) * 2 * H + dir * H;
             const float *cp = s > 0 ? cache->c + ((size_t)b * T + tp) * 2 * H + dir * H
@@ -362,10 +415,10 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
             float *cc = cache->c + row, *hh = cache->h + row;
 #pragma omp simd
             for (int j = 0; j < H; j++) {
-                float gi = fast_sigmoid(g[j] + sb[j] + bias[j]);
-                float gf = fast_sigmoid(g[H + j] + sb[H + j] + bias[H + j]);
-                float gg = fast_tanh(g[2 * H + j] + sb[2 * H + j] + bias[2 * H + j]);
-                float go = fast_sigmoid(g[3 * H + j] + sb[3 * H + j] + bias[3 * H + j]);
+                float gi = fast_sigmoid(pre[j] + sb[j] + bias[j]);
+                float gf = fast_sigmoid(pre[H + j] + sb[H + j] + bias[H + j]);
+                float gg = fast_tanh(pre[2 * H + j] + sb[2 * H + j] + bias[2 * H + j]);
+                float go = fast_sigmoid(pre[3 * H + j] + sb[3 * H + j] + bias[3 * H + j]);
                 float cv = gf * cp[j] + gi * gg;
                 g[j] = gi;
                 g[H + j] = gf;
@@ -395,7 +448,9 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
             cache->bias[d * 4 * H + r] = p->t[d ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
                                          p->t[d ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
     /* gates (B*T, 8H) = x (B*T, D) [W_ih; W_ih_reverse]^T (D, 8H): both directions, all
-     * tasks, one multi-threaded GEMM; over the distinct rows only when they are few */
+     * tasks, one multi-threaded GEMM. When the distinct rows are few, each direction's
+     * thread projects only those instead, pu (U, 8H) = xu (U, D) [W_ih; W_ih_reverse]^T
+     * (its 4H columns), and its gate loop reads row r's pre-activations from pu[uniq[r]]. */
     const int cap = (int)(BT / 2);
     dedupe_buf db = {cache->uniq, cache->first, cache->htab, cache->hrow, cache->hcap};
     cache->U = BT >= 64 ? dedupe_rows(&db, x, BT, D, cap) : 0;
@@ -412,20 +467,10 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
         MS_CHECK(U <= cache->Ucap);
         for (int u = 0; u < U; u++)
             memcpy(cache->xu + (size_t)u * D, x + (size_t)cache->first[u] * D, sizeof(float) * (size_t)D);
-        /* pu (U, 8H) = xu (U, D) [W_ih; W_ih_reverse]^T, then row r of gates = pu[uniq[r]] */
         if (cache->prec == MS_PREC_BF16) {
             ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
             ms_bf16_from_f32(cache->x_bf, cache->xu, (size_t)U * D);
-            ms_gemm_bf16('N', 'T', U, 8 * H, D, 1.0f, cache->x_bf, D, cache->w_ih_bf, D, 0.0f,
-                         cache->pu, 8 * H);
-        } else {
-            ms_gemm('N', 'T', U, 8 * H, D, 1.0f, cache->xu, D, p->t[MS_LSTM_W_IH], D, 0.0f,
-                    cache->pu, 8 * H, MS_PREC_F32);
         }
-#pragma omp parallel for schedule(static)
-        for (long r = 0; r < (long)BT; r++)
-            memcpy(cache->gates + (size_t)r * 8 * H, cache->pu + (size_t)cache->uniq[r] * 8 * H,
-                   sizeof(float) * 8 * (size_t)H);
     } else if (cache->prec == MS_PREC_BF16) {
         /* W_ih and W_ih_reverse are adjacent, W_hh and W_hh_reverse too */
         ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
@@ -439,8 +484,10 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
     int nt = direction_threads();
 #pragma omp parallel num_threads(nt)
     {
-        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
+        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads()) {
+            if (cache->U > 0) project_direction(cache, p, dir);
             forward_direction(cache, p, dir, B, T);
+        }
     }
     /* logits (B*T) = h (B*T, 2H) linear.weight^T + linear.bias; rows are independent */
     const float *w = p->t[MS_LSTM_LIN_W];
@@ -511,6 +558,68 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
     }
 }
 
+/* The weight gradients of direction `dir` when the forward deduplicated its rows (U > 0),
+ * on the calling thread, after that direction's backward_direction:
+ *   pu[:, dir] (U, 4H) = the sum of dG over the rows of each distinct row, in row order;
+ *   dW_ih_dir (4H, D) += pu[:, dir]^T (4H, U) xu (U, D);
+ *   dW_hh_dir (4H, H) += sum over (b, t) of dG_t^T h_{t-1} (see dw_hh_direction).
+ * Every array it writes is the direction's own (its 4H columns of pu and dG, its tensors),
+ * so the two directions run at once; each element is summed in the same order as by the
+ * single product over both directions (see project_direction). */
+static void dw_hh_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir);
+
+static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir) {
+    const int D = cache->D, H = cache->H, U = cache->U, B = cache->B, T = cache->T;
+    const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H, ncol = 8 * (size_t)H;
+    const float *dG = cache->gates + dir * H4;
+    float *pu = cache->pu + dir * H4;
+    for (int u = 0; u < U; u++) memset(pu + (size_t)u * ncol, 0, sizeof(float) * H4);
+    for (size_t r = 0; r < BT; r++) {
+        float *dst = pu + (size_t)cache->uniq[r] * ncol;
+        const float *src = dG + r * ncol;
+#pragma omp simd
+        for (size_t j = 0; j < H4; j++) dst[j] += src[j];
+    }
+    float *gw = grads->t[dir ? MS_LSTM_W_IH_R : MS_LSTM_W_IH];
+    if (cache->prec == MS_PREC_BF16) {
+        ms_bf16 *pb = cache->dg_bf + dir * H4; /* rounded pu[:, dir], row stride 8H */
+        rows_to_bf16_ld(pb, ncol, pu, U, (int)H4, ncol);
+        ms_gemm_bf16('T', 'N', (int)H4, D, U, 1.0f, pb, (int)ncol, cache->x_bf, D, 1.0f, gw, D);
+    } else {
+        ms_gemm('T', 'N', (int)H4, D, U, 1.0f, pu, (int)ncol, cache->xu, D, 1.0f, gw, D, MS_PREC_F32);
+    }
+    dw_hh_direction(grads, cache, dir);
+}
+
+/* dW_hh_dir (4H, H) += sum over (b, t) of dG_t^T h_{t-1}. In the flattened (b, t) row order
+ * the forward direction's h_{t-1} is the previous row and the reverse direction's is the
+ * next row, except across task boundaries, where the true previous state is zero: zero the
+ * direction's gradient rows that would pair with another task's state (they are not needed
+ * any more), then one GEMM over B*T-1 rows. Touches only the direction's columns. */
+static void dw_hh_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir) {
+    const int H = cache->H, B = cache->B, T = cache->T;
+    const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H, ncol = 8 * (size_t)H;
+    float *dG = cache->gates;
+    for (int b = 0; b < B; b++) {
+        if (dir == 0 && b > 0) memset(dG + (size_t)b * T * ncol, 0, sizeof(float) * H4);
+        if (dir == 1 && b < B - 1) memset(dG + ((size_t)b * T + T - 1) * ncol + H4, 0, sizeof(float) * H4);
+    }
+    if (BT <= 1) return;
+    float *gw = grads->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH];
+    /* forward: dG rows 1.. with h rows 0..; reverse: dG rows 0.. with h rows 1.. */
+    const size_t goff = dir ? H4 : ncol, hoff = dir ? 3 * (size_t)H : 0;
+    if (cache->prec == MS_PREC_BF16) {
+        ms_bf16 *gb = cache->dg_bf + dir * H4, *hb = cache->h_bf + dir * (size_t)H;
+        rows_to_bf16_ld(gb, ncol, dG + dir * H4, (int)BT, (int)H4, ncol);
+        rows_to_bf16_ld(hb, 2 * (size_t)H, cache->h + dir * (size_t)H, (int)BT, H, 2 * (size_t)H);
+        ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, cache->dg_bf + goff, (int)ncol,
+                     cache->h_bf + hoff, 2 * H, 1.0f, gw, H);
+    } else {
+        ms_gemm('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dG + goff, (int)ncol, cache->h + hoff,
+                2 * H, 1.0f, gw, H, MS_PREC_F32);
+    }
+}
+
 void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache *cache,
                       const float *x, const ms_lstm_params *p) {
     MS_CHECK(grads && dlogits && cache && x && p);
@@ -518,11 +627,15 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
     MS_CHECK(p->D == cache->D && p->H == cache->H && grads->D == p->D && grads->H == p->H);
     const int D = p->D, H = p->H, B = cache->B, T = cache->T;
     const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H;
+    /* deduplicated rows: each direction's thread goes on to its own weight gradients */
+    const int per_dir = cache->U > 0;
     int nt = direction_threads();
 #pragma omp parallel num_threads(nt)
     {
-        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
+        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads()) {
             backward_direction(cache, dlogits, p, dir);
+            if (per_dir) weight_grads_direction(grads, cache, dir);
+        }
     }
     /* biases: both b_ih and b_hh receive the sum of the pre-activation gradients */
     for (int d = 0; d < 2; d++) {
@@ -538,68 +651,24 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
     double sb = 0.0;
     for (size_t r = 0; r < BT; r++) sb += dlogits[r];
     grads->t[MS_LSTM_LIN_B][0] += (float)sb;
-    float *dG = cache->gates; /* (B*T, 8H) pre-activation gradients */
-    const int bf = cache->prec == MS_PREC_BF16;
-    /* [dW_ih; dW_ih_reverse] (8H, D) += dG^T (8H, B*T) x (B*T, D) */
-    if (cache->U > 0) {
-        /* = pu^T (8H, U) xu (U, D) with pu[u] = the sum of dG over the rows of distinct row
-         * u, added in row order (each thread owns a range of the 8H columns) */
-        const int U = cache->U;
-        float *pu = cache->pu;
-        memset(pu, 0, sizeof(float) * (size_t)U * 8 * H);
-        const int ncol = 8 * H, nchunk = (ncol + 255) / 256;
-#pragma omp parallel for schedule(static)
-        for (int ch = 0; ch < nchunk; ch++) {
-            int j0 = ch * 256, j1 = j0 + 256 < ncol ? j0 + 256 : ncol;
-            for (size_t r = 0; r < BT; r++) {
-                float *dst = pu + (size_t)cache->uniq[r] * ncol;
-                const float *src = dG + r * ncol;
-#pragma omp simd
-                for (int j = j0; j < j1; j++) dst[j] += src[j];
-            }
-        }
-        if (bf) {
-            ms_bf16_from_f32(cache->dg_bf, pu, (size_t)U * ncol);
-            ms_gemm_bf16('T', 'N', ncol, D, U, 1.0f, cache->dg_bf, ncol, cache->x_bf, D, 1.0f,
+    if (!per_dir) {
+        /* [dW_ih; dW_ih_reverse] (8H, D) += dG^T (8H, B*T) x (B*T, D): one multi-threaded
+         * product over all rows, before dw_hh_direction zeroes some of them */
+        float *dG = cache->gates; /* (B*T, 8H) pre-activation gradients */
+        if (cache->prec == MS_PREC_BF16) {
+            ms_bf16_from_f32(cache->dg_bf, dG, BT * 8 * H);
+            ms_gemm_bf16('T', 'N', 8 * H, D, (int)BT, 1.0f, cache->dg_bf, 8 * H, cache->x_bf, D, 1.0f,
                          grads->t[MS_LSTM_W_IH], D);
-            ms_bf16_from_f32(cache->dg_bf, dG, BT * ncol); /* for dW_hh below */
         } else {
-            ms_gemm('T', 'N', ncol, D, U, 1.0f, pu, ncol, cache->xu, D, 1.0f,
-                    grads->t[MS_LSTM_W_IH], D, MS_PREC_F32);
+            ms_gemm('T', 'N', 8 * H, D, (int)BT, 1.0f, dG, 8 * H, x, D, 1.0f, grads->t[MS_LSTM_W_IH], D,
+                    MS_PREC_F32);
         }
-    } else if (bf) {
-        ms_bf16_from_f32(cache->dg_bf, dG, BT * 8 * H);
-        ms_gemm_bf16('T', 'N', 8 * H, D, (int)BT, 1.0f, cache->dg_bf, 8 * H, cache->x_bf, D, 1.0f,
-                     grads->t[MS_LSTM_W_IH], D);
-    } else {
-        ms_gemm('T', 'N', 8 * H, D, (int)BT, 1.0f, dG, 8 * H, x, D, 1.0f, grads->t[MS_LSTM_W_IH],
-                D, MS_PREC_F32);
-    }
-    /* dW_hh = sum over (b, t) of dG_t^T h_{t-1}. In the flattened (b, t) row order the
-     * forward direction's h_{t-1} is the previous row and the reverse direction's is the
-     * next row, except across task boundaries, where the true previous state is zero: zero
-     * the gradient rows that would pair with another task's state (they are not needed any
-     * more), then one GEMM per direction over B*T-1 rows. */
-    for (int b = 0; b < B; b++) {
-        if (b > 0) memset(dG + (size_t)b * T * 8 * H, 0, sizeof(float) * H4);
-        if (b < B - 1) memset(dG + ((size_t)b * T + T - 1) * 8 * H + H4, 0, sizeof(float) * H4);
-    }
-    if (BT > 1 && bf) {
-        ms_bf16 *dgb = cache->dg_bf;
-        for (int b = 0; b < B; b++) { /* the same zeroing on the rounded copy */
-            if (b > 0) memset(dgb + (size_t)b * T * 8 * H, 0, sizeof(ms_bf16) * H4);
-            if (b < B - 1) memset(dgb + ((size_t)b * T + T - 1) * 8 * H + H4, 0, sizeof(ms_bf16) * H4);
+        /* then the two directions' dW_hh at once, each product on its own thread */
+#pragma omp parallel num_threads(nt)
+        {
+            for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
+                dw_hh_direction(grads, cache, dir);
         }
-        ms_bf16_from_f32(cache->h_bf, cache->h, BT * 2 * H);
-        ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dgb + 8 * (size_t)H, 8 * H,
-                     cache->h_bf, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH], H);
-        ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dgb + H4, 8 * H,
-                     cache->h_bf + 3 * (size_t)H, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH_R], H);
-    } else if (BT > 1) {
-        ms_gemm('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dG + 8 * (size_t)H, 8 * H, cache->h,
-                2 * H, 1.0f, grads->t[MS_LSTM_W_HH], H, MS_PREC_F32);
-        ms_gemm('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dG + H4, 8 * H,
-                cache->h + 3 * (size_t)H, 2 * H, 1.0f, grads->t[MS_LSTM_W_HH_R], H, MS_PREC_F32);
     }
     cache->B = 0; /* consumed */
 }
