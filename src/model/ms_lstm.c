@@ -806,15 +806,17 @@ void ms_lstm_recur_small_bf16(float *G, int ldg, const float *h, const ms_bf16 *
     }
 }
 
+/* given: the input projections come from the caller (ms_lstm_infer_rows), so no gate
+ * buffer and no rounded input or W_ih. */
 static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
-                          ms_precision prec) {
+                          ms_precision prec, int given) {
     size_t off = 0, tc = (size_t)infer_chunk(B, T), h = (size_t)H, b = (size_t)B;
 #define CARVE(field, type, n)                                                              \
     do {                                                                                   \
         if (base) w->field = (type *)(base + off);                                         \
         off += ((sizeof(type) * (n)) + 63) / 64 * 64;                                      \
     } while (0)
-    CARVE(gates, float, b * tc * 4 * h);
+    if (!given) CARVE(gates, float, b * tc * 4 * h);
     CARVE(step, float, b * 4 * h);
     CARVE(h, float, b * h);
     CARVE(c, float, b * h);
@@ -823,9 +825,9 @@ static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
     if (infer_small(B, T) && prec == MS_PREC_F32) CARVE(w_hh_t, float, 4 * h * h);
     if (infer_small(B, T) && prec == MS_PREC_BF16) CARVE(w_hh_p, ms_bf16, 4 * h * (h + 1));
     if (prec == MS_PREC_BF16) {
-        CARVE(w_ih, ms_bf16, 4 * h * (size_t)D);
+        if (!given) CARVE(w_ih, ms_bf16, 4 * h * (size_t)D);
         CARVE(w_hh, ms_bf16, 4 * h * h);
-        CARVE(xb, ms_bf16, (tc == (size_t)T ? b : 1) * tc * (size_t)D);
+        if (!given) CARVE(xb, ms_bf16, (tc == (size_t)T ? b : 1) * tc * (size_t)D);
         CARVE(hb, ms_bf16, b * h);
     }
 #undef CARVE
@@ -839,6 +841,8 @@ enum { INFER_UCAP = 4096 };
 
 typedef struct {
     dedupe_buf db;
+    const int *idx; /* (B*T) row r's projection is row idx[r] of pu[dir] (U > 0) */
+    int given;      /* 1: pu comes from the caller (ms_lstm_infer_rows): no product here */
     int ucap;      /* 0: no deduplication at this size */
     float *xu;     /* (ucap, D) */
     ms_bf16 *xub;  /* (ucap, D), bf16 only */
@@ -874,7 +878,7 @@ static size_t infer_shared_carve(infer_shared *w, char *base, int D, int H, int 
 size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec) {
     infer_dir w;
     infer_shared sh;
-    return 2 * infer_carve(&w, NULL, D, H, B, T, prec) +
+    return 2 * infer_carve(&w, NULL, D, H, B, T, prec, 0) +
            infer_shared_carve(&sh, NULL, D, H, B, T, prec);
 }
 
@@ -888,7 +892,7 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
     for (int r = 0; r < H4; r++)
         w->bias[r] = p->t[dir ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
                      p->t[dir ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
-    if (prec == MS_PREC_BF16) ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
+    if (prec == MS_PREC_BF16 && !sh->given) ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
     const int small = infer_small(B, T);
     if (small && prec == MS_PREC_BF16) ms_lstm_pack_pairs(w->w_hh_p, W_hh, H);
     if (small && prec == MS_PREC_F32) /* W_hh^T (H, 4H) */
@@ -900,7 +904,9 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
     memset(w->h, 0, sizeof(float) * (size_t)B * H);
     memset(w->c, 0, sizeof(float) * (size_t)B * H);
     float *pu = U > 0 ? sh->pu[dir] : NULL; /* (U, 4H) = xu W_ih^T */
-    if (pu && prec == MS_PREC_BF16)
+    if (sh->given) {
+        /* computed once by the caller (ms_lstm_project) */
+    } else if (pu && prec == MS_PREC_BF16)
         ms_gemm_bf16('N', 'T', U, H4, D, 1.0f, sh->xub, D, w->w_ih, D, 0.0f, pu, H4);
     else if (pu)
         ms_gemm('N', 'T', U, H4, D, 1.0f, sh->xu, D, W_ih, D, 0.0f, pu, H4, MS_PREC_F32);
@@ -945,7 +951,7 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
                 memset(S, 0, sizeof(float) * (size_t)B * H4);
             }
             for (int b = 0; b < B; b++) {
-                const float *g = pu ? pu + (size_t)sh->db.uniq[(size_t)b * T + t] * H4 : G + (size_t)b * ldg;
+                const float *g = pu ? pu + (size_t)sh->idx[(size_t)b * T + t] * H4 : G + (size_t)b * ldg;
                 const float *bias = w->bias, *sb = S + (size_t)b * H4;
                 float *cc = w->c + (size_t)b * H, *hh = w->h + (size_t)b * H;
                 double acc = 0.0;
@@ -975,10 +981,11 @@ void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_para
     infer_dir w[2];
     infer_shared sh;
     memset(&sh, 0, sizeof sh);
-    size_t half = infer_carve(&w[0], work, p->D, p->H, B, T, prec);
-    infer_carve(&w[1], (char *)work + half, p->D, p->H, B, T, prec);
+    size_t half = infer_carve(&w[0], work, p->D, p->H, B, T, prec, 0);
+    infer_carve(&w[1], (char *)work + half, p->D, p->H, B, T, prec, 0);
     infer_shared_carve(&sh, (char *)work + 2 * half, p->D, p->H, B, T, prec);
     int U = sh.ucap ? dedupe_rows(&sh.db, x, (size_t)B * T, p->D, sh.ucap) : 0;
+    sh.idx = sh.db.uniq;
     for (int u = 0; u < U; u++)
         memcpy(sh.xu + (size_t)u * p->D, x + (size_t)sh.db.first[u] * p->D, sizeof(float) * (size_t)p->D);
     if (U > 0 && prec == MS_PREC_BF16) ms_bf16_from_f32(sh.xub, sh.xu, (size_t)U * p->D);
@@ -987,6 +994,68 @@ void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_para
     {
         for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
             infer_direction(&w[dir], &sh, U, x, p, dir, B, T, prec);
+    }
+    const double bias = p->t[MS_LSTM_LIN_B][0];
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        logits[r] = (float)(w[0].part[r] + w[1].part[r] + bias);
+}
+
+/* ---- forward-only scoring of pools given as rows of one matrix --------------------------
+ * Evaluation draws every pool from one split with fixed weights, so x W_ih^T depends on the
+ * split's row alone: ms_lstm_project computes it once for all N rows (two products of N
+ * rows, instead of one per pool item) and ms_lstm_infer_rows runs the recurrence reading
+ * each item's projection from that table. The same per-row product and the same step loop
+ * as ms_lstm_infer's distinct-row path. */
+
+void ms_lstm_project(float *proj, const float *x, int N, const ms_lstm_params *p,
+                     ms_precision prec) {
+    MS_CHECK(proj && x && p && N >= 1);
+    MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
+    const int D = p->D, H4 = 4 * p->H;
+    ms_bf16 *xb = NULL, *wb = NULL;
+    if (prec == MS_PREC_BF16) { /* once per call, not per step */
+        xb = alloc64(sizeof(ms_bf16) * (size_t)N * D);
+        wb = alloc64(sizeof(ms_bf16) * (size_t)H4 * D);
+        ms_bf16_from_f32(xb, x, (size_t)N * D);
+    }
+    for (int d = 0; d < 2; d++) {
+        const float *W_ih = p->t[d ? MS_LSTM_W_IH_R : MS_LSTM_W_IH]; /* (4H, D) */
+        float *out = proj + (size_t)d * N * H4;                         /* (N, 4H) */
+        if (prec == MS_PREC_BF16) {
+            ms_bf16_from_f32(wb, W_ih, (size_t)H4 * D);
+            ms_gemm_bf16('N', 'T', N, H4, D, 1.0f, xb, D, wb, D, 0.0f, out, H4);
+        } else {
+            ms_gemm('N', 'T', N, H4, D, 1.0f, x, D, W_ih, D, 0.0f, out, H4, MS_PREC_F32);
+        }
+    }
+    free(xb);
+    free(wb);
+}
+
+size_t ms_lstm_infer_rows_bytes(int H, int B, int T, ms_precision prec) {
+    infer_dir w;
+    return 2 * infer_carve(&w, NULL, 1, H, B, T, prec, 1);
+}
+
+void ms_lstm_infer_rows(float *logits, void *work, const float *proj, int N, const int *rows,
+                        const ms_lstm_params *p, int B, int T, ms_precision prec) {
+    MS_CHECK(logits && work && proj && rows && p && N >= 1 && B >= 1 && T >= 1);
+    MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
+    for (size_t r = 0; r < (size_t)B * T; r++) MS_CHECK(rows[r] >= 0 && rows[r] < N);
+    infer_dir w[2];
+    infer_shared sh;
+    memset(&sh, 0, sizeof sh);
+    size_t half = infer_carve(&w[0], work, p->D, p->H, B, T, prec, 1);
+    infer_carve(&w[1], (char *)work + half, p->D, p->H, B, T, prec, 1);
+    sh.given = 1;
+    sh.idx = rows;
+    sh.pu[0] = (float *)proj; /* read only */
+    sh.pu[1] = (float *)proj + (size_t)N * 4 * p->H;
+    int nt = direction_threads();
+#pragma omp parallel num_threads(nt)
+    {
+        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
+            infer_direction(&w[dir], &sh, N, NULL, p, dir, B, T, prec);
     }
     const double bias = p->t[MS_LSTM_LIN_B][0];
     for (size_t r = 0; r < (size_t)B * T; r++)
