@@ -471,6 +471,51 @@ static void test_training(void) {
     MS_CHECK(ms_net_load(path, &n1, NULL) == MS_OK);
     MS_EXPECT(memcmp(lw[0].params, n1.params, sizeof(float) * n1.count) != 0);
     ms_net_free(&n1);
+    /* static=frozen: the per-item MLP's tensors end bitwise as initialised, the six term
+     * weights move, the option is in the file's metadata, and 1 and 2 threads agree */
+    {
+        const char *opts = "coverage=5,coverage_slope=-5,kcenter_slope=10,static=frozen";
+        ms_net init, fw[2];
+        MS_CHECK(ms_net_init(&init, &ms_arch_relational, 16, 0) == MS_OK);
+        ms_net_randomize_opts(&init, c.seed, opts);
+        MS_EXPECT(init.tensor[0].frozen && init.tensor[1].frozen && init.tensor[2].frozen &&
+                  !init.tensor[3].frozen && !init.tensor[4].frozen && !init.tensor[5].frozen &&
+                  !init.tensor[6].frozen);
+        for (int rep = 0; rep < 2; rep++) {
+            ms_train_config c4 = c;
+            char dir[64];
+            snprintf(dir, sizeof dir, "rel_frozen%d", rep);
+            c4.out_dir = ms_tmp(dir);
+            c4.samples = 4;
+            c4.arch_opts = opts;
+            ms_set_threads(rep + 1);
+            MS_EXPECT(ms_train(&tr, &va, &c4, &s) == MS_OK && s.iterations == 16);
+            snprintf(p2, sizeof p2, "%s/last.safetensors", c4.out_dir);
+            ms_selector_meta fm;
+            MS_CHECK(ms_net_load(p2, &fw[rep], &fm) == MS_OK);
+            const char *ai = ms_selector_meta_extra(&fm, "arch_init");
+            MS_EXPECT(ai && strcmp(ai, opts) == 0);
+            ms_selector_meta_free(&fm);
+        }
+        MS_EXPECT(memcmp(fw[0].params, fw[1].params, sizeof(float) * fw[0].count) == 0);
+        for (int i = 0; i < init.ntensors; i++) {
+            int same = memcmp(ms_net_tensor_data(&init, i), ms_net_tensor_data(&fw[0], i),
+                              sizeof(float) * init.tensor[i].size) == 0;
+            if (same != init.tensor[i].frozen)
+                fprintf(stderr, "static=frozen: tensor %s %s\n", init.tensor[i].name,
+                        same ? "did not move" : "moved although frozen");
+            MS_EXPECT(same == init.tensor[i].frozen);
+        }
+        /* free (the default) moves the MLP's output weights */
+        MS_EXPECT(memcmp(ms_net_tensor_data(&init, 2), ms_net_tensor_data(&lw[0], 2),
+                         sizeof(float) * init.tensor[2].size) != 0);
+        ms_net_free(&init);
+        ms_net_free(&fw[0]);
+        ms_net_free(&fw[1]);
+        MS_EXPECT(ms_arch_relational.check_opts("static=free") == MS_OK);
+        MS_EXPECT(ms_arch_relational.check_opts("static=thawed") == MS_ERR_ARG &&
+                  strstr(ms_last_error(), "static=thawed"));
+    }
     ms_net_free(&lw[0]);
     ms_net_free(&lw[1]);
     ms_set_threads(2);

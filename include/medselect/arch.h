@@ -23,6 +23,8 @@
  *               representative and turn to coverage. Files without the k-center and
  *               schedule tensors load with them 0: l_i^t = s_i - a r_i^t + b g_i^t.
  *               Greedy decoding gives a ranking whose every prefix is a selection.
+ *               Option static=frozen holds the MLP fixed (s_i = 0): only the six term
+ *               weights learn.
  *   setattn     the relational policy's sequential decoding with s_i from a permutation-
  *               equivariant set encoder (src/model/ms_setattn.c): two self-attention layers
  *               over the pool on the same pool-relative features, each attention logit
@@ -60,6 +62,11 @@ typedef struct {
     int optional;      /* 1: a file without this tensor still loads and the tensor stays 0;
                           the architecture makes 0 mean its behaviour before the tensor
                           existed (newer terms of a design that older checkpoints lack) */
+    int frozen;        /* 1: held fixed in training: the architecture's backward adds no
+                          gradient to it (so Adam leaves it bitwise unchanged). Set by
+                          randomize from the initialisation options (e.g. relational's
+                          static=frozen), which the trainer keeps in the checkpoint's
+                          "arch_init" metadata; a loaded net has every flag 0 */
 } ms_net_tensor;
 
 typedef struct ms_arch ms_arch;
@@ -113,6 +120,14 @@ struct ms_arch {
      * run (x unchanged since). */
     void (*backward)(const ms_net *net, void *work, const float *x, const double *scale,
                      float *grads);
+    /* Optional (static architectures, for evaluation, where every pool is drawn from one
+     * matrix and the weights stay fixed): prepare_rows computes once, into work, what
+     * depends on a row alone for the rows x (N, D), and returns 1; or returns 0 when that
+     * would not fit its memory budget (then use run). run_rows then gives run()'s greedy
+     * logits0 (B, T, up to the work's Bmax and Tmax) for the pools rows (B, T): pool b's item
+     * t is x's row rows[b*T + t]. The weights and x must not change in between. */
+    int (*prepare_rows)(const ms_net *net, void *work, const float *x, int N);
+    void (*run_rows)(const ms_net *net, void *work, const int *rows, int B, int T, float *logits);
 };
 
 /* The registry. */

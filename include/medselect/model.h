@@ -198,6 +198,17 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
 size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec);
 void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_params *p, int B,
                    int T, ms_precision prec);
+/* Pools whose items are rows of one matrix (evaluation: every pool drawn from one split,
+ * the weights fixed): the input projection depends on the row alone, so it is computed once.
+ * proj: (2, N, 4H) out, direction d's x W_ih_d^T (no biases) for x (N, D); prec as above.
+ * ms_lstm_infer_rows then gives ms_lstm_infer's logits (B, T) for the pools rows (B, T)
+ * (indices in [0, N)): pool b's item t is x's row rows[b*T + t]. work:
+ * ms_lstm_infer_rows_bytes(H, B, T, prec) bytes, 64-byte aligned, owned by the caller. */
+void ms_lstm_project(float *proj, const float *x, int N, const ms_lstm_params *p,
+                     ms_precision prec);
+size_t ms_lstm_infer_rows_bytes(int H, int B, int T, ms_precision prec);
+void ms_lstm_infer_rows(float *logits, void *work, const float *proj, int N, const int *rows,
+                        const ms_lstm_params *p, int B, int T, ms_precision prec);
 /* The recurrent product of a small batch (ms_lstm_infer uses it for B <= 4 on pools of 64 items or more): G (B, 4H) rows
  * ldg apart += h (B, H) W_hh^T, with wt = W_hh^T stored (H, 4H). Single-threaded; fp32
  * sums in a fixed order (per output, j = 0..H-1 ascending). */

@@ -49,6 +49,8 @@
  * Initialisation: W1, b1 ~ U(-1/sqrt(F), 1/sqrt(F)); w2 = 0, a = 0, b = 5, c = 0, no
  * schedule (options override each), so the untrained policy's greedy decode is
  * MaxHerding's greedy on the reference columns and training learns a correction of it.
+ * With static=frozen, backward adds no gradient to W1, b1 and w2 (their tensors are marked
+ * frozen), so Adam leaves them bitwise unchanged and s_i stays 0.
  *
  * Memory: per pool O(T R) floats for the kernel plus O(T (2 D + F + H) + K T) doubles, sized
  * once per work object for (Bmax, Tmax, Kmax). Pools run in parallel (one per thread);
@@ -90,23 +92,45 @@ static ms_status rel_layout(ms_net *net) {
 }
 
 /* Options (initial values): redundancy=a, coverage=b, kcenter=c (defaults 0, 5, 0) and their
- * slopes over the schedule redundancy_slope=a', coverage_slope=b', kcenter_slope=c' (0). */
+ * slopes over the schedule redundancy_slope=a', coverage_slope=b', kcenter_slope=c' (0); and
+ * static=free|frozen (free): frozen holds the per-item MLP (W1, b1, w2) fixed in training, so
+ * that with w2 = 0 the static score stays 0 and only the six weights of the redundancy,
+ * coverage and k-center terms learn (a model that cannot learn a hospital's typical items).
+ * The trainer records the options in the checkpoint's metadata (arch_init). */
 static const char *const rel_opts[] = {"redundancy", "coverage", "kcenter", "redundancy_slope",
-                                       "coverage_slope", "kcenter_slope", NULL};
+                                       "coverage_slope", "kcenter_slope", "static", NULL};
+enum { N_NUM_OPTS = 6 }; /* the numeric options come first */
+
+/* static=: 1 frozen, 0 free (also when absent); MS_ERR_ARG for another value */
+static ms_status rel_static_frozen(const char *opts, int *frozen) {
+    char buf[16];
+    int found = 0;
+    *frozen = 0;
+    ms_status st = ms_opt_string(opts, "static", buf, sizeof buf, &found);
+    if (st || !found) return st;
+    if (strcmp(buf, "frozen") == 0) *frozen = 1;
+    else if (strcmp(buf, "free") != 0)
+        return ms_fail(MS_ERR_ARG, "selector relational: static=%.15s is not free or frozen", buf);
+    return MS_OK;
+}
 
 static ms_status rel_check_opts(const char *opts) {
     ms_status st = ms_opt_check("relational", opts, rel_opts);
     double v;
     int found;
-    for (int i = 0; !st && rel_opts[i]; i++) st = ms_opt_double(opts, rel_opts[i], &v, &found);
+    for (int i = 0; !st && i < N_NUM_OPTS; i++) st = ms_opt_double(opts, rel_opts[i], &v, &found);
+    if (!st) st = rel_static_frozen(opts, &found);
     return st;
 }
 
 static void rel_randomize(ms_net *net, uint64_t seed, const char *opts) {
     double val[6] = {0.0, 5.0, 0.0, 0.0, 0.0, 0.0};
     int found;
-    for (int i = 0; opts && *opts && rel_opts[i]; i++)
+    for (int i = 0; opts && *opts && i < N_NUM_OPTS; i++)
         MS_CHECK(ms_opt_double(opts, rel_opts[i], &val[i], &found) == MS_OK);
+    int frozen = 0;
+    if (opts && *opts) MS_CHECK(rel_static_frozen(opts, &frozen) == MS_OK);
+    net->tensor[T_W1].frozen = net->tensor[T_B1].frozen = net->tensor[T_W2].frozen = frozen;
     double a0 = val[0], b0 = val[1];
     double k = 1.0 / sqrt((double)MS_REL_F);
     for (int i = 0; i < 2; i++) {
@@ -542,11 +566,14 @@ static void rel_backward(const ms_net *net, void *work, const float *x, const do
     MS_CHECK(w->B > 0 && !w->last_greedy);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int b = 0; b < w->B; b++) rel_pool_backward(net, &w->pool[b]);
-    /* summed in pool order: independent of the thread count */
-    for (size_t q = 0; q < net->count; q++) {
-        double acc = 0;
-        for (int b = 0; b < w->B; b++) acc += scale[b] * w->pool[b].grad[q];
-        grads[q] += (float)acc;
+    /* summed in pool order: independent of the thread count; frozen tensors get nothing */
+    for (int i = 0; i < net->ntensors; i++) {
+        if (net->tensor[i].frozen) continue;
+        for (size_t q = net->tensor[i].offset; q < net->tensor[i].offset + net->tensor[i].size; q++) {
+            double acc = 0;
+            for (int b = 0; b < w->B; b++) acc += scale[b] * w->pool[b].grad[q];
+            grads[q] += (float)acc;
+        }
     }
     w->B = 0;
 }
