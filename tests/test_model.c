@@ -277,14 +277,15 @@ static void test_fast_vs_ref(int B, int T, int D, int H, uint64_t seed, int dup)
  * bits of each operand (relative rounding error <= 2^-9), the products accumulate in fp32,
  * and the recurrence feeds rounded states back for T steps. Stated tolerance, as the
  * whole-tensor relative error max|bf16 - f32| / max|f32|: 2e-2 for the logits and for every
- * gradient tensor. */
+ * gradient tensor. With `dup` > 0 the rows repeat (dup distinct ones), which takes the
+ * repeated-row path: projection and dW_ih over the distinct rows. */
 static void run_threads(int nthreads, float *logits, ms_lstm_params *g, const float *x,
                         const float *dlog, const ms_lstm_params *p, int B, int T,
                         ms_precision prec);
 
-static void test_bf16_vs_f32(void) {
+static void test_bf16_vs_f32(int dup) {
     const int B = 4, T = 60, D = 512, H = 256;
-    printf("-- bf16 vs f32 (B=%d T=%d D=%d H=%d)\n", B, T, D, H);
+    printf("-- bf16 vs f32 (B=%d T=%d D=%d H=%d%s)\n", B, T, D, H, dup ? ", repeated rows" : "");
     ms_lstm_params p, gf, gb;
     ms_lstm_params_init(&p, D, H);
     ms_lstm_params_init(&gf, D, H);
@@ -295,6 +296,8 @@ static void test_bf16_vs_f32(void) {
     float *lf = malloc(sizeof(float) * BT), *lb = malloc(sizeof(float) * BT);
     fill_normal(x, BT * D, 42, 1.0 / sqrt((double)D));
     fill_normal(dlog, BT, 43, 1.0);
+    for (size_t r = 0; dup && r < BT; r++)
+        memcpy(x + r * D, x + ((7 * r + 3) % (size_t)dup) * D, sizeof(float) * (size_t)D);
     run_threads(2, lf, &gf, x, dlog, &p, B, T, MS_PREC_F32);
     run_threads(2, lb, &gb, x, dlog, &p, B, T, MS_PREC_BF16);
     ms_set_threads(0);
@@ -1054,7 +1057,8 @@ int main(void) {
     if (ms_bf16_supported()) {
         test_threads(MS_PREC_BF16, 0);
         test_threads(MS_PREC_BF16, 300);
-        test_bf16_vs_f32();
+        test_bf16_vs_f32(0);
+        test_bf16_vs_f32(90);
     } else {
         printf("bf16 checks skipped: this CPU has no AVX512_BF16\n");
     }

@@ -210,6 +210,7 @@ void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
     c->bf_bytes = 0;
     c->w_ih_bf = c->w_hh_bf = c->x_bf = c->step_bf = c->dg_bf = c->h_bf = NULL;
     c->prec = prec;
+    c->B = 0; /* the rounded copies a backward reads are gone: a forward must come first */
     if (prec == MS_PREC_F32) return;
     size_t D = (size_t)c->D, H = (size_t)c->H, BT = (size_t)c->Bmax * (size_t)c->Tmax;
     size_t n[6] = {8 * H * D, 8 * H * H, BT * D, 8 * (size_t)c->Bmax * H, BT * 8 * H, BT * 2 * H};
@@ -231,14 +232,7 @@ void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
 
 /* Rows of a strided fp32 matrix (rows, cols, ld) into a strided bf16 one (row stride dld). */
 static void rows_to_bf16_ld(ms_bf16 *dst, size_t dld, const float *src, int rows, int cols, size_t ld) {
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) dst[(size_t)r * dld + j] = ms_bf16_round(src[(size_t)r * ld + j]);
-}
-
-/* Rows r of a strided fp32 matrix (rows, cols, ld) into a packed bf16 (rows, cols). */
-static void rows_to_bf16(ms_bf16 *dst, const float *src, int rows, int cols, size_t ld) {
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) dst[(size_t)r * cols + j] = ms_bf16_round(src[(size_t)r * ld + j]);
+    for (int r = 0; r < rows; r++) ms_bf16_round_n(dst + (size_t)r * dld, src + (size_t)r * ld, (size_t)cols);
 }
 
 /* ---- vectorisable exp, sigmoid, tanh ---------------------------------------------------
@@ -383,12 +377,13 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
     const float *bias = cache->bias + dir * H4;                     /* (4H) */
     struct ms_gemm_packed *whh = whh_packed(cache, p, dir, 0);      /* W_hh^T (H, 4H) */
     float *S = cache->step + (size_t)dir * cache->Bmax * H4;        /* (B, 4H) */
+    /* bf16: h_{t-1} rounded once, by the previous step's gate loop, into a dense (B, H)
+     * left operand, and into h_bf (B*T, 2H) for the backward's dW_hh */
+    ms_bf16 *hb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
     for (int s = 0; s < T; s++) {
         int t = dir ? T - 1 - s : s, tp = dir ? t + 1 : t - 1;
         float *G = cache->gates + (size_t)t * 8 * H + dir * H4; /* row b at G + b*ldg */
-        if (s > 0 && cache->prec == MS_PREC_BF16) { /* the same product on rounded operands */
-            ms_bf16 *hb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
-            rows_to_bf16(hb, cache->h + (size_t)tp * 2 * H + dir * H, B, H, ldh);
+        if (s > 0 && hb) { /* the same product on rounded operands */
             ms_gemm_packed_run_bf16(whh, B, hb, H, S, (int)H4);
         } else if (s > 0) { /* S (B, 4H) = h_{t-1} (B, H) W_hh^T (H, 4H) */
             /* h_{t-1} gathered into a dense (B, H) copy (the backward's dh scratch, unused
@@ -426,6 +421,11 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
                 g[3 * H + j] = go;
                 cc[j] = cv;
                 hh[j] = go * fast_tanh(cv);
+            }
+            if (hb) {
+                ms_bf16 *hr = cache->h_bf + row;
+                ms_bf16_round_n(hr, hh, (size_t)H);
+                memcpy(hb + (size_t)b * H, hr, sizeof(ms_bf16) * (size_t)H);
             }
         }
     }
@@ -517,6 +517,10 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
     float *dc = cache->dc + (size_t)dir * cache->Bmax * H;          /* (B, H) */
     double *db = cache->dacc + (size_t)dir * 5 * H;                 /* (4H) */
     double *dw = db + H4;                                           /* (H) */
+    /* bf16: each row of dL/d(pre-activation) is rounded once, here, into dg_bf (B*T, 8H)
+     * (the operand of dW_ih and dW_hh) and into a dense (B, 4H) copy, the left operand of
+     * the step's dh product */
+    ms_bf16 *gb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
     memset(dh, 0, sizeof(float) * (size_t)B * H);
     memset(dc, 0, sizeof(float) * (size_t)B * H);
     memset(db, 0, sizeof(double) * 5 * (size_t)H);
@@ -543,14 +547,17 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                 g[2 * H + j] = dcv * gi * (1.0f - gg * gg);
                 g[3 * H + j] = dhv * tc * go * (1.0f - go);
             }
+            if (gb) {
+                ms_bf16 *gr = cache->dg_bf + ((size_t)b * T + t) * 8 * H + dir * H4;
+                ms_bf16_round_n(gr, g, H4);
+                memcpy(gb + (size_t)b * H4, gr, sizeof(ms_bf16) * H4);
+            }
 #pragma omp simd
             for (size_t r = 0; r < H4; r++) db[r] += (double)g[r];
 #pragma omp simd
             for (int j = 0; j < H; j++) dw[j] += (double)dl * (double)hh[j];
         }
-        if (s > 0 && cache->prec == MS_PREC_BF16) {
-            ms_bf16 *gb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
-            rows_to_bf16(gb, G, B, (int)H4, ldg);
+        if (s > 0 && gb) {
             ms_gemm_packed_run_bf16(whh, B, gb, (int)H4, dh, H);
         } else if (s > 0) { /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
             ms_gemm_packed_run(whh, B, G, (int)ldg, dh, H);
@@ -573,6 +580,8 @@ static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, 
     const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H, ncol = 8 * (size_t)H;
     const float *dG = cache->gates + dir * H4;
     float *pu = cache->pu + dir * H4;
+    /* bf16: dW_hh first, from the rounded dG in dg_bf, which pu's rounding then overwrites */
+    if (cache->prec == MS_PREC_BF16) dw_hh_direction(grads, cache, dir);
     for (int u = 0; u < U; u++) memset(pu + (size_t)u * ncol, 0, sizeof(float) * H4);
     for (size_t r = 0; r < BT; r++) {
         float *dst = pu + (size_t)cache->uniq[r] * ncol;
@@ -587,8 +596,8 @@ static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, 
         ms_gemm_bf16('T', 'N', (int)H4, D, U, 1.0f, pb, (int)ncol, cache->x_bf, D, 1.0f, gw, D);
     } else {
         ms_gemm('T', 'N', (int)H4, D, U, 1.0f, pu, (int)ncol, cache->xu, D, 1.0f, gw, D, MS_PREC_F32);
+        dw_hh_direction(grads, cache, dir);
     }
-    dw_hh_direction(grads, cache, dir);
 }
 
 /* dW_hh_dir (4H, H) += sum over (b, t) of dG_t^T h_{t-1}. In the flattened (b, t) row order
@@ -599,19 +608,23 @@ static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, 
 static void dw_hh_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir) {
     const int H = cache->H, B = cache->B, T = cache->T;
     const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H, ncol = 8 * (size_t)H;
+    const int bf = cache->prec == MS_PREC_BF16;
+    /* bf16: the rounded copies dg_bf and h_bf (written by backward_direction and
+     * forward_direction) are the operands, and their rows are the ones zeroed */
     float *dG = cache->gates;
+    ms_bf16 *dgb = cache->dg_bf;
     for (int b = 0; b < B; b++) {
-        if (dir == 0 && b > 0) memset(dG + (size_t)b * T * ncol, 0, sizeof(float) * H4);
-        if (dir == 1 && b < B - 1) memset(dG + ((size_t)b * T + T - 1) * ncol + H4, 0, sizeof(float) * H4);
+        size_t r0 = (size_t)b * T * ncol, r1 = ((size_t)b * T + T - 1) * ncol + H4;
+        if (dir == 0 && b > 0 && bf) memset(dgb + r0, 0, sizeof(ms_bf16) * H4);
+        if (dir == 0 && b > 0 && !bf) memset(dG + r0, 0, sizeof(float) * H4);
+        if (dir == 1 && b < B - 1 && bf) memset(dgb + r1, 0, sizeof(ms_bf16) * H4);
+        if (dir == 1 && b < B - 1 && !bf) memset(dG + r1, 0, sizeof(float) * H4);
     }
     if (BT <= 1) return;
     float *gw = grads->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH];
     /* forward: dG rows 1.. with h rows 0..; reverse: dG rows 0.. with h rows 1.. */
     const size_t goff = dir ? H4 : ncol, hoff = dir ? 3 * (size_t)H : 0;
-    if (cache->prec == MS_PREC_BF16) {
-        ms_bf16 *gb = cache->dg_bf + dir * H4, *hb = cache->h_bf + dir * (size_t)H;
-        rows_to_bf16_ld(gb, ncol, dG + dir * H4, (int)BT, (int)H4, ncol);
-        rows_to_bf16_ld(hb, 2 * (size_t)H, cache->h + dir * (size_t)H, (int)BT, H, 2 * (size_t)H);
+    if (bf) {
         ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, cache->dg_bf + goff, (int)ncol,
                      cache->h_bf + hoff, 2 * H, 1.0f, gw, H);
     } else {
@@ -655,8 +668,7 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
         /* [dW_ih; dW_ih_reverse] (8H, D) += dG^T (8H, B*T) x (B*T, D): one multi-threaded
          * product over all rows, before dw_hh_direction zeroes some of them */
         float *dG = cache->gates; /* (B*T, 8H) pre-activation gradients */
-        if (cache->prec == MS_PREC_BF16) {
-            ms_bf16_from_f32(cache->dg_bf, dG, BT * 8 * H);
+        if (cache->prec == MS_PREC_BF16) { /* dg_bf: the rounded dG (backward_direction) */
             ms_gemm_bf16('T', 'N', 8 * H, D, (int)BT, 1.0f, cache->dg_bf, 8 * H, cache->x_bf, D, 1.0f,
                          grads->t[MS_LSTM_W_IH], D);
         } else {
