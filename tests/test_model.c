@@ -373,6 +373,39 @@ static void test_infer(int B, int T, int D, int H, ms_precision prec, int dup) {
     ms_lstm_params_free(&p);
 }
 
+/* A pool's forward-only logits do not depend on the batch it is scored in (the trainer
+ * validates in batches larger than its training batch and relies on it): 40 pools with
+ * repeated rows scored at once and in 4 batches of 10 give the same bits. */
+static void test_infer_batches(int D, int H, ms_precision prec) {
+    const int B = 40, T = 30, nb = 10, dup = 50;
+    printf("-- infer, %s: one batch vs batches of %d (B=%d T=%d D=%d H=%d, repeated rows)\n",
+           ms_precision_name(prec), nb, B, T, D, H);
+    ms_lstm_params p;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_randomize(&p, 61);
+    size_t BT = (size_t)B * T;
+    float *x = malloc(sizeof(float) * BT * D), *l1 = malloc(sizeof(float) * BT),
+          *l2 = malloc(sizeof(float) * BT);
+    fill_normal(x, BT * D, 62, 1.0 / sqrt((double)D));
+    for (size_t r = 0; r < BT; r++)
+        memcpy(x + r * D, x + ((7 * r + 5) % (size_t)dup) * D, sizeof(float) * (size_t)D);
+    size_t bytes = ms_lstm_infer_bytes(D, H, B, T, prec);
+    void *work = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    ms_lstm_infer(l1, work, x, &p, B, T, prec);
+    for (int b0 = 0; b0 < B; b0 += nb)
+        ms_lstm_infer(l2 + (size_t)b0 * T, work, x + (size_t)b0 * T * D, &p, nb, T, prec);
+    size_t bad = BT;
+    for (size_t r = 0; r < BT && bad == BT; r++)
+        if (memcmp(&l1[r], &l2[r], sizeof(float))) bad = r;
+    if (bad < BT) fprintf(stderr, "   row %zu: %.9g in one batch, %.9g in batches\n", bad, l1[bad], l2[bad]);
+    MS_EXPECT(bad == BT);
+    free(work);
+    free(x);
+    free(l1);
+    free(l2);
+    ms_lstm_params_free(&p);
+}
+
 /* Pools given as rows of one table (ms_lstm_project + ms_lstm_infer_rows) against
  * ms_lstm_infer on the gathered pools and against the double reference (pool 0); 1 vs 2
  * threads bitwise. */
@@ -435,8 +468,6 @@ static void test_recur_small(int B, int H) {
     fill_normal(W, (size_t)H4 * H, 61, 0.2);
     fill_normal(h, (size_t)B * H, 62, 0.5);
     fill_normal(G0, (size_t)B * ldg, 63, 1.0);
-    for (int r = 0; r < H4; r++)
-        for (int j = 0; j < H; j++) wt[(size_t)j * H4 + r] = W[(size_t)r * H + j];
     for (int prec = 0; prec < 1 + ms_bf16_supported(); prec++) {
         for (int b = 0; b < B; b++)
             for (int r = 0; r < ldg; r++) {
@@ -454,6 +485,7 @@ static void test_recur_small(int B, int H) {
             ms_lstm_pack_pairs(wp, W, H);
             ms_lstm_recur_small_bf16(G, ldg, h, wp, B, H);
         } else {
+            ms_lstm_pack_panels(wt, W, H);
             ms_lstm_recur_small(G, ldg, h, wt, B, H);
         }
         ms_expect_close_f(prec ? "recur_small_bf16 vs plain" : "recur_small vs plain", G, R, (size_t)B * ldg,
@@ -1039,6 +1071,8 @@ int main(void) {
     test_infer(1, 700, 24, 40, MS_PREC_F32, 0);
     test_infer(3, 300, 24, 37, MS_PREC_F32, 0);
     test_infer(3, 300, 24, 37, MS_PREC_F32, 150);
+    test_infer_batches(96, 64, MS_PREC_F32);
+    test_infer_batches(512, 256, MS_PREC_F32);
     test_infer_rows(5, 200, 24, 16, 60, MS_PREC_F32);
     test_infer_rows(3, 600, 24, 37, 1000, MS_PREC_F32); /* chunked pools */
     test_infer_rows(1, 700, 24, 40, 300, MS_PREC_F32);  /* the matrix-vector recurrence */
