@@ -510,8 +510,6 @@ static void test_recur_small(int B, int H) {
     fill_normal(W, (size_t)H4 * H, 61, 0.2);
     fill_normal(h, (size_t)B * H, 62, 0.5);
     fill_normal(G0, (size_t)B * ldg, 63, 1.0);
-    for (int r = 0; r < H4; r++)
-        for (int j = 0; j < H; j++) wt[(size_t)j * H4 + r] = W[(size_t)r * H + j];
     for (int prec = 0; prec < 1 + ms_bf16_supported(); prec++) {
         for (int b = 0; b < B; b++)
             for (int r = 0; r < ldg; r++) {
@@ -529,6 +527,7 @@ static void test_recur_small(int B, int H) {
             ms_lstm_pack_pairs(wp, W, H);
             ms_lstm_recur_small_bf16(G, ldg, h, wp, B, H);
         } else {
+            ms_lstm_pack_panels(wt, W, H);
             ms_lstm_recur_small(G, ldg, h, wt, B, H);
         }
         ms_expect_close_f(prec ? "recur_small_bf16 vs plain" : "recur_small vs plain", G, R, (size_t)B * ldg,

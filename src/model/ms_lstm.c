@@ -743,7 +743,7 @@ typedef struct {
     float *bias;   /* (4H) b_ih + b_hh */
     double *part;  /* (B, T) w_d . h_t */
     ms_bf16 *w_ih, *w_hh, *xb, *hb; /* bf16 only: (4H, D), (4H, H), (tc or B*T, D), (B, H) */
-    float *w_hh_t; /* B <= MS_INFER_SMALL_B, f32: W_hh transposed, (H, 4H) */
+    float *w_hh_t; /* B <= MS_INFER_SMALL_B, f32: W_hh^T in panels (ms_lstm_pack_panels) */
     ms_bf16 *w_hh_p; /* B <= MS_INFER_SMALL_B, bf16: W_hh^T in pairs (ms_lstm_pack_pairs) */
 } infer_dir;
 
@@ -754,20 +754,33 @@ typedef struct {
 enum { MS_INFER_SMALL_B = 4, MS_INFER_SMALL_T = 64 };
 static int infer_small(int B, int T) { return B <= MS_INFER_SMALL_B && T >= MS_INFER_SMALL_T; }
 
-void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wt, int B, int H) {
+/* Where W_hh[r, j] lies in ms_lstm_pack_panels' layout. */
+static inline size_t panel_at(int r, int j, int H) {
+    const int H4 = 4 * H, full = H4 / 128 * 128;
+    return r < full ? ((size_t)(r / 128) * H + j) * 128 + (size_t)(r % 128)
+                    : (size_t)full * H + (size_t)j * (H4 - full) + (size_t)(r - full);
+}
+
+void ms_lstm_pack_panels(float *wp, const float *W_hh, int H) {
+    for (int r = 0; r < 4 * H; r++)
+        for (int j = 0; j < H; j++) wp[panel_at(r, j, H)] = W_hh[(size_t)r * H + j];
+}
+
+void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wp, int B, int H) {
     const int H4 = 4 * H;
     for (int b = 0; b < B; b++) {
         const float *hb = h + (size_t)b * H;
         float *g = G + (size_t)b * ldg;
         int r0 = 0;
 #ifdef __AVX512F__
-        /* 128 outputs at a time in eight vector accumulators: one pass over W_hh^T's rows
-         * j = 0..H-1, each output's sum in that order (fused multiply-adds) */
+        /* 128 outputs at a time in eight vector accumulators: one pass over the panel's
+         * contiguous (H, 128) floats, each output's sum in the order j = 0..H-1 (fused
+         * multiply-adds) */
         for (; r0 + 128 <= H4; r0 += 128) {
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-            for (int j = 0; j < H; j++) {
+            const float *row = wp + (size_t)r0 * H;
+            for (int j = 0; j < H; j++, row += 128) {
                 const __m512 v = _mm512_set1_ps(hb[j]);
-                const float *row = wt + (size_t)j * H4 + r0;
                 a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row), a0);
                 a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 16), a1);
                 a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 32), a2);
@@ -790,7 +803,7 @@ void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wt, int
 #endif
         for (int r = r0; r < H4; r++) { /* the plain loop: no AVX-512, or the tail */
             float a = 0.0f;
-            for (int j = 0; j < H; j++) a = fmaf(hb[j], wt[(size_t)j * H4 + r], a);
+            for (int j = 0; j < H; j++) a = fmaf(hb[j], wp[panel_at(r, j, H)], a);
             g[r] += a;
         }
     }
@@ -931,9 +944,7 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
     if (prec == MS_PREC_BF16 && !sh->given) ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
     const int small = infer_small(B, T);
     if (small && prec == MS_PREC_BF16) ms_lstm_pack_pairs(w->w_hh_p, W_hh, H);
-    if (small && prec == MS_PREC_F32) /* W_hh^T (H, 4H) */
-        for (int r = 0; r < H4; r++)
-            for (int j = 0; j < H; j++) w->w_hh_t[(size_t)j * H4 + r] = W_hh[(size_t)r * H + j];
+    if (small && prec == MS_PREC_F32) ms_lstm_pack_panels(w->w_hh_t, W_hh, H);
     /* larger batches: W_hh^T (H, 4H) packed once for the T steps (one pack per call: the
      * call's steps outweigh it) */
     struct ms_gemm_packed *whh = small ? NULL : ms_gemm_pack('T', H4, H, W_hh, H, prec);
