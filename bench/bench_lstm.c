@@ -1,7 +1,7 @@
 /* bench_lstm.c: speed of the selector's batched forward + backward against the machine's
  * sgemm rate.
  *
- * Usage: bench_lstm [B T D H [threads]]   (default 64 1000 512 256, all cores)
+ * Usage: bench_lstm [B T D H [threads [f32|bf16]]]   (default 64 1000 512 256, all cores, f32)
  *
  * FLOP model (multiply-add = 2 FLOP; elementwise gate math, the linear layer and the bias
  * sums are ignored):
@@ -69,12 +69,19 @@ int main(int argc, char **argv) {
         H = atoi(argv[4]);
     }
     if (argc >= 6) threads = atoi(argv[5]);
+    ms_precision prec = MS_PREC_F32;
+    if (argc >= 7 && ms_precision_parse(argv[6], &prec)) {
+        fprintf(stderr, "bench_lstm: %s\n", ms_last_error());
+        return 2;
+    }
     if (B < 1 || T < 1 || D < 1 || H < 1) {
-        fprintf(stderr, "usage: bench_lstm [B T D H [threads]]\n");
+        fprintf(stderr, "usage: bench_lstm [B T D H [threads [f32|bf16]]]\n");
         return 2;
     }
     ms_set_threads(threads);
-    printf("bench_lstm: B=%d T=%d D=%d H=%d, %d threads\n", B, T, D, H, ms_get_threads());
+    ms_set_precision(prec);
+    printf("bench_lstm: B=%d T=%d D=%d H=%d, %d threads, %s\n", B, T, D, H, ms_get_threads(),
+           ms_precision_name(prec));
     double fw_flop = 2.0 * B * T * ((double)D * 8 * H + (double)H * 8 * H);
     double bw_flop = 2.0 * B * T * ((double)D * 8 * H + 2.0 * H * 8 * H);
     printf("FLOP model: forward 2*B*T*(D*8H + H*8H) = %.1f GFLOP; backward 2*B*T*(D*8H + 2*H*8H)"

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include <hdf5.h>
+#include <oneapi/dnnl/dnnl.h>
 
 #include "embed/ms_embed_internal.h"
 #include "ms_test.h"
@@ -186,6 +187,132 @@ static void test_forward(void) {
     free(g3);
     free(x);
     free(ref);
+    ms_resnet_free(net);
+}
+
+/* The tiny model's architecture at width `width` (channels width, 2, 4, 8 x width; tiny has
+ * 3) with random weights and batch-norm statistics: the oneDNN path needs channel counts
+ * that fill its channel blocks, which tiny's do not. */
+static ms_resnet *load_wide(int width, unsigned seed) {
+    ms_st_file f;
+    if (ms_st_read(&f, ms_fixture("embed/tiny/model.safetensors"))) {
+        fprintf(stderr, "%s\n", ms_last_error());
+        MS_EXPECT(0);
+        return NULL;
+    }
+    ms_rng r;
+    ms_rng_init(&r, seed, 0, 0);
+    ms_st_entry *e = ms_xmalloc(sizeof(ms_st_entry) * (size_t)f.n);
+    int64_t(*shape)[MS_ST_MAXDIM] = ms_xcalloc((size_t)f.n, sizeof *shape);
+    float **vals = ms_xcalloc((size_t)f.n, sizeof(float *));
+    for (int i = 0; i < f.n; i++) {
+        const ms_st_tensor *t = &f.tensors[i];
+        e[i] = (ms_st_entry){t->name, t->dtype, t->ndim, t->shape, t->data};
+        if (t->dtype != MS_ST_F32) continue;
+        size_t n = 1;
+        for (int d = 0; d < t->ndim; d++) {
+            /* channel dims scale (conv1's 3 input channels stay) */
+            int keep = d >= 2 || (d == 1 && !strcmp(t->name, "conv1.weight"));
+            shape[i][d] = keep ? t->shape[d] : t->shape[d] / 3 * width;
+            n *= (size_t)shape[i][d];
+        }
+        float *v = vals[i] = ms_xmalloc(sizeof(float) * n);
+        const char *leaf = strrchr(t->name, '.') + 1;
+        const double fan_in = t->ndim == 4 ? (double)(shape[i][1] * shape[i][2] * shape[i][3]) : 1.0;
+        for (size_t j = 0; j < n; j++) {
+            double u = ms_rng_uniform(&r);
+            v[j] = t->ndim == 4 ? (float)(ms_rng_normal(&r) * sqrt(2.0 / fan_in))
+                   : !strcmp(leaf, "weight") || !strcmp(leaf, "running_var") ? (float)(0.5 + u)
+                                                                           : (float)(0.2 * (u - 0.5));
+        }
+        e[i].shape = shape[i];
+        e[i].data = v;
+    }
+    char dir[4096], cmd[16384];
+    snprintf(dir, sizeof dir, "%s", ms_tmp("embed_wide"));
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/config.json'", dir, ms_fixture("embed/tiny/config.json"), dir);
+    MS_EXPECT(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "%s/model.safetensors", dir);
+    MS_EXPECT(ms_st_write(cmd, e, f.n, NULL, 0) == MS_OK);
+    ms_resnet *net = NULL;
+    ms_status st = ms_resnet_load(&net, dir);
+    if (st) fprintf(stderr, "%s\n", ms_last_error());
+    MS_EXPECT(st == MS_OK);
+    for (int i = 0; i < f.n; i++) free(vals[i]);
+    free(vals);
+    free(shape);
+    free(e);
+    ms_st_free(&f);
+    return net;
+}
+
+/* The oneDNN path (blocked layout, primitives per micro-batch size) against the plain loop
+ * nests (ms_resnet_forward_micro with ref = 1) on a width-16 network, at sizes down to 1x1,
+ * gray-folded and 3-channel input, micro-batches of 1 and 4 over 7 images (a shorter last
+ * one); then thread independence: bitwise the same rows on 1 and 2 threads. The tiny model
+ * (3 channels, no oneDNN kernel) must fall back to the im2col path, a 1x1 input may. */
+static void test_dnnl_path(void) {
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    const int want_dnnl = !getenv("MS_EMBED_IM2COL") && isa != dnnl_cpu_isa_sse41 && isa != dnnl_cpu_isa_avx &&
+                          isa != dnnl_cpu_isa_all;
+    ms_resnet *net = load_tiny();
+    if (net) {
+        ms_resnet_ws *ws = ms_resnet_ws_new(net, 4, 40, 36, 2);
+        MS_EXPECT(ms_resnet_ws_dnnl(ws) == 0);
+        ms_resnet_ws_free(ws);
+        ms_resnet_free(net);
+    }
+    net = load_wide(16, 5);
+    if (!net) return;
+    const int dim = ms_resnet_dim(net);
+    MS_EXPECT(dim == 128);
+    static const int sizes[][2] = {{40, 36}, {64, 64}, {7, 5}, {1, 1}, {33, 17}};
+    const int B = 7;
+    ms_rng r;
+    ms_rng_init(&r, 11, 0, 0);
+    float *ref = ms_xmalloc(sizeof(float) * B * dim), *got = ms_xmalloc(sizeof(float) * B * dim),
+          *got2 = ms_xmalloc(sizeof(float) * B * dim);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const int H = sizes[si][0], W = sizes[si][1];
+        for (int cin = 1; cin <= 3; cin += 2) {
+            net->gray_folded = cin == 1;
+            const size_t nx = (size_t)B * cin * H * W;
+            float *x = ms_xmalloc(sizeof(float) * nx);
+            for (size_t i = 0; i < nx; i++) x[i] = (float)ms_rng_normal(&r);
+            /* the plain kernels, one image at a time */
+            size_t act, col;
+            ms_resnet_ws_sizes(net, 1, H, W, &act, &col);
+            float *bufs[4];
+            for (int j = 0; j < 4; j++) bufs[j] = ms_xmalloc(sizeof(float) * act);
+            float *cb = ms_xmalloc(sizeof(float) * (col ? col : 1));
+            for (int i = 0; i < B; i++)
+                ms_resnet_forward_micro(net, ref + (size_t)i * dim, x + (size_t)i * cin * H * W, cin, 1, H, W, bufs,
+                                        cb, 1);
+            for (int micro = 1; micro <= 4; micro += 3) {
+                ms_resnet_ws *w1 = ms_resnet_ws_new_micro(net, B, H, W, 1, micro);
+                ms_resnet_ws *w2 = ms_resnet_ws_new_micro(net, B, H, W, 2, micro);
+                /* a 1x1 image (conv1's 7x7 window mostly padding) may fall back to im2col */
+                const int have = ms_resnet_ws_dnnl(w1) == micro;
+                if (have != want_dnnl && H > 1)
+                    fprintf(stderr, "%dx%d: the oneDNN path is %s\n", H, W, want_dnnl ? "missing" : "there");
+                MS_EXPECT(have == want_dnnl || H == 1);
+                ms_resnet_forward(net, w1, x, cin, B, got);
+                ms_resnet_forward(net, w2, x, cin, B, got2);
+                char what[96];
+                snprintf(what, sizeof what, "oneDNN path vs plain kernels %dx%d cin %d micro %d", H, W, cin, micro);
+                ms_expect_close_f(what, got, ref, (size_t)B * dim, 1e-5, 1e-4);
+                const size_t bytes = sizeof(float) * (size_t)B * dim;
+                if (memcmp(got, got2, bytes)) fprintf(stderr, "%s: 1 and 2 threads differ\n", what);
+                MS_EXPECT(memcmp(got, got2, bytes) == 0);
+                ms_resnet_ws_free(w1);
+                ms_resnet_ws_free(w2);
+            }
+            for (int j = 0; j < 4; j++) free(bufs[j]);
+            free(cb);
+            free(x);
+        }
+    }
+    free(ref), free(got), free(got2);
     ms_resnet_free(net);
 }
 
@@ -750,6 +877,7 @@ int main(void) {
     test_conv_kernels();
     test_stages();
     test_forward();
+    test_dnnl_path();
     test_decode();
     test_resize();
     test_pipeline();

@@ -183,6 +183,46 @@ static void test_streams_and_prefixes(const ms_split *te) {
     for (int i = 0; i < NS; i++) ms_strategy_free(st[i]);
 }
 
+/* The selector's scoring of pools given as rows of the split (score_rows: input
+ * projections once for the split) against its scoring of the gathered pools (score), with
+ * and without clinical features, over more pools than one batch. */
+static void test_score_rows(const ms_split *te) {
+    printf("-- selector score_rows vs score\n");
+    const int n = 70, T = 40, d = te->d;
+    int *rows = malloc(sizeof(int) * n * T);
+    float *raw = malloc(sizeof(float) * (size_t)n * T * d), *clin = malloc(sizeof(float) * (size_t)n * T * 3);
+    float *s1 = malloc(sizeof(float) * n * T), *s2 = malloc(sizeof(float) * n * T);
+    ms_pool *pools = calloc((size_t)n, sizeof *pools);
+    ms_rng r;
+    ms_rng_init(&r, 9, 0, 0);
+    for (int i = 0; i < n * T; i++) rows[i] = (int)ms_rng_below(&r, (uint32_t)te->n);
+    for (int b = 0; b < n; b++) {
+        ms_gather_rows(raw + (size_t)b * T * d, te->emb, rows + b * T, T, d);
+        ms_gather_rows(clin + (size_t)b * T * 3, te->clin, rows + b * T, T, 3);
+        pools[b] = (ms_pool){.n = T, .d = d, .raw = raw + (size_t)b * T * d, .clin = clin + (size_t)b * T * 3};
+    }
+    for (int clinical = 0; clinical < 2; clinical++) {
+        ms_selector sel;
+        memset(&sel, 0, sizeof sel);
+        MS_CHECK(ms_net_init(&sel.net, &ms_arch_bilstm, d + (clinical ? MS_NCLIN : 0), 16) == MS_OK);
+        ms_net_randomize(&sel.net, 7);
+        sel.clinical = clinical;
+        ms_strategy *st = ms_selector_strategy(&sel);
+        MS_EXPECT(st->score_rows != NULL);
+        for (int c0 = 0; c0 < n; c0 += st->score_batch) {
+            int nb = n - c0 < st->score_batch ? n - c0 : st->score_batch;
+            MS_EXPECT(st->score(st, pools + c0, nb, s1 + (size_t)c0 * T) == MS_OK);
+        }
+        MS_EXPECT(st->score_rows(st, te->emb, te->clin, te->n, d, rows, n, T, s2, NULL) == MS_OK);
+        ms_expect_relerr_f(clinical ? "score_rows vs score (clinical)" : "score_rows vs score", s2, s1,
+                           (size_t)n * T, 1e-5);
+        printf("   %s: bitwise the same: %s\n", clinical ? "clinical" : "embeddings only",
+               memcmp(s1, s2, sizeof(float) * n * T) ? "no" : "yes");
+        ms_strategy_free(st);
+    }
+    free(rows), free(raw), free(clin), free(s1), free(s2), free(pools);
+}
+
 int main(void) {
     test_versus_fixture();
     ms_synth_config sc;
@@ -311,6 +351,7 @@ int main(void) {
     ms_eval_result_free(&r2);
     for (int i = 0; i < 4; i++) ms_strategy_free(st[i]);
     test_streams_and_prefixes(&te);
+    test_score_rows(&te);
     ms_split_free(&tr), ms_split_free(&va), ms_split_free(&te);
     return ms_test_summary();
 }

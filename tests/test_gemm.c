@@ -102,6 +102,44 @@ static void test_rounding(void) {
               isinf(ms_bf16_to_f32(ms_bf16_round(3.4e38f))));
 }
 
+/* The vectorised array rounding (ms_bf16_round_n, ms_bf16_from_f32) against the scalar
+ * ms_bf16_round, bit for bit: random bit patterns (every exponent, NaNs with any payload,
+ * infinities, denormals), exact ties, and every length 0..40 so the vector tail is hit. */
+static void test_rounding_arrays(void) {
+    const size_t n = (1u << 19) + 37; /* large enough for ms_bf16_from_f32's threads */
+    float *src = malloc(sizeof(float) * n);
+    ms_bf16 *a = malloc(sizeof(ms_bf16) * n), *b = malloc(sizeof(ms_bf16) * n);
+    ms_rng r;
+    ms_rng_init(&r, 7, 0, 0);
+    for (size_t i = 0; i < n; i++) {
+        union { uint32_t u; float f; } v = {(uint32_t)ms_rng_next(&r)};
+        if (i % 5 == 1) v.u = (v.u & 0xffff0000u) | 0x8000u;       /* a tie */
+        if (i % 5 == 2) v.u &= 0x807fffffu;                       /* a denormal or zero */
+        if (i % 5 == 3) v.u |= 0x7f800000u;                       /* NaN or infinity */
+        if (i % 97 == 4) v.u = (v.u & 0x80000000u) | 0x7f800000u; /* infinity */
+        if (i % 89 == 5) v.u = 0x7f7fffffu;                       /* rounds up to infinity */
+        src[i] = v.f;
+    }
+    size_t bad = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        ms_set_threads(threads);
+        memset(a, 0, sizeof(ms_bf16) * n);
+        ms_bf16_from_f32(a, src, n);
+        for (size_t i = 0; i < n; i++) bad += a[i] != ms_bf16_round(src[i]);
+    }
+    for (size_t len = 0; len <= 40; len++) {
+        memset(b, 0, sizeof(ms_bf16) * 48);
+        ms_bf16_round_n(b + 1, src + 3, len); /* unaligned both sides */
+        bad += b[0] != 0 || b[len + 1] != 0;  /* nothing written outside */
+        for (size_t i = 0; i < len; i++) bad += b[1 + i] != ms_bf16_round(src[3 + i]);
+    }
+    if (bad) printf("vectorised bf16 rounding: %zu elements differ from ms_bf16_round\n", bad);
+    MS_EXPECT(bad == 0);
+    free(src);
+    free(a);
+    free(b);
+}
+
 /* The same product with 1, 2, 3 and 4 threads, and from inside a parallel region, must be
  * bitwise identical. Shapes chosen so that the blocking splits (large) and does not (small),
  * including a long-K product that a threaded BLAS would split along K. */
@@ -225,6 +263,7 @@ static void test_precision_names(void) {
 
 int main(void) {
     test_rounding();
+    test_rounding_arrays();
     test_precision_names();
     test_against_reference(MS_PREC_F32);
     test_thread_independence(MS_PREC_F32);

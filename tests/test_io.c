@@ -398,6 +398,28 @@ static void test_table_errors(void) {
     MS_CHECK(ms_npy_write(ms_tmp("inf.npy"), en, 3, 4) == MS_OK);
     EXPECT_FAIL(ms_table_load(&t, ms_tmp("inf.csv"), NULL), MS_ERR_DATA, "inf.npy",
                 "row 2 column 3 is not finite");
+    /* A float32 NPY of more than 4 MB (read straight into a huge-page allocation): the
+     * values arrive intact and the first non-finite one is named. */
+    {
+        const int R = 2100, C = 512;
+        float *ebig = calloc((size_t)R * C, sizeof(float));
+        ebig[(size_t)2050 * C + 7] = NAN;
+        ebig[(size_t)2060 * C + 1] = INFINITY;
+        FILE *f = fopen(ms_tmp("large.csv"), "w");
+        fputs("Path\n", f);
+        for (int i = 0; i < R; i++) fprintf(f, "img%d.png\n", i);
+        fclose(f);
+        MS_CHECK(ms_npy_write(ms_tmp("large.npy"), ebig, R, C) == MS_OK);
+        EXPECT_FAIL(ms_table_load(&t, ms_tmp("large.csv"), NULL), MS_ERR_DATA, "large.npy",
+                    "row 2050 column 7 is not finite");
+        ebig[(size_t)2050 * C + 7] = 1.0f;
+        ebig[(size_t)2060 * C + 1] = 2.0f;
+        MS_CHECK(ms_npy_write(ms_tmp("large.npy"), ebig, R, C) == MS_OK);
+        MS_EXPECT(ms_table_load(&t, ms_tmp("large.csv"), NULL) == MS_OK);
+        MS_EXPECT(t.n == R && t.d == C && memcmp(t.emb, ebig, sizeof(float) * (size_t)R * C) == 0);
+        ms_table_free(&t);
+        free(ebig);
+    }
     /* A float64 value beyond float32's range is not silently clipped. */
     double big[12] = {0, 0, 0, 0, 0, 1e300, 0, 0, 0, 0, 0, 0};
     hsize_t d2[2] = {3, 4};

@@ -277,14 +277,15 @@ static void test_fast_vs_ref(int B, int T, int D, int H, uint64_t seed, int dup)
  * bits of each operand (relative rounding error <= 2^-9), the products accumulate in fp32,
  * and the recurrence feeds rounded states back for T steps. Stated tolerance, as the
  * whole-tensor relative error max|bf16 - f32| / max|f32|: 2e-2 for the logits and for every
- * gradient tensor. */
+ * gradient tensor. With `dup` > 0 the rows repeat (dup distinct ones), which takes the
+ * repeated-row path: projection and dW_ih over the distinct rows. */
 static void run_threads(int nthreads, float *logits, ms_lstm_params *g, const float *x,
                         const float *dlog, const ms_lstm_params *p, int B, int T,
                         ms_precision prec);
 
-static void test_bf16_vs_f32(void) {
+static void test_bf16_vs_f32(int dup) {
     const int B = 4, T = 60, D = 512, H = 256;
-    printf("-- bf16 vs f32 (B=%d T=%d D=%d H=%d)\n", B, T, D, H);
+    printf("-- bf16 vs f32 (B=%d T=%d D=%d H=%d%s)\n", B, T, D, H, dup ? ", repeated rows" : "");
     ms_lstm_params p, gf, gb;
     ms_lstm_params_init(&p, D, H);
     ms_lstm_params_init(&gf, D, H);
@@ -295,6 +296,8 @@ static void test_bf16_vs_f32(void) {
     float *lf = malloc(sizeof(float) * BT), *lb = malloc(sizeof(float) * BT);
     fill_normal(x, BT * D, 42, 1.0 / sqrt((double)D));
     fill_normal(dlog, BT, 43, 1.0);
+    for (size_t r = 0; dup && r < BT; r++)
+        memcpy(x + r * D, x + ((7 * r + 3) % (size_t)dup) * D, sizeof(float) * (size_t)D);
     run_threads(2, lf, &gf, x, dlog, &p, B, T, MS_PREC_F32);
     run_threads(2, lb, &gb, x, dlog, &p, B, T, MS_PREC_BF16);
     ms_set_threads(0);
@@ -370,6 +373,89 @@ static void test_infer(int B, int T, int D, int H, ms_precision prec, int dup) {
     ms_lstm_params_free(&p);
 }
 
+/* A pool's forward-only logits do not depend on the batch it is scored in (the trainer
+ * validates in batches larger than its training batch and relies on it): 40 pools with
+ * repeated rows scored at once and in 4 batches of 10 give the same bits. */
+static void test_infer_batches(int D, int H, ms_precision prec) {
+    const int B = 40, T = 30, nb = 10, dup = 50;
+    printf("-- infer, %s: one batch vs batches of %d (B=%d T=%d D=%d H=%d, repeated rows)\n",
+           ms_precision_name(prec), nb, B, T, D, H);
+    ms_lstm_params p;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_randomize(&p, 61);
+    size_t BT = (size_t)B * T;
+    float *x = malloc(sizeof(float) * BT * D), *l1 = malloc(sizeof(float) * BT),
+          *l2 = malloc(sizeof(float) * BT);
+    fill_normal(x, BT * D, 62, 1.0 / sqrt((double)D));
+    for (size_t r = 0; r < BT; r++)
+        memcpy(x + r * D, x + ((7 * r + 5) % (size_t)dup) * D, sizeof(float) * (size_t)D);
+    size_t bytes = ms_lstm_infer_bytes(D, H, B, T, prec);
+    void *work = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    ms_lstm_infer(l1, work, x, &p, B, T, prec);
+    for (int b0 = 0; b0 < B; b0 += nb)
+        ms_lstm_infer(l2 + (size_t)b0 * T, work, x + (size_t)b0 * T * D, &p, nb, T, prec);
+    size_t bad = BT;
+    for (size_t r = 0; r < BT && bad == BT; r++)
+        if (memcmp(&l1[r], &l2[r], sizeof(float))) bad = r;
+    if (bad < BT) fprintf(stderr, "   row %zu: %.9g in one batch, %.9g in batches\n", bad, l1[bad], l2[bad]);
+    MS_EXPECT(bad == BT);
+    free(work);
+    free(x);
+    free(l1);
+    free(l2);
+    ms_lstm_params_free(&p);
+}
+
+/* Pools given as rows of one table (ms_lstm_project + ms_lstm_infer_rows) against
+ * ms_lstm_infer on the gathered pools and against the double reference (pool 0); 1 vs 2
+ * threads bitwise. */
+static void test_infer_rows(int B, int T, int D, int H, int N, ms_precision prec) {
+    printf("-- infer_rows vs infer, %s (B=%d T=%d D=%d H=%d N=%d)\n", ms_precision_name(prec), B, T,
+           D, H, N);
+    ms_lstm_params p;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_randomize(&p, 71);
+    size_t BT = (size_t)B * T;
+    float *x = malloc(sizeof(float) * (size_t)N * D), *xg = malloc(sizeof(float) * BT * D);
+    float *proj = malloc(sizeof(float) * (size_t)N * 8 * H);
+    float *l0 = malloc(sizeof(float) * BT), *l1 = malloc(sizeof(float) * BT),
+          *l2 = malloc(sizeof(float) * BT);
+    int *rows = malloc(sizeof(int) * BT);
+    fill_normal(x, (size_t)N * D, 72, 1.0 / sqrt((double)D));
+    ms_rng r;
+    ms_rng_init(&r, 73, 0, 0);
+    for (size_t i = 0; i < BT; i++) {
+        rows[i] = (int)ms_rng_below(&r, (uint32_t)N);
+        memcpy(xg + i * D, x + (size_t)rows[i] * D, sizeof(float) * (size_t)D);
+    }
+    size_t bytes = ms_lstm_infer_bytes(D, H, B, T, prec);
+    size_t rbytes = ms_lstm_infer_rows_bytes(H, B, T, prec);
+    void *work = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    void *rwork = aligned_alloc(64, (rbytes + 63) / 64 * 64);
+    ms_lstm_infer(l0, work, xg, &p, B, T, prec);
+    ms_set_threads(1);
+    ms_lstm_project(proj, x, N, &p, prec);
+    ms_lstm_infer_rows(l1, rwork, proj, N, rows, &p, B, T, prec);
+    ms_set_threads(2);
+    ms_lstm_project(proj, x, N, &p, prec);
+    ms_lstm_infer_rows(l2, rwork, proj, N, rows, &p, B, T, prec);
+    ms_set_threads(0);
+    ms_expect_relerr_f("infer_rows vs infer logits", l2, l0, BT, prec == MS_PREC_F32 ? 1e-5 : 1e-3);
+    printf("   bitwise the same as infer: %s\n", memcmp(l0, l2, sizeof(float) * BT) ? "no" : "yes");
+    MS_EXPECT(memcmp(l1, l2, sizeof(float) * BT) == 0);
+    if (prec == MS_PREC_F32) {
+        double *ref = malloc(sizeof(double) * (size_t)T), *cache = malloc(sizeof(double) * ms_lstm_ref_cache_size(T, H));
+        float *rf = malloc(sizeof(float) * (size_t)T);
+        ms_lstm_forward_ref(ref, cache, xg, &p, T);
+        for (int t = 0; t < T; t++) rf[t] = (float)ref[t];
+        ms_expect_close_f("infer_rows vs double reference (pool 0)", l2, rf, (size_t)T, 1e-5, 1e-4);
+        free(ref), free(cache), free(rf);
+    }
+    MS_EXPECT(rbytes < bytes);
+    free(work), free(rwork), free(x), free(xg), free(proj), free(l0), free(l1), free(l2), free(rows);
+    ms_lstm_params_free(&p);
+}
+
 /* The small-batch recurrent kernels against a plain double loop over the same operands
  * (bf16: the rounded ones). */
 static void test_recur_small(int B, int H) {
@@ -382,8 +468,6 @@ static void test_recur_small(int B, int H) {
     fill_normal(W, (size_t)H4 * H, 61, 0.2);
     fill_normal(h, (size_t)B * H, 62, 0.5);
     fill_normal(G0, (size_t)B * ldg, 63, 1.0);
-    for (int r = 0; r < H4; r++)
-        for (int j = 0; j < H; j++) wt[(size_t)j * H4 + r] = W[(size_t)r * H + j];
     for (int prec = 0; prec < 1 + ms_bf16_supported(); prec++) {
         for (int b = 0; b < B; b++)
             for (int r = 0; r < ldg; r++) {
@@ -401,6 +485,7 @@ static void test_recur_small(int B, int H) {
             ms_lstm_pack_pairs(wp, W, H);
             ms_lstm_recur_small_bf16(G, ldg, h, wp, B, H);
         } else {
+            ms_lstm_pack_panels(wt, W, H);
             ms_lstm_recur_small(G, ldg, h, wt, B, H);
         }
         ms_expect_close_f(prec ? "recur_small_bf16 vs plain" : "recur_small vs plain", G, R, (size_t)B * ldg,
@@ -986,6 +1071,12 @@ int main(void) {
     test_infer(1, 700, 24, 40, MS_PREC_F32, 0);
     test_infer(3, 300, 24, 37, MS_PREC_F32, 0);
     test_infer(3, 300, 24, 37, MS_PREC_F32, 150);
+    test_infer_batches(96, 64, MS_PREC_F32);
+    test_infer_batches(512, 256, MS_PREC_F32);
+    test_infer_rows(5, 200, 24, 16, 60, MS_PREC_F32);
+    test_infer_rows(3, 600, 24, 37, 1000, MS_PREC_F32); /* chunked pools */
+    test_infer_rows(1, 700, 24, 40, 300, MS_PREC_F32);  /* the matrix-vector recurrence */
+    test_infer_rows(70, 40, 24, 16, 500, MS_PREC_F32);
     test_recur_small(1, 40);
     test_recur_small(4, 37);
     test_recur_small(2, 256);
@@ -995,11 +1086,14 @@ int main(void) {
         test_infer(8, 40, 24, 32, MS_PREC_BF16, 50);
         test_infer(1, 700, 24, 40, MS_PREC_BF16, 0);
         test_infer(3, 300, 24, 37, MS_PREC_BF16, 0);
+        test_infer_rows(5, 200, 24, 16, 60, MS_PREC_BF16);
+        test_infer_rows(1, 700, 24, 40, 300, MS_PREC_BF16);
     }
     if (ms_bf16_supported()) {
         test_threads(MS_PREC_BF16, 0);
         test_threads(MS_PREC_BF16, 300);
-        test_bf16_vs_f32();
+        test_bf16_vs_f32(0);
+        test_bf16_vs_f32(90);
     } else {
         printf("bf16 checks skipped: this CPU has no AVX512_BF16\n");
     }

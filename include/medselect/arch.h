@@ -120,6 +120,14 @@ struct ms_arch {
      * run (x unchanged since). */
     void (*backward)(const ms_net *net, void *work, const float *x, const double *scale,
                      float *grads);
+    /* Optional (static architectures, for evaluation, where every pool is drawn from one
+     * matrix and the weights stay fixed): prepare_rows computes once, into work, what
+     * depends on a row alone for the rows x (N, D), and returns 1; or returns 0 when that
+     * would not fit its memory budget (then use run). run_rows then gives run()'s greedy
+     * logits0 (B, T, up to the work's Bmax and Tmax) for the pools rows (B, T): pool b's item
+     * t is x's row rows[b*T + t]. The weights and x must not change in between. */
+    int (*prepare_rows)(const ms_net *net, void *work, const float *x, int N);
+    void (*run_rows)(const ms_net *net, void *work, const int *rows, int B, int T, float *logits);
 };
 
 /* The registry. */

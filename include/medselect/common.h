@@ -93,6 +93,11 @@ void *ms_xmalloc(size_t bytes);
 void *ms_xcalloc(size_t count, size_t size);
 void *ms_xrealloc(void *p, size_t bytes);
 char *ms_xstrdup(const char *s);
+/* For arrays of many megabytes filled once and read in full (a pool's embeddings): aligned
+ * to 2 MB and, where the system has them, asking for transparent huge pages. Each first
+ * touch of a 4 KB page is a fault; on virtual machines those cost more than a read of the
+ * page (a 200 MB array: about 0.5 CPU-s in faults). Aborts when out of memory; free() it. */
+void *ms_xmalloc_large(size_t bytes);
 
 /* ---------------------------------------------------------------------------------------
  * Random numbers. xoshiro256** seeded through splitmix64 from (seed, stream, index):

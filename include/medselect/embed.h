@@ -135,9 +135,16 @@ void ms_resnet_ws_free(ms_resnet_ws *ws);
  * x is (B, cin, H, W) normalised input with cin = 3, or cin = 1 for a gray copied to 3
  * channels (exactly equivalent; needs ms_resnet_input_channels() == 1);
  * out is (B, dim). B <= max_batch, H and W as given to ms_resnet_ws_new.
- * With B >= threads the batch is split over the threads (single-threaded GEMMs each);
- * otherwise the images run one after the other and ms_gemm spreads each product. The
- * convolutions run in the process-wide precision (gemm.h: ms_set_precision). */
+ * The convolutions run in the process-wide precision (gemm.h: ms_set_precision); set it
+ * before ms_resnet_load, which rounds the weights to bf16 once when the precision is bf16
+ * then (otherwise bf16 convolutions round them on every call).
+ * At f32, where oneDNN has optimized convolution kernels for the CPU (AVX2 or AVX-512) and
+ * the widths fill its channel blocks (multiples of 16), the network runs on oneDNN's
+ * convolution primitives: the batch is cut into micro-batches of a size set by the input
+ * size and max_batch, which the threads take one at a time, each image's result bitwise
+ * independent of the thread count. Otherwise (bf16, other CPUs or widths) im2col + GEMM:
+ * with B >= threads the batch is split over the threads (single-threaded GEMMs each), else
+ * the images run one after the other and ms_gemm spreads each product. */
 void ms_resnet_forward(const ms_resnet *net, ms_resnet_ws *ws, const float *x, int cin, int B,
                        float *out);
 

@@ -90,8 +90,12 @@ void ms_gemm_packed_run_bf16(ms_gemm_packed *P, int M, const ms_bf16 *A, int lda
 void ms_gemm_ref(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc, ms_precision prec);
 
-/* fp32 -> bf16 with round to nearest even (NaN stays NaN), and back (exact). */
+/* fp32 -> bf16 with round to nearest even (NaN stays NaN), and back (exact).
+ * ms_bf16_from_f32 spreads large arrays over the threads (outside a parallel region);
+ * ms_bf16_round_n runs on the calling thread (rows inside a parallel region). Both are
+ * vectorised and give bitwise the result of ms_bf16_round on each element. */
 void ms_bf16_from_f32(ms_bf16 *dst, const float *src, size_t n);
+void ms_bf16_round_n(ms_bf16 *dst, const float *src, size_t n);
 static inline ms_bf16 ms_bf16_round(float x) {
     union { float f; uint32_t u; } v = {x};
     if ((v.u & 0x7fffffffu) > 0x7f800000u) return (ms_bf16)((v.u >> 16) | 0x40u); /* quiet NaN */

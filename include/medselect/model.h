@@ -198,10 +198,27 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
 size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec);
 void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_params *p, int B,
                    int T, ms_precision prec);
-/* The recurrent product of a small batch (ms_lstm_infer uses it for B <= 4 on pools of 64 items or more): G (B, 4H) rows
- * ldg apart += h (B, H) W_hh^T, with wt = W_hh^T stored (H, 4H). Single-threaded; fp32
- * sums in a fixed order (per output, j = 0..H-1 ascending). */
-void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wt, int B, int H);
+/* Pools whose items are rows of one matrix (evaluation: every pool drawn from one split,
+ * the weights fixed): the input projection depends on the row alone, so it is computed once.
+ * proj: (2, N, 4H) out, direction d's x W_ih_d^T (no biases) for x (N, D); prec as above.
+ * ms_lstm_infer_rows then gives ms_lstm_infer's logits (B, T) for the pools rows (B, T)
+ * (indices in [0, N)): pool b's item t is x's row rows[b*T + t]. work:
+ * ms_lstm_infer_rows_bytes(H, B, T, prec) bytes, 64-byte aligned, owned by the caller. */
+void ms_lstm_project(float *proj, const float *x, int N, const ms_lstm_params *p,
+                     ms_precision prec);
+size_t ms_lstm_infer_rows_bytes(int H, int B, int T, ms_precision prec);
+void ms_lstm_infer_rows(float *logits, void *work, const float *proj, int N, const int *rows,
+                        const ms_lstm_params *p, int B, int T, ms_precision prec);
+/* The recurrent product of a small batch (ms_lstm_infer uses it for B <= 4 on pools of 64
+ * items or more): G (B, 4H) rows ldg apart += h (B, H) W_hh^T, with W_hh packed by
+ * ms_lstm_pack_panels: W_hh^T cut into panels of 128 outputs, each panel's (H, 128) floats
+ * contiguous, wp[((r / 128) * H + j) * 128 + r % 128] = W_hh[r, j], then the last 4H mod 128
+ * outputs as an (H, 4H mod 128) block; 4H * H floats. One step reads the weights in storage
+ * order (the column-strided W_hh^T put all of a panel's rows, 4 KB apart at H = 256, into the
+ * same cache sets). Single-threaded; fp32 sums in a fixed order (per output, j = 0..H-1
+ * ascending). */
+void ms_lstm_pack_panels(float *wp, const float *W_hh, int H);
+void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wp, int B, int H);
 /* The same in bf16 (ms_lstm_infer at MS_PREC_BF16): h is rounded to bf16 inside, and the
  * weights come packed by ms_lstm_pack_pairs: W_hh^T rounded to bf16 with inputs j = 2q,
  * 2q+1 side by side, wp[(q * 4H + r) * 2 + e] = W_hh[r, 2q + e] (0 past H); (H+1)/2 * 4H

@@ -73,6 +73,14 @@ struct ms_strategy {
     ms_status (*select_scored)(const ms_strategy *s, const float *scores, int n_items, int k,
                                uint64_t seed, int *out, ms_arena *ws);
     int score_batch;           /* pools per score call that suit the model's memory */
+    /* Optional, beside score: the same scores (up to float rounding) for n pools of T items
+     * given as rows of one matrix, x (N, d) as stored with clin (N, 3) or NULL, and rows
+     * (n, T) indices into them; what depends on a row alone is computed once per call (the
+     * evaluation draws every pool from one split). prog (may be NULL) gets one unit per
+     * pool and is polled for cancellation between batches. Called from one thread. */
+    ms_status (*score_rows)(const ms_strategy *s, const float *x, const float *clin, int N,
+                            int d, const int *rows, int n, int T, float *scores,
+                            ms_progress *prog);
     /* 1 when select(k) always returns the first k items of select(k') for every k < k' on
      * the same pool and seed (see "Rankings and budgets" above); evaluate then selects once
      * at the largest K and scores prefixes. 0 when the selection depends on K. */

@@ -1,6 +1,7 @@
 /* ms_common.c: error messages, checked allocation, the seeded generator (xoshiro256**),
  * threads, the stderr progress bar and the workspace arena (output files: ms_output.c). */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 #include "medselect/common.h"
 
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <omp.h>
@@ -48,6 +50,18 @@ void ms_abort_at(const char *file, int line, const char *what) {
 void *ms_xmalloc(size_t bytes) {
     void *p = malloc(bytes ? bytes : 1);
     if (!p) ms_abort_at(__FILE__, __LINE__, "out of memory");
+    return p;
+}
+
+void *ms_xmalloc_large(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < 2 * huge) return ms_xmalloc(bytes);
+    size_t n = (bytes + huge - 1) / huge * huge; /* aligned_alloc: a multiple of the alignment */
+    void *p = aligned_alloc(huge, n);
+    if (!p) ms_abort_at(__FILE__, __LINE__, "out of memory");
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, n, MADV_HUGEPAGE); /* a hint: without it the pages are 4 KB */
+#endif
     return p;
 }
 

@@ -13,6 +13,9 @@
 #include "medselect/gemm.h"
 
 #include <cpuid.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 #include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -69,9 +72,37 @@ ms_status ms_precision_parse(const char *s, ms_precision *out) {
     return ms_precision_check(*out);
 }
 
+/* Round to nearest even, 16 floats at a time: the integer recipe of ms_bf16_round (add
+ * 0x7fff plus the lowest kept bit, keep the upper half; NaNs become quiet NaNs), so the
+ * result is bitwise the scalar one for every input (denormals included, which
+ * vcvtneps2bf16 would flush). The scalar loop is the reference and does the tail. */
+void ms_bf16_round_n(ms_bf16 *dst, const float *src, size_t n) {
+    size_t i = 0;
+#ifdef __AVX512F__
+    const __m512i absmask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    const __m512i quiet = _mm512_set1_epi32(0x40);
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_loadu_si512((const void *)(src + i));
+        __m512i hi = _mm512_srli_epi32(u, 16);
+        __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(hi, one)), 16);
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absmask), inf);
+        r = _mm512_mask_or_epi32(r, nan, hi, quiet);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm512_cvtepi32_epi16(r));
+    }
+#endif
+    for (; i < n; i++) dst[i] = ms_bf16_round(src[i]);
+}
+
 void ms_bf16_from_f32(ms_bf16 *dst, const float *src, size_t n) {
+    /* chunks of 4096 (whole cache lines of both arrays) spread over the threads */
+    const size_t chunk = 4096, nchunk = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) if (n >= (1u << 18) && !omp_in_parallel())
-    for (size_t i = 0; i < n; i++) dst[i] = ms_bf16_round(src[i]);
+    for (size_t c = 0; c < nchunk; c++) {
+        size_t i0 = c * chunk, m = n - i0 < chunk ? n - i0 : chunk;
+        ms_bf16_round_n(dst + i0, src + i0, m);
+    }
 }
 
 /* ---- blocking ----------------------------------------------------------------------------- */

@@ -86,6 +86,28 @@ void ms_resnet_forward_micro(const ms_resnet *net, float *out, const float *x, i
 /* Floats needed by one activation buffer and by col for a micro-batch of b images. */
 void ms_resnet_ws_sizes(const ms_resnet *net, int b, int H, int W, size_t *act, size_t *col);
 
+/* ---- the oneDNN path (ms_resnet_dnnl.c) ---------------------------------------------- */
+
+/* The network on oneDNN's convolution and pooling primitives, activations in its blocked
+ * channel layout, for images of H x W in micro-batches of at most `micro`, run by up to
+ * `threads` threads (each with its own buffers). f32 only. NULL when oneDNN offers no
+ * optimized kernel on this CPU for a layer (then the im2col path runs), or when the
+ * environment variable MS_EMBED_IM2COL is set. */
+typedef struct ms_rdnn ms_rdnn;
+ms_rdnn *ms_rdnn_new(const ms_resnet *net, int H, int W, int micro, int threads);
+void ms_rdnn_free(ms_rdnn *r);
+int ms_rdnn_micro(const ms_rdnn *r);
+/* out (n, dim) for x (n, cin, H, W) NCHW, n <= micro, on thread slot t (0 <= t < threads):
+ * one thread's work, single-threaded. The primitives for a given n are made on first use. */
+void ms_rdnn_forward_micro(ms_rdnn *r, int t, const float *x, int cin, int n, float *out);
+
+/* ms_resnet_ws_new with the oneDNN path's micro-batch fixed (0: chosen from the input size
+ * and max_batch, as ms_resnet_ws_new does); for tests. */
+ms_resnet_ws *ms_resnet_ws_new_micro(const ms_resnet *net, int max_batch, int height, int width,
+                                     int threads, int micro);
+/* The oneDNN path's micro-batch size, 0 when the workspace has no oneDNN path. */
+int ms_resnet_ws_dnnl(const ms_resnet_ws *ws);
+
 /* ---- weights ------------------------------------------------------------------------- */
 /* Model weights are read with the io module's safetensors reader (medselect/safetensors.h),
  * which validates the whole layout; these add the checks the network needs. */

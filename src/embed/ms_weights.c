@@ -280,8 +280,10 @@ ms_status ms_resnet_load(ms_resnet **out, const char *model_dir) {
         g->b[o] = net->conv1.b[o];
     }
     MS_CHECK((size_t)(cur - net->params) == total);
-    if (ms_bf16_supported()) {
-        /* every convolution's weights in bf16, rounded once here rather than per call */
+    if (ms_bf16_supported() && ms_get_precision() == MS_PREC_BF16) {
+        /* every convolution's weights in bf16, rounded once here rather than per call (a
+         * model loaded at f32 and then run at bf16 rounds them per call instead: the same
+         * values, more slowly) */
         ms_conv *all[2 + 8 * 3];
         int nc = 0;
         all[nc++] = &net->conv1;

@@ -109,7 +109,26 @@ static ms_status score_all(const ms_split *s, const ms_eval_config *cfg, const m
     ms_pool *pools = ms_xcalloc((size_t)B, sizeof *pools);
     for (int b = 0; b < B; b++) ms_task_alloc(&tasks[b], &cfg->shape, NULL);
     ms_status rc = MS_OK;
-    for (int g = 0; g < cfg->n_groups && !rc; g++) {
+    /* the hook for pools given as row indices: the model does its per-row work once for the
+     * split instead of once per pool item, and no pool is gathered */
+    int *rows = st->score_rows ? ms_xmalloc(sizeof(int) * (size_t)cfg->tasks * P) : NULL;
+    for (int g = 0; g < cfg->n_groups && !rc && rows; g++) {
+        const ms_eval_group *grp = &cfg->group[g];
+        uint64_t stream = ms_eval_group_stream(s, grp);
+        for (int c0 = 0; c0 < cfg->tasks; c0 += B) {
+            int nb = cfg->tasks - c0 < B ? cfg->tasks - c0 : B;
+#pragma omp parallel for schedule(static)
+            for (int b = 0; b < nb; b++) {
+                int *scr = scratch + (size_t)omp_get_thread_num() * nscr;
+                ms_task_sample(&tasks[b], s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, stream,
+                               (uint64_t)(c0 + b), scr);
+                memcpy(rows + (size_t)(c0 + b) * P, tasks[b].pool, sizeof(int) * (size_t)P);
+            }
+        }
+        rc = st->score_rows(st, s->emb, s->clin, s->n, D, rows, cfg->tasks, P,
+                            out + (size_t)g * cfg->tasks * P, prog);
+    }
+    for (int g = 0; g < cfg->n_groups && !rc && !rows; g++) {
         const ms_eval_group *grp = &cfg->group[g];
         uint64_t stream = ms_eval_group_stream(s, grp);
         for (int c0 = 0; c0 < cfg->tasks && !rc; c0 += B) {
@@ -130,6 +149,7 @@ static ms_status score_all(const ms_split *s, const ms_eval_config *cfg, const m
         }
     }
     for (int b = 0; b < B; b++) ms_task_free(&tasks[b]);
+    free(rows);
     free(tasks);
     free(pools);
     free(raw);

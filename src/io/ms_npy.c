@@ -206,7 +206,7 @@ static int read_f4_direct(const char *path, float **out, int *rows, int *cols) {
     size_t n = (size_t)r * (size_t)c;
     if ((uint64_t)sb.st_size < (uint64_t)(hstart + hlen) + (uint64_t)n * 4) goto out;
     if (ms_check_alloc((uint64_t)n * sizeof(float), "the array", path)) goto out;
-    x = ms_xmalloc(sizeof(float) * n);
+    x = ms_xmalloc_large(sizeof(float) * n);
     if (fread(x, sizeof(float), n, f) != n) goto out;
     *out = x;
     x = NULL;

@@ -321,7 +321,13 @@ static ms_status check_convertible(const ms_st_file *f, const ms_st_tensor *t) {
 ms_status ms_st_to_f32(const ms_st_file *f, const ms_st_tensor *t, float *out) {
     ms_status st = check_convertible(f, t);
     if (st) return st;
+    const unsigned char *p = t->data;
+    /* one loop per 16-bit dtype (model weights come as F16/BF16: tens of millions of values) */
     if (t->dtype == MS_ST_F32) memcpy(out, t->data, 4 * t->numel);
+    else if (t->dtype == MS_ST_F16)
+        for (size_t j = 0; j < t->numel; j++) out[j] = ms_st_f16_to_f32((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
+    else if (t->dtype == MS_ST_BF16)
+        for (size_t j = 0; j < t->numel; j++) out[j] = ms_st_bf16_to_f32((uint16_t)(p[2 * j] | p[2 * j + 1] << 8));
     else
         for (size_t j = 0; j < t->numel; j++) out[j] = (float)value_at(t, j);
     return MS_OK;

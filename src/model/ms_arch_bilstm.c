@@ -54,6 +54,9 @@ typedef struct {
     float *dlogits;  /* (Bmax, Tmax): d logp_b / d logits of the last draw */
     int B, T;
     ms_arena *arenas; /* (nthreads) */
+    float *proj;      /* prepare_rows: (2, projN, 4H) input projections, in proj_prec */
+    int projN;
+    ms_precision proj_prec;
 } bilstm_work;
 
 static void *bilstm_work_new(const ms_net *net, int Bmax, int Tmax, int Kmax) {
@@ -72,11 +75,54 @@ static void bilstm_work_free(void *p) {
     if (!w) return;
     if (w->cache.memory) ms_lstm_cache_free(&w->cache);
     free(w->infer);
+    free(w->proj);
     for (int i = 0; i < w->nthreads; i++) ms_arena_free(&w->arenas[i]);
     free(w->arenas);
     free(w->logits);
     free(w->dlogits);
     free(w);
+}
+
+/* Grows the forward-only workspace to `bytes`. */
+static void infer_fit(bilstm_work *w, size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (bytes <= w->infer_bytes) return;
+    free(w->infer);
+    w->infer = aligned_alloc(64, bytes);
+    if (!w->infer) ms_abort_at(__FILE__, __LINE__, "out of memory");
+    w->infer_bytes = bytes;
+}
+
+/* The projection table of prepare_rows is 2 * N * 4H floats: at most this many bytes. */
+#define BILSTM_PROJ_BUDGET ((size_t)512 << 20)
+
+static int bilstm_prepare_rows(const ms_net *net, void *work, const float *x, int N) {
+    bilstm_work *w = work;
+    MS_CHECK(x && N >= 1);
+    size_t bytes = sizeof(float) * (size_t)N * 8 * (size_t)net->H;
+    free(w->proj);
+    w->proj = NULL;
+    w->projN = 0;
+    if (bytes > BILSTM_PROJ_BUDGET) return 0;
+    w->proj = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!w->proj) ms_abort_at(__FILE__, __LINE__, "out of memory");
+    ms_lstm_params v;
+    ms_net_lstm_view(net, net->params, &v);
+    w->proj_prec = ms_get_precision();
+    ms_lstm_project(w->proj, x, N, &v, w->proj_prec);
+    w->projN = N;
+    return 1;
+}
+
+static void bilstm_run_rows(const ms_net *net, void *work, const int *rows, int B, int T,
+                            float *logits) {
+    bilstm_work *w = work;
+    MS_CHECK(w->proj && B <= w->Bmax && T <= w->Tmax);
+    MS_CHECK(w->proj_prec == ms_get_precision());
+    ms_lstm_params v;
+    ms_net_lstm_view(net, net->params, &v);
+    infer_fit(w, ms_lstm_infer_rows_bytes(net->H, B, T, w->proj_prec));
+    ms_lstm_infer_rows(logits, w->infer, w->proj, w->projN, rows, &v, B, T, w->proj_prec);
 }
 
 static void bilstm_run(const ms_net *net, void *work, const float *x, int B, int T, const int *k,
@@ -90,13 +136,7 @@ static void bilstm_run(const ms_net *net, void *work, const float *x, int B, int
         /* forward only (selection, validation): no backward follows, so no cache; a cache
          * a sampled run left for its backward stays untouched */
         ms_precision prec = ms_get_precision();
-        size_t bytes = (ms_lstm_infer_bytes(net->D, net->H, B, T, prec) + 63) / 64 * 64;
-        if (bytes > w->infer_bytes) {
-            free(w->infer);
-            w->infer = aligned_alloc(64, bytes);
-            if (!w->infer) ms_abort_at(__FILE__, __LINE__, "out of memory");
-            w->infer_bytes = bytes;
-        }
+        infer_fit(w, ms_lstm_infer_bytes(net->D, net->H, B, T, prec));
         ms_lstm_infer(w->logits, w->infer, x, &v, B, T, prec);
     } else {
         if (!w->cache.memory) ms_lstm_cache_init(&w->cache, net->D, net->H, w->Bmax, w->Tmax);
@@ -161,4 +201,6 @@ const ms_arch ms_arch_bilstm = {
     .work_free = bilstm_work_free,
     .run = bilstm_run,
     .backward = bilstm_backward,
+    .prepare_rows = bilstm_prepare_rows,
+    .run_rows = bilstm_run_rows,
 };

@@ -210,6 +210,7 @@ void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
     c->bf_bytes = 0;
     c->w_ih_bf = c->w_hh_bf = c->x_bf = c->step_bf = c->dg_bf = c->h_bf = NULL;
     c->prec = prec;
+    c->B = 0; /* the rounded copies a backward reads are gone: a forward must come first */
     if (prec == MS_PREC_F32) return;
     size_t D = (size_t)c->D, H = (size_t)c->H, BT = (size_t)c->Bmax * (size_t)c->Tmax;
     size_t n[6] = {8 * H * D, 8 * H * H, BT * D, 8 * (size_t)c->Bmax * H, BT * 8 * H, BT * 2 * H};
@@ -231,14 +232,7 @@ void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
 
 /* Rows of a strided fp32 matrix (rows, cols, ld) into a strided bf16 one (row stride dld). */
 static void rows_to_bf16_ld(ms_bf16 *dst, size_t dld, const float *src, int rows, int cols, size_t ld) {
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) dst[(size_t)r * dld + j] = ms_bf16_round(src[(size_t)r * ld + j]);
-}
-
-/* Rows r of a strided fp32 matrix (rows, cols, ld) into a packed bf16 (rows, cols). */
-static void rows_to_bf16(ms_bf16 *dst, const float *src, int rows, int cols, size_t ld) {
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) dst[(size_t)r * cols + j] = ms_bf16_round(src[(size_t)r * ld + j]);
+    for (int r = 0; r < rows; r++) ms_bf16_round_n(dst + (size_t)r * dld, src + (size_t)r * ld, (size_t)cols);
 }
 
 /* ---- vectorisable exp, sigmoid, tanh ---------------------------------------------------
@@ -383,12 +377,13 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
     const float *bias = cache->bias + dir * H4;                     /* (4H) */
     struct ms_gemm_packed *whh = whh_packed(cache, p, dir, 0);      /* W_hh^T (H, 4H) */
     float *S = cache->step + (size_t)dir * cache->Bmax * H4;        /* (B, 4H) */
+    /* bf16: h_{t-1} rounded once, by the previous step's gate loop, into a dense (B, H)
+     * left operand, and into h_bf (B*T, 2H) for the backward's dW_hh */
+    ms_bf16 *hb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
     for (int s = 0; s < T; s++) {
         int t = dir ? T - 1 - s : s, tp = dir ? t + 1 : t - 1;
         float *G = cache->gates + (size_t)t * 8 * H + dir * H4; /* row b at G + b*ldg */
-        if (s > 0 && cache->prec == MS_PREC_BF16) { /* the same product on rounded operands */
-            ms_bf16 *hb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
-            rows_to_bf16(hb, cache->h + (size_t)tp * 2 * H + dir * H, B, H, ldh);
+        if (s > 0 && hb) { /* the same product on rounded operands */
             ms_gemm_packed_run_bf16(whh, B, hb, H, S, (int)H4);
         } else if (s > 0) { /* S (B, 4H) = h_{t-1} (B, H) W_hh^T (H, 4H) */
             /* h_{t-1} gathered into a dense (B, H) copy (the backward's dh scratch, unused
@@ -426,6 +421,11 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
                 g[3 * H + j] = go;
                 cc[j] = cv;
                 hh[j] = go * fast_tanh(cv);
+            }
+            if (hb) {
+                ms_bf16 *hr = cache->h_bf + row;
+                ms_bf16_round_n(hr, hh, (size_t)H);
+                memcpy(hb + (size_t)b * H, hr, sizeof(ms_bf16) * (size_t)H);
             }
         }
     }
@@ -517,6 +517,10 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
     float *dc = cache->dc + (size_t)dir * cache->Bmax * H;          /* (B, H) */
     double *db = cache->dacc + (size_t)dir * 5 * H;                 /* (4H) */
     double *dw = db + H4;                                           /* (H) */
+    /* bf16: each row of dL/d(pre-activation) is rounded once, here, into dg_bf (B*T, 8H)
+     * (the operand of dW_ih and dW_hh) and into a dense (B, 4H) copy, the left operand of
+     * the step's dh product */
+    ms_bf16 *gb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
     memset(dh, 0, sizeof(float) * (size_t)B * H);
     memset(dc, 0, sizeof(float) * (size_t)B * H);
     memset(db, 0, sizeof(double) * 5 * (size_t)H);
@@ -543,14 +547,17 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                 g[2 * H + j] = dcv * gi * (1.0f - gg * gg);
                 g[3 * H + j] = dhv * tc * go * (1.0f - go);
             }
+            if (gb) {
+                ms_bf16 *gr = cache->dg_bf + ((size_t)b * T + t) * 8 * H + dir * H4;
+                ms_bf16_round_n(gr, g, H4);
+                memcpy(gb + (size_t)b * H4, gr, sizeof(ms_bf16) * H4);
+            }
 #pragma omp simd
             for (size_t r = 0; r < H4; r++) db[r] += (double)g[r];
 #pragma omp simd
             for (int j = 0; j < H; j++) dw[j] += (double)dl * (double)hh[j];
         }
-        if (s > 0 && cache->prec == MS_PREC_BF16) {
-            ms_bf16 *gb = cache->step_bf + (size_t)dir * cache->Bmax * H4;
-            rows_to_bf16(gb, G, B, (int)H4, ldg);
+        if (s > 0 && gb) {
             ms_gemm_packed_run_bf16(whh, B, gb, (int)H4, dh, H);
         } else if (s > 0) { /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
             ms_gemm_packed_run(whh, B, G, (int)ldg, dh, H);
@@ -573,6 +580,8 @@ static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, 
     const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H, ncol = 8 * (size_t)H;
     const float *dG = cache->gates + dir * H4;
     float *pu = cache->pu + dir * H4;
+    /* bf16: dW_hh first, from the rounded dG in dg_bf, which pu's rounding then overwrites */
+    if (cache->prec == MS_PREC_BF16) dw_hh_direction(grads, cache, dir);
     for (int u = 0; u < U; u++) memset(pu + (size_t)u * ncol, 0, sizeof(float) * H4);
     for (size_t r = 0; r < BT; r++) {
         float *dst = pu + (size_t)cache->uniq[r] * ncol;
@@ -587,8 +596,8 @@ static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, 
         ms_gemm_bf16('T', 'N', (int)H4, D, U, 1.0f, pb, (int)ncol, cache->x_bf, D, 1.0f, gw, D);
     } else {
         ms_gemm('T', 'N', (int)H4, D, U, 1.0f, pu, (int)ncol, cache->xu, D, 1.0f, gw, D, MS_PREC_F32);
+        dw_hh_direction(grads, cache, dir);
     }
-    dw_hh_direction(grads, cache, dir);
 }
 
 /* dW_hh_dir (4H, H) += sum over (b, t) of dG_t^T h_{t-1}. In the flattened (b, t) row order
@@ -599,19 +608,23 @@ static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, 
 static void dw_hh_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir) {
     const int H = cache->H, B = cache->B, T = cache->T;
     const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H, ncol = 8 * (size_t)H;
+    const int bf = cache->prec == MS_PREC_BF16;
+    /* bf16: the rounded copies dg_bf and h_bf (written by backward_direction and
+     * forward_direction) are the operands, and their rows are the ones zeroed */
     float *dG = cache->gates;
+    ms_bf16 *dgb = cache->dg_bf;
     for (int b = 0; b < B; b++) {
-        if (dir == 0 && b > 0) memset(dG + (size_t)b * T * ncol, 0, sizeof(float) * H4);
-        if (dir == 1 && b < B - 1) memset(dG + ((size_t)b * T + T - 1) * ncol + H4, 0, sizeof(float) * H4);
+        size_t r0 = (size_t)b * T * ncol, r1 = ((size_t)b * T + T - 1) * ncol + H4;
+        if (dir == 0 && b > 0 && bf) memset(dgb + r0, 0, sizeof(ms_bf16) * H4);
+        if (dir == 0 && b > 0 && !bf) memset(dG + r0, 0, sizeof(float) * H4);
+        if (dir == 1 && b < B - 1 && bf) memset(dgb + r1, 0, sizeof(ms_bf16) * H4);
+        if (dir == 1 && b < B - 1 && !bf) memset(dG + r1, 0, sizeof(float) * H4);
     }
     if (BT <= 1) return;
     float *gw = grads->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH];
     /* forward: dG rows 1.. with h rows 0..; reverse: dG rows 0.. with h rows 1.. */
     const size_t goff = dir ? H4 : ncol, hoff = dir ? 3 * (size_t)H : 0;
-    if (cache->prec == MS_PREC_BF16) {
-        ms_bf16 *gb = cache->dg_bf + dir * H4, *hb = cache->h_bf + dir * (size_t)H;
-        rows_to_bf16_ld(gb, ncol, dG + dir * H4, (int)BT, (int)H4, ncol);
-        rows_to_bf16_ld(hb, 2 * (size_t)H, cache->h + dir * (size_t)H, (int)BT, H, 2 * (size_t)H);
+    if (bf) {
         ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, cache->dg_bf + goff, (int)ncol,
                      cache->h_bf + hoff, 2 * H, 1.0f, gw, H);
     } else {
@@ -655,8 +668,7 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
         /* [dW_ih; dW_ih_reverse] (8H, D) += dG^T (8H, B*T) x (B*T, D): one multi-threaded
          * product over all rows, before dw_hh_direction zeroes some of them */
         float *dG = cache->gates; /* (B*T, 8H) pre-activation gradients */
-        if (cache->prec == MS_PREC_BF16) {
-            ms_bf16_from_f32(cache->dg_bf, dG, BT * 8 * H);
+        if (cache->prec == MS_PREC_BF16) { /* dg_bf: the rounded dG (backward_direction) */
             ms_gemm_bf16('T', 'N', 8 * H, D, (int)BT, 1.0f, cache->dg_bf, 8 * H, cache->x_bf, D, 1.0f,
                          grads->t[MS_LSTM_W_IH], D);
         } else {
@@ -695,7 +707,7 @@ typedef struct {
     float *bias;   /* (4H) b_ih + b_hh */
     double *part;  /* (B, T) w_d . h_t */
     ms_bf16 *w_ih, *w_hh, *xb, *hb; /* bf16 only: (4H, D), (4H, H), (tc or B*T, D), (B, H) */
-    float *w_hh_t; /* B <= MS_INFER_SMALL_B, f32: W_hh transposed, (H, 4H) */
+    float *w_hh_t; /* B <= MS_INFER_SMALL_B, f32: W_hh^T in panels (ms_lstm_pack_panels) */
     ms_bf16 *w_hh_p; /* B <= MS_INFER_SMALL_B, bf16: W_hh^T in pairs (ms_lstm_pack_pairs) */
 } infer_dir;
 
@@ -706,20 +718,33 @@ typedef struct {
 enum { MS_INFER_SMALL_B = 4, MS_INFER_SMALL_T = 64 };
 static int infer_small(int B, int T) { return B <= MS_INFER_SMALL_B && T >= MS_INFER_SMALL_T; }
 
-void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wt, int B, int H) {
+/* Where W_hh[r, j] lies in ms_lstm_pack_panels' layout. */
+static inline size_t panel_at(int r, int j, int H) {
+    const int H4 = 4 * H, full = H4 / 128 * 128;
+    return r < full ? ((size_t)(r / 128) * H + j) * 128 + (size_t)(r % 128)
+                    : (size_t)full * H + (size_t)j * (H4 - full) + (size_t)(r - full);
+}
+
+void ms_lstm_pack_panels(float *wp, const float *W_hh, int H) {
+    for (int r = 0; r < 4 * H; r++)
+        for (int j = 0; j < H; j++) wp[panel_at(r, j, H)] = W_hh[(size_t)r * H + j];
+}
+
+void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wp, int B, int H) {
     const int H4 = 4 * H;
     for (int b = 0; b < B; b++) {
         const float *hb = h + (size_t)b * H;
         float *g = G + (size_t)b * ldg;
         int r0 = 0;
 #ifdef __AVX512F__
-        /* 128 outputs at a time in eight vector accumulators: one pass over W_hh^T's rows
-         * j = 0..H-1, each output's sum in that order (fused multiply-adds) */
+        /* 128 outputs at a time in eight vector accumulators: one pass over the panel's
+         * contiguous (H, 128) floats, each output's sum in the order j = 0..H-1 (fused
+         * multiply-adds) */
         for (; r0 + 128 <= H4; r0 += 128) {
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-            for (int j = 0; j < H; j++) {
+            const float *row = wp + (size_t)r0 * H;
+            for (int j = 0; j < H; j++, row += 128) {
                 const __m512 v = _mm512_set1_ps(hb[j]);
-                const float *row = wt + (size_t)j * H4 + r0;
                 a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row), a0);
                 a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 16), a1);
                 a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(row + 32), a2);
@@ -742,7 +767,7 @@ void ms_lstm_recur_small(float *G, int ldg, const float *h, const float *wt, int
 #endif
         for (int r = r0; r < H4; r++) { /* the plain loop: no AVX-512, or the tail */
             float a = 0.0f;
-            for (int j = 0; j < H; j++) a = fmaf(hb[j], wt[(size_t)j * H4 + r], a);
+            for (int j = 0; j < H; j++) a = fmaf(hb[j], wp[panel_at(r, j, H)], a);
             g[r] += a;
         }
     }
@@ -794,15 +819,17 @@ void ms_lstm_recur_small_bf16(float *G, int ldg, const float *h, const ms_bf16 *
     }
 }
 
+/* given: the input projections come from the caller (ms_lstm_infer_rows), so no gate
+ * buffer and no rounded input or W_ih. */
 static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
-                          ms_precision prec) {
+                          ms_precision prec, int given) {
     size_t off = 0, tc = (size_t)infer_chunk(B, T), h = (size_t)H, b = (size_t)B;
 #define CARVE(field, type, n)                                                              \
     do {                                                                                   \
         if (base) w->field = (type *)(base + off);                                         \
         off += ((sizeof(type) * (n)) + 63) / 64 * 64;                                      \
     } while (0)
-    CARVE(gates, float, b * tc * 4 * h);
+    if (!given) CARVE(gates, float, b * tc * 4 * h);
     CARVE(step, float, b * 4 * h);
     CARVE(h, float, b * h);
     CARVE(c, float, b * h);
@@ -811,9 +838,9 @@ static size_t infer_carve(infer_dir *w, char *base, int D, int H, int B, int T,
     if (infer_small(B, T) && prec == MS_PREC_F32) CARVE(w_hh_t, float, 4 * h * h);
     if (infer_small(B, T) && prec == MS_PREC_BF16) CARVE(w_hh_p, ms_bf16, 4 * h * (h + 1));
     if (prec == MS_PREC_BF16) {
-        CARVE(w_ih, ms_bf16, 4 * h * (size_t)D);
+        if (!given) CARVE(w_ih, ms_bf16, 4 * h * (size_t)D);
         CARVE(w_hh, ms_bf16, 4 * h * h);
-        CARVE(xb, ms_bf16, (tc == (size_t)T ? b : 1) * tc * (size_t)D);
+        if (!given) CARVE(xb, ms_bf16, (tc == (size_t)T ? b : 1) * tc * (size_t)D);
         CARVE(hb, ms_bf16, b * h);
     }
 #undef CARVE
@@ -827,6 +854,8 @@ enum { INFER_UCAP = 4096 };
 
 typedef struct {
     dedupe_buf db;
+    const int *idx; /* (B*T) row r's projection is row idx[r] of pu[dir] (U > 0) */
+    int given;      /* 1: pu comes from the caller (ms_lstm_infer_rows): no product here */
     int ucap;      /* 0: no deduplication at this size */
     float *xu;     /* (ucap, D) */
     ms_bf16 *xub;  /* (ucap, D), bf16 only */
@@ -862,7 +891,7 @@ static size_t infer_shared_carve(infer_shared *w, char *base, int D, int H, int 
 size_t ms_lstm_infer_bytes(int D, int H, int B, int T, ms_precision prec) {
     infer_dir w;
     infer_shared sh;
-    return 2 * infer_carve(&w, NULL, D, H, B, T, prec) +
+    return 2 * infer_carve(&w, NULL, D, H, B, T, prec, 0) +
            infer_shared_carve(&sh, NULL, D, H, B, T, prec);
 }
 
@@ -876,19 +905,19 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
     for (int r = 0; r < H4; r++)
         w->bias[r] = p->t[dir ? MS_LSTM_B_IH_R : MS_LSTM_B_IH][r] +
                      p->t[dir ? MS_LSTM_B_HH_R : MS_LSTM_B_HH][r];
-    if (prec == MS_PREC_BF16) ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
+    if (prec == MS_PREC_BF16 && !sh->given) ms_bf16_from_f32(w->w_ih, W_ih, (size_t)H4 * D);
     const int small = infer_small(B, T);
     if (small && prec == MS_PREC_BF16) ms_lstm_pack_pairs(w->w_hh_p, W_hh, H);
-    if (small && prec == MS_PREC_F32) /* W_hh^T (H, 4H) */
-        for (int r = 0; r < H4; r++)
-            for (int j = 0; j < H; j++) w->w_hh_t[(size_t)j * H4 + r] = W_hh[(size_t)r * H + j];
+    if (small && prec == MS_PREC_F32) ms_lstm_pack_panels(w->w_hh_t, W_hh, H);
     /* larger batches: W_hh^T (H, 4H) packed once for the T steps (one pack per call: the
      * call's steps outweigh it) */
     struct ms_gemm_packed *whh = small ? NULL : ms_gemm_pack('T', H4, H, W_hh, H, prec);
     memset(w->h, 0, sizeof(float) * (size_t)B * H);
     memset(w->c, 0, sizeof(float) * (size_t)B * H);
     float *pu = U > 0 ? sh->pu[dir] : NULL; /* (U, 4H) = xu W_ih^T */
-    if (pu && prec == MS_PREC_BF16)
+    if (sh->given) {
+        /* computed once by the caller (ms_lstm_project) */
+    } else if (pu && prec == MS_PREC_BF16)
         ms_gemm_bf16('N', 'T', U, H4, D, 1.0f, sh->xub, D, w->w_ih, D, 0.0f, pu, H4);
     else if (pu)
         ms_gemm('N', 'T', U, H4, D, 1.0f, sh->xu, D, W_ih, D, 0.0f, pu, H4, MS_PREC_F32);
@@ -933,7 +962,7 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
                 memset(S, 0, sizeof(float) * (size_t)B * H4);
             }
             for (int b = 0; b < B; b++) {
-                const float *g = pu ? pu + (size_t)sh->db.uniq[(size_t)b * T + t] * H4 : G + (size_t)b * ldg;
+                const float *g = pu ? pu + (size_t)sh->idx[(size_t)b * T + t] * H4 : G + (size_t)b * ldg;
                 const float *bias = w->bias, *sb = S + (size_t)b * H4;
                 float *cc = w->c + (size_t)b * H, *hh = w->h + (size_t)b * H;
                 double acc = 0.0;
@@ -963,10 +992,11 @@ void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_para
     infer_dir w[2];
     infer_shared sh;
     memset(&sh, 0, sizeof sh);
-    size_t half = infer_carve(&w[0], work, p->D, p->H, B, T, prec);
-    infer_carve(&w[1], (char *)work + half, p->D, p->H, B, T, prec);
+    size_t half = infer_carve(&w[0], work, p->D, p->H, B, T, prec, 0);
+    infer_carve(&w[1], (char *)work + half, p->D, p->H, B, T, prec, 0);
     infer_shared_carve(&sh, (char *)work + 2 * half, p->D, p->H, B, T, prec);
     int U = sh.ucap ? dedupe_rows(&sh.db, x, (size_t)B * T, p->D, sh.ucap) : 0;
+    sh.idx = sh.db.uniq;
     for (int u = 0; u < U; u++)
         memcpy(sh.xu + (size_t)u * p->D, x + (size_t)sh.db.first[u] * p->D, sizeof(float) * (size_t)p->D);
     if (U > 0 && prec == MS_PREC_BF16) ms_bf16_from_f32(sh.xub, sh.xu, (size_t)U * p->D);
@@ -975,6 +1005,68 @@ void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_para
     {
         for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
             infer_direction(&w[dir], &sh, U, x, p, dir, B, T, prec);
+    }
+    const double bias = p->t[MS_LSTM_LIN_B][0];
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        logits[r] = (float)(w[0].part[r] + w[1].part[r] + bias);
+}
+
+/* ---- forward-only scoring of pools given as rows of one matrix --------------------------
+ * Evaluation draws every pool from one split with fixed weights, so x W_ih^T depends on the
+ * split's row alone: ms_lstm_project computes it once for all N rows (two products of N
+ * rows, instead of one per pool item) and ms_lstm_infer_rows runs the recurrence reading
+ * each item's projection from that table. The same per-row product and the same step loop
+ * as ms_lstm_infer's distinct-row path. */
+
+void ms_lstm_project(float *proj, const float *x, int N, const ms_lstm_params *p,
+                     ms_precision prec) {
+    MS_CHECK(proj && x && p && N >= 1);
+    MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
+    const int D = p->D, H4 = 4 * p->H;
+    ms_bf16 *xb = NULL, *wb = NULL;
+    if (prec == MS_PREC_BF16) { /* once per call, not per step */
+        xb = alloc64(sizeof(ms_bf16) * (size_t)N * D);
+        wb = alloc64(sizeof(ms_bf16) * (size_t)H4 * D);
+        ms_bf16_from_f32(xb, x, (size_t)N * D);
+    }
+    for (int d = 0; d < 2; d++) {
+        const float *W_ih = p->t[d ? MS_LSTM_W_IH_R : MS_LSTM_W_IH]; /* (4H, D) */
+        float *out = proj + (size_t)d * N * H4;                         /* (N, 4H) */
+        if (prec == MS_PREC_BF16) {
+            ms_bf16_from_f32(wb, W_ih, (size_t)H4 * D);
+            ms_gemm_bf16('N', 'T', N, H4, D, 1.0f, xb, D, wb, D, 0.0f, out, H4);
+        } else {
+            ms_gemm('N', 'T', N, H4, D, 1.0f, x, D, W_ih, D, 0.0f, out, H4, MS_PREC_F32);
+        }
+    }
+    free(xb);
+    free(wb);
+}
+
+size_t ms_lstm_infer_rows_bytes(int H, int B, int T, ms_precision prec) {
+    infer_dir w;
+    return 2 * infer_carve(&w, NULL, 1, H, B, T, prec, 1);
+}
+
+void ms_lstm_infer_rows(float *logits, void *work, const float *proj, int N, const int *rows,
+                        const ms_lstm_params *p, int B, int T, ms_precision prec) {
+    MS_CHECK(logits && work && proj && rows && p && N >= 1 && B >= 1 && T >= 1);
+    MS_CHECK(prec == MS_PREC_F32 || ms_bf16_supported());
+    for (size_t r = 0; r < (size_t)B * T; r++) MS_CHECK(rows[r] >= 0 && rows[r] < N);
+    infer_dir w[2];
+    infer_shared sh;
+    memset(&sh, 0, sizeof sh);
+    size_t half = infer_carve(&w[0], work, p->D, p->H, B, T, prec, 1);
+    infer_carve(&w[1], (char *)work + half, p->D, p->H, B, T, prec, 1);
+    sh.given = 1;
+    sh.idx = rows;
+    sh.pu[0] = (float *)proj; /* read only */
+    sh.pu[1] = (float *)proj + (size_t)N * 4 * p->H;
+    int nt = direction_threads();
+#pragma omp parallel num_threads(nt)
+    {
+        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
+            infer_direction(&w[dir], &sh, N, NULL, p, dir, B, T, prec);
     }
     const double bias = p->t[MS_LSTM_LIN_B][0];
     for (size_t r = 0; r < (size_t)B * T; r++)

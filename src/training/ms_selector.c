@@ -21,6 +21,7 @@ typedef struct {
     ms_selector sel;
     work_slot slot[MAX_THREADS]; /* per OpenMP thread; zeroed until first use */
     work_slot batch;             /* for selector_score (B pools at once) */
+    work_slot rows;              /* for selector_score_rows, freed after each call */
     float *batch_x;              /* (B, T, Din) input of selector_score */
     int *batch_k, *batch_n, *batch_picks;
     double *batch_logp;
@@ -44,6 +45,7 @@ static void selector_free(void *p) {
     selector_ctx *c = p;
     for (int i = 0; i < MAX_THREADS; i++) slot_free(&c->sel, &c->slot[i]);
     slot_free(&c->sel, &c->batch);
+    slot_free(&c->sel, &c->rows);
     free(c->batch_x);
     free(c->batch_k);
     free(c->batch_n);
@@ -180,6 +182,69 @@ static ms_status selector_score(const ms_strategy *s, const ms_pool *pools, int 
     return MS_OK;
 }
 
+/* Pools per run_rows call: the recurrent product of a step is (B, H) x (H, 4H), and larger
+ * B amortises streaming W_hh once per step (no input batch is held: only indices). */
+enum { ROWS_BATCH = 64 };
+
+/* Pools given as rows of one matrix: the architecture prepares the rows once (the bilstm:
+ * their input projections) and runs the pools in batches of ROWS_BATCH; when it cannot
+ * (no hook, or the rows too many for its budget) the pools are gathered and scored by
+ * selector_score, score_batch at a time. */
+static ms_status selector_score_rows(const ms_strategy *s, const float *x, const float *clin,
+                                     int N, int d, const int *rows, int n, int T, float *scores,
+                                     ms_progress *prog) {
+    selector_ctx *c = s->ctx;
+    const ms_selector *sel = &c->sel;
+    const ms_arch *a = sel->net.arch;
+    ms_pool probe = {.n = T, .d = d, .x = NULL, .raw = x, .clin = clin};
+    ms_status st = check_pool(s, &probe, 1);
+    if (st) return st;
+    for (size_t r = 0; r < (size_t)n * T; r++) MS_CHECK(rows[r] >= 0 && rows[r] < N);
+    const int Din = sel->net.D;
+    float *xc = NULL;
+    if (sel->clinical) { /* the selector's input rows, once for the N rows */
+        xc = ms_xmalloc(sizeof(float) * (size_t)N * Din);
+        ms_pool all = {.n = N, .d = d, .x = NULL, .raw = x, .clin = clin};
+        pool_input(xc, &all, 1);
+    }
+    slot_fit(sel, &c->rows, ROWS_BATCH, T, 1);
+    int ready = a->prepare_rows && a->run_rows &&
+                a->prepare_rows(&sel->net, c->rows.work, xc ? xc : x, N);
+    free(xc);
+    if (ready) {
+        for (int c0 = 0; c0 < n && !st; c0 += ROWS_BATCH) {
+            int nb = n - c0 < ROWS_BATCH ? n - c0 : ROWS_BATCH;
+            a->run_rows(&sel->net, c->rows.work, rows + (size_t)c0 * T, nb, T, scores + (size_t)c0 * T);
+            if (prog) ms_progress_add(prog, nb);
+            if (ms_progress_cancelled(prog)) st = ms_fail(MS_ERR_CANCELLED, "cancelled");
+        }
+        slot_free(sel, &c->rows);
+        return st;
+    }
+    slot_free(sel, &c->rows);
+    const int B = s->score_batch > 0 ? s->score_batch : 1;
+    float *raw = ms_xmalloc(sizeof(float) * (size_t)B * T * d);
+    float *cl = clin ? ms_xmalloc(sizeof(float) * (size_t)B * T * MS_NCLIN) : NULL;
+    ms_pool *pools = ms_xcalloc((size_t)B, sizeof *pools);
+    for (int c0 = 0; c0 < n && !st; c0 += B) {
+        int nb = n - c0 < B ? n - c0 : B;
+        for (int b = 0; b < nb; b++) {
+            const int *pr = rows + (size_t)(c0 + b) * T;
+            ms_gather_rows(raw + (size_t)b * T * d, x, pr, T, d);
+            if (cl) ms_gather_rows(cl + (size_t)b * T * MS_NCLIN, clin, pr, T, MS_NCLIN);
+            pools[b] = (ms_pool){.n = T, .d = d, .x = NULL, .raw = raw + (size_t)b * T * d,
+                                 .clin = cl ? cl + (size_t)b * T * MS_NCLIN : NULL};
+        }
+        st = selector_score(s, pools, nb, scores + (size_t)c0 * T);
+        if (!st && prog) ms_progress_add(prog, nb);
+        if (!st && ms_progress_cancelled(prog)) st = ms_fail(MS_ERR_CANCELLED, "cancelled");
+    }
+    free(pools);
+    free(cl);
+    free(raw);
+    return st;
+}
+
 ms_strategy *ms_selector_strategy(ms_selector *sel) {
     ms_strategy *s = ms_xcalloc(1, sizeof *s);
     selector_ctx *c = ms_xcalloc(1, sizeof *c);
@@ -202,6 +267,7 @@ ms_strategy *ms_selector_strategy(ms_selector *sel) {
         s->select_scored = selector_pick;
         /* 32 pools: at pool 1000 and H 256 the bilstm's batch cache is about 400 MB */
         s->score_batch = 32;
+        s->score_rows = selector_score_rows;
     }
     s->ctx = c;
     s->free_ctx = selector_free;

@@ -198,14 +198,16 @@ typedef struct {
     int S;           /* draws per task (cfg->samples, at least 1); per-draw arrays hold B S */
     ms_net params, grads, m, v; /* grads, m, v: the same layout, used as flat arrays */
     void *work;      /* the architecture's work object for (B S, P, Kmax) */
-    float *x;        /* (B S, P, Din); draw j = b S + s of task b */
+    int VB;          /* tasks per validation batch (val_batch): at least B S */
+    void *vwork;     /* the architecture's work object for validation, (VB, P, Kmax) */
+    float *x;        /* (max(B S, VB), P, Din); draw j = b S + s of task b */
     int *kb;         /* (B S) budget of each draw */
     int *picks;      /* (B S, Kmax) */
     int *npicks;     /* (B S) */
     double *logp, *scale; /* (B S) */
     ms_rng *rngs;    /* (B S) */
     int n_val_k, val_k[32]; /* validation budgets: prefixes of one greedy ranking */
-    ms_task *tasks;  /* (B) */
+    ms_task *tasks;  /* (max(B, VB)) */
     int *task_mem;
     uint8_t *y_mem;
     double *reward, *baseline; /* (B S) */
@@ -221,7 +223,7 @@ typedef struct {
 } trainer;
 
 static void trainer_tasks_alloc(trainer *tr, const ms_task_shape *sh) {
-    int P = sh->pool, Q = sh->query, B = tr->B;
+    int P = sh->pool, Q = sh->query, B = tr->B > tr->VB ? tr->B : tr->VB;
     tr->tasks = ms_xcalloc((size_t)B, sizeof(ms_task));
     tr->task_mem = ms_xmalloc(sizeof(int) * (size_t)B * (P + Q));
     tr->y_mem = ms_xmalloc((size_t)B * (P + Q));
@@ -289,22 +291,37 @@ static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, 
     return first;
 }
 
+/* Tasks per validation batch. Validation is forward-only, so its batches can be larger than
+ * the training batch: bigger recurrent products and fewer calls (one projection of the
+ * split's distinct rows per batch). Up to 256 tasks while a batch holds at most 8192 pool
+ * rows (pools of 30: 256 tasks; paper-size pools of 1000: the training batch as before),
+ * never fewer than the B S draws of a training iteration, whose buffers it shares. A task's
+ * logits do not depend on the batch it is scored in (the products sum each element in the
+ * same order for any number of rows), so neither does the validation AUROC. */
+static int val_batch(int BS, int P, int val_tasks) {
+    int vb = 8192 / (P > 0 ? P : 1);
+    if (vb > 256) vb = 256;
+    if (vb > val_tasks) vb = val_tasks;
+    return vb > BS ? vb : BS;
+}
+
 /* Mean greedy AUROC (and random AUROC) over the fixed meta-validation tasks, averaged over
  * the validation budgets (prefixes of one greedy ranking of Kmax items). */
 static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, double *random_out) {
     const ms_train_config *cfg = tr->cfg;
     const ms_arch *a = tr->params.arch;
     double sum = 0, rsum = 0;
-    long *ids = ms_xmalloc(sizeof(long) * (size_t)tr->B);
+    const int VB = tr->VB;
+    long *ids = ms_xmalloc(sizeof(long) * (size_t)VB);
     ms_status st = MS_OK;
     ms_net_mode greedy = {.sampler = cfg->sampler, .greedy = 1};
-    for (int b = 0; b < tr->B; b++) tr->kb[b] = tr->Kmax;
-    for (int start = 0; start < cfg->val_tasks && !st; start += tr->B) {
-        int nb = cfg->val_tasks - start < tr->B ? cfg->val_tasks - start : tr->B;
+    for (int b = 0; b < VB; b++) tr->kb[b] = tr->Kmax;
+    for (int start = 0; start < cfg->val_tasks && !st; start += VB) {
+        int nb = cfg->val_tasks - start < VB ? cfg->val_tasks - start : VB;
         for (int b = 0; b < nb; b++) ids[b] = start + b;
         st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb, -1);
         if (st) break;
-        a->run(&tr->params, tr->work, tr->x, nb, tr->P, tr->kb, tr->Kmax, greedy, NULL, tr->picks, tr->npicks,
+        a->run(&tr->params, tr->vwork, tr->x, nb, tr->P, tr->kb, tr->Kmax, greedy, NULL, tr->picks, tr->npicks,
                tr->logp, NULL);
 #pragma omp parallel for schedule(static)
         for (int b = 0; b < nb; b++) {
@@ -593,20 +610,23 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     tr.Kmax = cfg->k;
     const int BS = tr.B * tr.S; /* draws per iteration */
     tr.work = arch->work_new(&tr.params, BS, tr.P, tr.Kmax);
+    tr.VB = val_batch(BS, tr.P, cfg->val_tasks);
+    tr.vwork = arch->work_new(&tr.params, tr.VB, tr.P, tr.Kmax);
+    const int NB = BS > tr.VB ? BS : tr.VB; /* the per-draw arrays serve both */
     {
         int k0 = cfg->k_min > 0 ? cfg->k_min : cfg->k;
         for (int kk = k0; kk < cfg->k && tr.n_val_k < 31; kk *= 2) tr.val_k[tr.n_val_k++] = kk;
         tr.val_k[tr.n_val_k++] = cfg->k;
     }
-    tr.x = ms_xmalloc(sizeof(float) * (size_t)BS * tr.P * tr.Din);
-    tr.kb = ms_xmalloc(sizeof(int) * (size_t)BS);
-    tr.picks = ms_xmalloc(sizeof(int) * (size_t)BS * tr.Kmax);
-    tr.npicks = ms_xmalloc(sizeof(int) * (size_t)BS);
-    tr.logp = ms_xmalloc(sizeof(double) * (size_t)BS);
+    tr.x = ms_xmalloc(sizeof(float) * (size_t)NB * tr.P * tr.Din);
+    tr.kb = ms_xmalloc(sizeof(int) * (size_t)NB);
+    tr.picks = ms_xmalloc(sizeof(int) * (size_t)NB * tr.Kmax);
+    tr.npicks = ms_xmalloc(sizeof(int) * (size_t)NB);
+    tr.logp = ms_xmalloc(sizeof(double) * (size_t)NB);
     tr.scale = ms_xmalloc(sizeof(double) * (size_t)BS);
     tr.rngs = ms_xmalloc(sizeof(ms_rng) * (size_t)BS);
-    tr.reward = ms_xmalloc(sizeof(double) * (size_t)BS);
-    tr.baseline = ms_xmalloc(sizeof(double) * (size_t)BS);
+    tr.reward = ms_xmalloc(sizeof(double) * (size_t)NB);
+    tr.baseline = ms_xmalloc(sizeof(double) * (size_t)NB);
     trainer_tasks_alloc(&tr, &cfg->shape);
     tr.nthreads = omp_get_max_threads();
     tr.arenas = ms_xcalloc((size_t)tr.nthreads, sizeof(ms_arena));
@@ -764,6 +784,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     free(tr.baseline);
     ms_selector_meta_free(&meta);
     arch->work_free(tr.work);
+    arch->work_free(tr.vwork);
     ms_net_free(&tr.params);
     ms_net_free(&tr.grads);
     ms_net_free(&tr.m);
