@@ -182,6 +182,67 @@ static void test_thread_independence(ms_precision prec) {
     }
 }
 
+/* ms_gemm_bf16_1t (one single-threaded call) against the reference on rounded operands
+ * (strided operands, alpha/beta, a long K), then bitwise the same result with 1, 2 and 4
+ * threads, from inside a parallel region, and from a parallel region of one thread. */
+static void test_bf16_1t(void) {
+    const struct {
+        char ta, tb;
+        int M, N, K, pad;
+        float alpha, beta;
+    } cases[] = {{'T', 'N', 96, 80, 3000, 3, 1.0f, 1.0f}, {'N', 'T', 33, 17, 65, 0, -2.0f, 0.5f},
+                 {'N', 'N', 300, 64, 40, 1, 1.0f, 0.0f},  {'T', 'T', 5, 7, 9, 2, 0.5f, 0.0f},
+                 {'T', 'N', 4, 4, 0, 0, 1.0f, 0.5f}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const int M = cases[c].M, N = cases[c].N, K = cases[c].K, pad = cases[c].pad;
+        const char ta = cases[c].ta, tb = cases[c].tb;
+        const int lda = (ta == 'N' ? K : M) + pad, ldb = (tb == 'N' ? N : K) + pad, ldc = N + pad;
+        const size_t na = (size_t)(ta == 'N' ? M : K) * lda, nb = (size_t)(tb == 'N' ? K : N) * ldb;
+        const size_t nc = (size_t)M * ldc;
+        float *A = rand_mat(na ? na : 1, 31), *B = rand_mat(nb ? nb : 1, 32), *C0 = rand_mat(nc, 33);
+        float *R = malloc(sizeof(float) * nc), *C1 = malloc(sizeof(float) * nc), *Ct = malloc(sizeof(float) * nc);
+        ms_bf16 *Ab = malloc(sizeof(ms_bf16) * (na ? na : 1)), *Bb = malloc(sizeof(ms_bf16) * (nb ? nb : 1));
+        ms_bf16_from_f32(Ab, A, na);
+        ms_bf16_from_f32(Bb, B, nb);
+        memcpy(R, C0, sizeof(float) * nc);
+        ms_gemm_ref(ta, tb, M, N, K, cases[c].alpha, A, lda, B, ldb, cases[c].beta, R, ldc, MS_PREC_BF16);
+        ms_set_threads(1);
+        memcpy(C1, C0, sizeof(float) * nc);
+        ms_gemm_bf16_1t(ta, tb, M, N, K, cases[c].alpha, Ab, lda, Bb, ldb, cases[c].beta, C1, ldc);
+        char what[160];
+        snprintf(what, sizeof what, "bf16_1t %c%c M=%d N=%d K=%d pad=%d vs reference", ta, tb, M, N, K, pad);
+        ms_expect_close_f(what, C1, R, nc, 1.2e-7 * (K > 0 ? K : 1) * (fabs(cases[c].alpha) + 1.0), 0.0);
+        int same = 1;
+        for (int nt = 2; nt <= 4; nt += 2) {
+            ms_set_threads(nt);
+            memcpy(Ct, C0, sizeof(float) * nc);
+            ms_gemm_bf16_1t(ta, tb, M, N, K, cases[c].alpha, Ab, lda, Bb, ldb, cases[c].beta, Ct, ldc);
+            same &= memcmp(C1, Ct, sizeof(float) * nc) == 0;
+        }
+        for (int team = 1; team <= 2; team++) {
+            ms_set_threads(2);
+            memcpy(Ct, C0, sizeof(float) * nc);
+#pragma omp parallel num_threads(team)
+            {
+#pragma omp single
+                ms_gemm_bf16_1t(ta, tb, M, N, K, cases[c].alpha, Ab, lda, Bb, ldb, cases[c].beta, Ct, ldc);
+            }
+            same &= memcmp(C1, Ct, sizeof(float) * nc) == 0;
+        }
+        if (!same) printf("bf16_1t %c%c M=%d N=%d K=%d differs between thread counts\n", ta, tb, M, N, K);
+        MS_EXPECT(same);
+        free(A);
+        free(B);
+        free(C0);
+        free(R);
+        free(C1);
+        free(Ct);
+        free(Ab);
+        free(Bb);
+    }
+    ms_set_threads(0);
+}
+
 /* Packed weights against the reference loop (both weight orientations, strided A and C,
  * a row count other than the one the layout was chosen for), then bitwise
  * the same results when the object is created and run under 1, 2 and 4 OpenMP threads and
@@ -272,6 +333,7 @@ int main(void) {
         test_against_reference(MS_PREC_BF16);
         test_bf16_vs_f32();
         test_thread_independence(MS_PREC_BF16);
+        test_bf16_1t();
         test_packed(MS_PREC_BF16);
     } else {
         printf("bf16 checks skipped: this CPU has no AVX512_BF16\n");

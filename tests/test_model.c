@@ -283,8 +283,8 @@ static void run_threads(int nthreads, float *logits, ms_lstm_params *g, const fl
                         const float *dlog, const ms_lstm_params *p, int B, int T,
                         ms_precision prec);
 
-static void test_bf16_vs_f32(int dup) {
-    const int B = 4, T = 60, D = 512, H = 256;
+static void test_bf16_vs_f32(int B, int T, int dup) {
+    const int D = 512, H = 256;
     printf("-- bf16 vs f32 (B=%d T=%d D=%d H=%d%s)\n", B, T, D, H, dup ? ", repeated rows" : "");
     ms_lstm_params p, gf, gb;
     ms_lstm_params_init(&p, D, H);
@@ -329,6 +329,48 @@ static void test_bf16_vs_f32(int dup) {
     ms_lstm_params_free(&p);
     ms_lstm_params_free(&gf);
     ms_lstm_params_free(&gb);
+}
+
+/* A cache that ran a longer batch first gives bitwise the results of a fresh one: nothing
+ * of the earlier batch (states past a task's ends, rounded copies) leaks into the next. */
+static void test_cache_reuse(ms_precision prec) {
+    const int D = 64, H = 32, B0 = 4, T0 = 50, B = 3, T = 13;
+    printf("-- %s: reused cache vs fresh cache\n", ms_precision_name(prec));
+    ms_lstm_params p, g0, g1, g2;
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_init(&g0, D, H);
+    ms_lstm_params_init(&g1, D, H);
+    ms_lstm_params_init(&g2, D, H);
+    ms_lstm_params_randomize(&p, 61);
+    size_t n0 = (size_t)B0 * T0, n = (size_t)B * T;
+    float *x = malloc(sizeof(float) * n0 * D), *dlog = malloc(sizeof(float) * n0);
+    float *l = malloc(sizeof(float) * n0), *l1 = malloc(sizeof(float) * n), *l2 = malloc(sizeof(float) * n);
+    fill_normal(x, n0 * D, 62, 1.0);
+    fill_normal(dlog, n0, 63, 1.0);
+    ms_set_threads(2);
+    ms_lstm_cache c;
+    ms_lstm_cache_init(&c, D, H, B0, T0);
+    ms_lstm_cache_set_precision(&c, prec);
+    ms_lstm_forward(l, &c, x, &p, B0, T0);
+    ms_lstm_backward(&g0, dlog, &c, x, &p);
+    ms_lstm_forward(l1, &c, x + n * D, &p, B, T); /* other rows, a shorter batch */
+    ms_lstm_backward(&g1, dlog, &c, x + n * D, &p);
+    ms_lstm_cache_free(&c);
+    run_threads(2, l2, &g2, x + n * D, dlog, &p, B, T, prec);
+    ms_set_threads(0);
+    MS_EXPECT(memcmp(l1, l2, sizeof(float) * n) == 0);
+    int same = memcmp(g1.memory, g2.memory, sizeof(float) * p.count) == 0;
+    if (!same) ms_expect_relerr_f("reused cache gradients vs fresh", g1.memory, g2.memory, p.count, 0.0);
+    MS_EXPECT(same);
+    free(x);
+    free(dlog);
+    free(l);
+    free(l1);
+    free(l2);
+    ms_lstm_params_free(&p);
+    ms_lstm_params_free(&g0);
+    ms_lstm_params_free(&g1);
+    ms_lstm_params_free(&g2);
 }
 
 /* ---- forward-only scoring ------------------------------------------------------------
@@ -1061,6 +1103,7 @@ int main(void) {
     test_fast_vs_ref(4, 20, 9, 8, 35, 1);
     test_threads(MS_PREC_F32, 0);
     test_threads(MS_PREC_F32, 300);
+    test_cache_reuse(MS_PREC_F32);
     test_infer(1, 1300, 24, 16, MS_PREC_F32, 0);
     test_infer(5, 900, 24, 16, MS_PREC_F32, 0);
     test_infer(8, 40, 24, 32, MS_PREC_F32, 50);
@@ -1092,8 +1135,13 @@ int main(void) {
     if (ms_bf16_supported()) {
         test_threads(MS_PREC_BF16, 0);
         test_threads(MS_PREC_BF16, 300);
-        test_bf16_vs_f32(0);
-        test_bf16_vs_f32(90);
+        test_cache_reuse(MS_PREC_BF16);
+        test_bf16_vs_f32(4, 60, 0);
+        test_bf16_vs_f32(4, 60, 90);
+        /* short pools: every row at a task's end (T = 1: no recurrent gradient at all) */
+        test_bf16_vs_f32(3, 1, 0);
+        test_bf16_vs_f32(2, 2, 0);
+        test_bf16_vs_f32(5, 13, 0);
     } else {
         printf("bf16 checks skipped: this CPU has no AVX512_BF16\n");
     }

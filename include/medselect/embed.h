@@ -138,13 +138,16 @@ void ms_resnet_ws_free(ms_resnet_ws *ws);
  * The convolutions run in the process-wide precision (gemm.h: ms_set_precision); set it
  * before ms_resnet_load, which rounds the weights to bf16 once when the precision is bf16
  * then (otherwise bf16 convolutions round them on every call).
- * At f32, where oneDNN has optimized convolution kernels for the CPU (AVX2 or AVX-512) and
- * the widths fill its channel blocks (multiples of 16), the network runs on oneDNN's
- * convolution primitives: the batch is cut into micro-batches of a size set by the input
- * size and max_batch, which the threads take one at a time, each image's result bitwise
- * independent of the thread count. Otherwise (bf16, other CPUs or widths) im2col + GEMM:
- * with B >= threads the batch is split over the threads (single-threaded GEMMs each), else
- * the images run one after the other and ms_gemm spreads each product. */
+ * Where oneDNN has optimized convolution kernels for the CPU (AVX2 or AVX-512; bf16 needs
+ * AVX512_BF16) and the widths fill its channel blocks (multiples of 16), the network runs on
+ * oneDNN's convolution primitives at the precision in force when the workspace was made: the
+ * batch is cut into micro-batches of a size set by the input size and max_batch, which the
+ * threads take one at a time, each image's result bitwise independent of the thread count.
+ * At bf16 that path also rounds the activations between layers (residual sums included) to
+ * bf16. Otherwise (other CPUs or widths, or a forward at another precision than the
+ * workspace's) im2col + GEMM: with B >= threads the batch is split over the threads
+ * (single-threaded GEMMs each), else the images run one after the other and ms_gemm spreads
+ * each product. */
 void ms_resnet_forward(const ms_resnet *net, ms_resnet_ws *ws, const float *x, int cin, int B,
                        float *out);
 

@@ -56,6 +56,15 @@ void ms_gemm(char ta, char tb, int M, int N, int K, float alpha, const float *A,
 void ms_gemm_bf16(char ta, char tb, int M, int N, int K, float alpha, const ms_bf16 *A, int lda,
                   const ms_bf16 *B, int ldb, float beta, float *C, int ldc);
 
+/* The same as one single-threaded call on the calling thread, without ms_gemm's blocking
+ * into slabs (each slab re-reads the other operand): for products that already run one
+ * per thread, such as an LSTM direction's weight gradient, where K (the rows summed over) is
+ * long. The summation order depends on the shapes only, so results are bitwise the same for
+ * any thread count, inside or outside a parallel region (not necessarily the bits of
+ * ms_gemm_bf16, which may block differently). */
+void ms_gemm_bf16_1t(char ta, char tb, int M, int N, int K, float alpha, const ms_bf16 *A,
+                     int lda, const ms_bf16 *B, int ldb, float beta, float *C, int ldc);
+
 /* Packed weights: a matrix W that multiplies many left operands (the recurrent weights of
  * the LSTM, used once per time step) prepared once in the kernel's own blocked layout, so
  * that each product does not re-pack it. Products

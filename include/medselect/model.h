@@ -133,11 +133,13 @@ typedef struct {
      * states, logits and all accumulators stay fp32/double. */
     ms_precision prec;
     ms_bf16 *w_ih_bf;  /* (8H, D): [W_ih; W_ih_reverse] */
-    ms_bf16 *w_hh_bf;  /* (2, 4H, H): W_hh, W_hh_reverse */
-    ms_bf16 *x_bf;     /* (Bmax, Tmax, D): the forward's input, reused by the backward */
+    ms_bf16 *z_bf;     /* (Bmax, Tmax, D + 2H): row (b, t) = [h_fwd_{t-1} | x_t | h_rev_{t+1}],
+                          zero states past the task's ends: the operand of the weight
+                          gradients (with repeated rows, the x part holds the distinct rows) */
+    ms_bf16 *x_bf;     /* = z_bf + H: the forward's input, row stride D + 2H */
     ms_bf16 *step_bf;  /* (2, Bmax, 4H): per direction, one step's h_{t-1} or dgates */
     ms_bf16 *dg_bf;    /* (Bmax, Tmax, 8H): pre-activation gradients (backward) */
-    ms_bf16 *h_bf;     /* (Bmax, Tmax, 2H): hidden states (backward) */
+    float *dw_bf;      /* (2, 4H, D + H): per direction, one backward's weight gradient */
     void *bf_memory;
     size_t bf_bytes;
     /* The recurrent weights packed for the per-step products (gemm.h, ms_gemm_pack), made by

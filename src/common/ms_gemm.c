@@ -252,6 +252,28 @@ void ms_gemm_bf16(char ta, char tb, int M, int N, int K, float alpha, const ms_b
     gemm_blocked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1);
 }
 
+void ms_gemm_bf16_1t(char ta, char tb, int M, int N, int K, float alpha, const ms_bf16 *A,
+                     int lda, const ms_bf16 *B, int ldb, float beta, float *C, int ldc) {
+    check_args(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+    MS_CHECK(ms_bf16_supported());
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    const blocking one = {1, 1, M};
+    if (omp_in_parallel()) { /* oneDNN runs sequentially here */
+        run_block(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1, &one, 0);
+        return;
+    }
+    /* outside a parallel region oneDNN would spread the call over all threads */
+#pragma omp parallel num_threads(2) if (omp_get_max_threads() > 1)
+    {
+        if (omp_get_thread_num() == 0)
+            run_block(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, 1, &one, 0);
+    }
+}
+
 void ms_gemm_ref(char ta, char tb, int M, int N, int K, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc, ms_precision prec) {
     check_args(ta, tb, M, N, K, A, lda, B, ldb, C, ldc);

@@ -90,11 +90,13 @@ void ms_resnet_ws_sizes(const ms_resnet *net, int b, int H, int W, size_t *act, 
 
 /* The network on oneDNN's convolution and pooling primitives, activations in its blocked
  * channel layout, for images of H x W in micro-batches of at most `micro`, run by up to
- * `threads` threads (each with its own buffers). f32 only. NULL when oneDNN offers no
- * optimized kernel on this CPU for a layer (then the im2col path runs), or when the
- * environment variable MS_EMBED_IM2COL is set. */
+ * `threads` threads (each with its own buffers). prec f32, or bf16: weights, input and the
+ * activations between layers (residual sums included) rounded to bf16, fp32 accumulation
+ * and bias inside each convolution. NULL when oneDNN offers no optimized kernel on this CPU
+ * for a layer (then the im2col path runs), or when the environment variable MS_EMBED_IM2COL
+ * is set. */
 typedef struct ms_rdnn ms_rdnn;
-ms_rdnn *ms_rdnn_new(const ms_resnet *net, int H, int W, int micro, int threads);
+ms_rdnn *ms_rdnn_new(const ms_resnet *net, int H, int W, int micro, int threads, ms_precision prec);
 void ms_rdnn_free(ms_rdnn *r);
 int ms_rdnn_micro(const ms_rdnn *r);
 /* out (n, dim) for x (n, cin, H, W) NCHW, n <= micro, on thread slot t (0 <= t < threads):

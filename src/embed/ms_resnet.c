@@ -329,7 +329,8 @@ struct ms_resnet_ws {
     int max_batch, height, width, threads, micro;
     float **bufs; /* threads * 4 activation buffers of the im2col path (NULL: not needed) */
     float **col;  /* threads im2col buffers */
-    ms_rdnn *dn;  /* the oneDNN path (f32), NULL where oneDNN has no optimized kernels */
+    ms_rdnn *dn;  /* the oneDNN path, NULL where oneDNN has no optimized kernels */
+    ms_precision prec; /* the precision dn runs (the one in force at ms_resnet_ws_new) */
 };
 
 /* The oneDNN path's micro-batch: as many images as fit the budget (conv1's output plus two
@@ -358,7 +359,11 @@ ms_resnet_ws *ms_resnet_ws_new_micro(const ms_resnet *net, int max_batch, int he
     ws->height = height;
     ws->width = width;
     ws->threads = threads;
-    ws->dn = ms_rdnn_new(net, height, width, micro ? micro : dnnl_micro(net, max_batch, height, width), threads);
+    /* the oneDNN path for the precision in force now; a forward at the other precision
+     * takes the im2col path */
+    ws->prec = ms_get_precision();
+    ws->dn = ms_rdnn_new(net, height, width, micro ? micro : dnnl_micro(net, max_batch, height, width), threads,
+                         ws->prec);
     if (ws->dn && !ms_bf16_supported()) return ws; /* f32 is the only precision: no im2col buffers */
     size_t act1, col1;
     ms_resnet_ws_sizes(net, 1, height, width, &act1, &col1);
@@ -436,7 +441,7 @@ void ms_resnet_forward(const ms_resnet *net, ms_resnet_ws *ws, const float *x, i
     MS_CHECK(B >= 0 && B <= ws->max_batch);
     MS_CHECK(cin == 3 || (cin == 1 && net->gray_folded));
     if (B == 0) return;
-    if (ws->dn && ms_get_precision() == MS_PREC_F32) {
+    if (ws->dn && ms_get_precision() == ws->prec) {
         forward_dnnl(net, ws, x, cin, B, out);
         return;
     }

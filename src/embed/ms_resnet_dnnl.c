@@ -44,6 +44,8 @@ typedef struct {
 struct ms_rdnn {
     const ms_resnet *net;
     int H, W, micro, threads, tag; /* tag: the blocked activation layout */
+    dnnl_data_type_t dt;          /* of the activations and weights: f32, or bf16 */
+    ms_bf16 **xb;                 /* bf16: per thread, the micro-batch's input rounded */
     dnnl_engine_t eng;
     dnnl_stream_t *stream;        /* one per thread */
     const ms_conv *conv[NCONV];   /* the network's convolutions in plan order (NULL: unused) */
@@ -117,8 +119,8 @@ static dnnl_primitive_desc_t conv_pd(const ms_rdnn *r, int i, int n, int h, int 
     /* symmetric padding as in PyTorch: oneDNN's output size check truncates like PyTorch's
      * floor division */
     dnnl_memory_desc_t smd, dmd, bmd;
-    DNNL_OK(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, src_tag));
-    DNNL_OK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, r->tag));
+    DNNL_OK(dnnl_memory_desc_init_by_tag(&smd, 4, sd, r->dt, src_tag));
+    DNNL_OK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, r->dt, r->tag));
     DNNL_OK(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_a));
     dnnl_convolution_desc_t cd;
     if (dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &smd, wmd,
@@ -165,7 +167,7 @@ static plan *plan_new(ms_rdnn *r, int n) {
         dnnl_memory_desc_t wmd;
         if (first) {
             dnnl_dims_t wd = {c->cout, c->cin, c->k, c->k};
-            DNNL_OK(dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dnnl_f32, dnnl_format_tag_any));
+            DNNL_OK(dnnl_memory_desc_init_by_tag(&wmd, 4, wd, r->dt, dnnl_format_tag_any));
         } else {
             const dnnl_memory_desc_t *m;
             DNNL_OK(dnnl_memory_get_memory_desc(r->w[i], &m));
@@ -185,7 +187,8 @@ static plan *plan_new(ms_rdnn *r, int n) {
             act = db;
         }
         if (first) {
-            /* weights (cout, cin, k, k) fp32 -> the layout the kernel asks for */
+            /* weights (cout, cin, k, k) fp32 -> the layout the kernel asks for (bf16: rounded
+             * to nearest even by the reorder) */
             const dnnl_memory_desc_t *pw = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
             DNNL_OK(dnnl_memory_create(&r->w[i], pw, r->eng, DNNL_MEMORY_ALLOCATE));
             dnnl_dims_t wd = {c->cout, c->cin, c->k, c->k}, bd = {c->cout};
@@ -214,8 +217,8 @@ static plan *plan_new(ms_rdnn *r, int n) {
         const int C = r->net->width;
         dnnl_dims_t sd = {n, C, h1, w1}, dd = {n, C, h2, w2}, st = {2, 2}, k = {3, 3}, pl = {1, 1};
         dnnl_memory_desc_t smd, dmd;
-        DNNL_OK(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, r->tag));
-        DNNL_OK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, r->tag));
+        DNNL_OK(dnnl_memory_desc_init_by_tag(&smd, 4, sd, r->dt, r->tag));
+        DNNL_OK(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, r->dt, r->tag));
         dnnl_pooling_desc_t pdsc;
         dnnl_primitive_attr_t attr;
         DNNL_OK(dnnl_primitive_attr_create(&attr));
@@ -261,6 +264,9 @@ void ms_rdnn_free(ms_rdnn *r) {
     if (r->bufs)
         for (int t = 0; t < 3 * r->threads; t++) free(r->bufs[t]);
     free(r->bufs);
+    if (r->xb)
+        for (int t = 0; t < r->threads; t++) free(r->xb[t]);
+    free(r->xb);
     if (r->stream)
         for (int t = 0; t < r->threads; t++)
             if (r->stream[t]) dnnl_stream_destroy(r->stream[t]);
@@ -269,9 +275,10 @@ void ms_rdnn_free(ms_rdnn *r) {
     free(r);
 }
 
-ms_rdnn *ms_rdnn_new(const ms_resnet *net, int H, int W, int micro, int threads) {
+ms_rdnn *ms_rdnn_new(const ms_resnet *net, int H, int W, int micro, int threads, ms_precision prec) {
     MS_CHECK(H >= 1 && W >= 1 && micro >= 1 && threads >= 1);
     if (getenv("MS_EMBED_IM2COL")) return NULL; /* forces the im2col path (for comparisons) */
+    if (prec == MS_PREC_BF16 && !ms_bf16_supported()) return NULL;
     int tag;
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     if (isa == dnnl_cpu_isa_avx512_core || isa == dnnl_cpu_isa_avx512_core_vnni ||
@@ -283,6 +290,7 @@ ms_rdnn *ms_rdnn_new(const ms_resnet *net, int H, int W, int micro, int threads)
         return NULL;
     ms_rdnn *r = ms_xcalloc(1, sizeof *r);
     r->net = net, r->H = H, r->W = W, r->micro = micro, r->threads = threads, r->tag = tag;
+    r->dt = prec == MS_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
     DNNL_OK(dnnl_engine_create(&r->eng, dnnl_cpu, 0));
     r->stream = ms_xcalloc((size_t)threads, sizeof(dnnl_stream_t));
     for (int t = 0; t < threads; t++) DNNL_OK(dnnl_stream_create(&r->stream[t], r->eng, dnnl_stream_default_flags));
@@ -319,6 +327,10 @@ ms_rdnn *ms_rdnn_new(const ms_resnet *net, int H, int W, int micro, int threads)
     r->bufs = ms_xcalloc((size_t)threads * 3, sizeof(void *));
     for (int t = 0; t < threads; t++)
         for (int j = 0; j < 3; j++) r->bufs[3 * t + j] = ms_xmalloc(r->buf_bytes[j]);
+    if (r->dt == dnnl_bf16) {
+        r->xb = ms_xcalloc((size_t)threads, sizeof(ms_bf16 *));
+        for (int t = 0; t < threads; t++) r->xb[t] = ms_xmalloc(sizeof(ms_bf16) * (size_t)micro * 3 * H * W);
+    }
     return r;
 }
 
@@ -341,15 +353,18 @@ static void run(const ms_rdnn *r, const layer *L, int t, const void *src, void *
     DNNL_OK(dnnl_primitive_execute(L->prim, r->stream[t], na, a));
 }
 
-/* out[img, c] = mean over (h, w) of the blocked activation x (n, C/blk, h, w, blk). */
-static void avgpool_blocked(float *out, const float *x, int n, int C, int hw, int blk) {
+/* out[img, c] = mean over (h, w) of the blocked activation x (n, C/blk, h, w, blk), whose
+ * values are floats (bf16 0) or bf16 (bf16 1). */
+static void avgpool_blocked(float *out, const void *x, int bf16, int n, int C, int hw, int blk) {
     const int cb = (C + blk - 1) / blk;
     for (int img = 0; img < n; img++)
         for (int b = 0; b < cb; b++) {
-            const float *src = x + ((size_t)img * cb + b) * hw * blk;
+            const size_t o = ((size_t)img * cb + b) * hw * blk;
             float s[16] = {0};
             for (int p = 0; p < hw; p++)
-                for (int l = 0; l < blk; l++) s[l] += src[(size_t)p * blk + l];
+                for (int l = 0; l < blk; l++)
+                    s[l] += bf16 ? ms_bf16_to_f32(((const ms_bf16 *)x)[o + (size_t)p * blk + l])
+                                 : ((const float *)x)[o + (size_t)p * blk + l];
             for (int l = 0; l < blk && b * blk + l < C; l++)
                 out[(size_t)img * C + b * blk + l] = s[l] / (float)hw;
         }
@@ -373,7 +388,12 @@ void ms_rdnn_forward_micro(ms_rdnn *r, int t, const float *x, int cin, int n, fl
     const plan *p = get_plan(r, n);
     void **B = r->bufs + 3 * t;
     const int c1 = cin == 3 ? 0 : 1;
-    run(r, &p->conv[c1], t, x, B[0], c1);
+    const void *x0 = x;
+    if (r->dt == dnnl_bf16) { /* the input rounded to bf16, as the im2col path rounds it */
+        ms_bf16_from_f32(r->xb[t], x, (size_t)n * cin * r->H * r->W);
+        x0 = r->xb[t];
+    }
+    run(r, &p->conv[c1], t, x0, B[0], c1);
     run(r, &p->pool, t, B[0], B[1], -1);
     int cur = 1;
     for (int b = 0; b < 8; b++) {
@@ -387,5 +407,5 @@ void ms_rdnn_forward_micro(ms_rdnn *r, int t, const float *x, int cin, int n, fl
         run(r, &p->conv[i + 1], t, B[0], B[res], i + 1); /* x = relu(c2(t) + shortcut) */
         cur = res;
     }
-    avgpool_blocked(out, B[cur], n, r->net->dim, r->oh * r->ow, r->tag == dnnl_nChw16c ? 16 : 8);
+    avgpool_blocked(out, B[cur], r->dt == dnnl_bf16, n, r->net->dim, r->oh * r->ow, r->tag == dnnl_nChw16c ? 16 : 8);
 }

@@ -208,30 +208,35 @@ void ms_lstm_cache_set_precision(ms_lstm_cache *c, ms_precision prec) {
     free(c->bf_memory);
     c->bf_memory = NULL;
     c->bf_bytes = 0;
-    c->w_ih_bf = c->w_hh_bf = c->x_bf = c->step_bf = c->dg_bf = c->h_bf = NULL;
+    c->w_ih_bf = c->z_bf = c->x_bf = c->step_bf = c->dg_bf = NULL;
+    c->dw_bf = NULL;
     c->prec = prec;
     c->B = 0; /* the rounded copies a backward reads are gone: a forward must come first */
     if (prec == MS_PREC_F32) return;
     size_t D = (size_t)c->D, H = (size_t)c->H, BT = (size_t)c->Bmax * (size_t)c->Tmax;
-    size_t n[6] = {8 * H * D, 8 * H * H, BT * D, 8 * (size_t)c->Bmax * H, BT * 8 * H, BT * 2 * H};
-    size_t off[6], total = 0;
-    for (int i = 0; i < 6; i++) {
+    /* bytes: w_ih_bf, z_bf, step_bf, dg_bf (bf16), dw_bf (fp32) */
+    size_t n[5] = {2 * 8 * H * D, 2 * BT * (D + 2 * H), 2 * 8 * (size_t)c->Bmax * H, 2 * BT * 8 * H,
+                   4 * 2 * 4 * H * (D + H)};
+    size_t off[5], total = 0;
+    for (int i = 0; i < 5; i++) {
         off[i] = total;
-        total += (n[i] * sizeof(ms_bf16) + 63) / 64 * 64;
+        total += (n[i] + 63) / 64 * 64;
     }
     c->bf_memory = alloc64(total);
     c->bf_bytes = total;
     char *base = c->bf_memory;
     c->w_ih_bf = (ms_bf16 *)(base + off[0]);
-    c->w_hh_bf = (ms_bf16 *)(base + off[1]);
-    c->x_bf = (ms_bf16 *)(base + off[2]);
-    c->step_bf = (ms_bf16 *)(base + off[3]);
-    c->dg_bf = (ms_bf16 *)(base + off[4]);
-    c->h_bf = (ms_bf16 *)(base + off[5]);
+    c->z_bf = (ms_bf16 *)(base + off[1]);
+    c->x_bf = c->z_bf + H;
+    c->step_bf = (ms_bf16 *)(base + off[2]);
+    c->dg_bf = (ms_bf16 *)(base + off[3]);
+    c->dw_bf = (float *)(void *)(base + off[4]);
 }
 
-/* Rows of a strided fp32 matrix (rows, cols, ld) into a strided bf16 one (row stride dld). */
+/* Rows of a strided fp32 matrix (rows, cols, ld) into a strided bf16 one (row stride dld);
+ * spread over the threads when called outside a parallel region with many rows. */
 static void rows_to_bf16_ld(ms_bf16 *dst, size_t dld, const float *src, int rows, int cols, size_t ld) {
+#pragma omp parallel for schedule(static) if (rows >= 1024 && !omp_in_parallel())
     for (int r = 0; r < rows; r++) ms_bf16_round_n(dst + (size_t)r * dld, src + (size_t)r * ld, (size_t)cols);
 }
 
@@ -361,7 +366,7 @@ static void project_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
     const int D = p->D, H = p->H, U = cache->U, H4 = 4 * H;
     float *pu = cache->pu + (size_t)dir * H4; /* row stride 8H */
     if (cache->prec == MS_PREC_BF16)
-        ms_gemm_bf16('N', 'T', U, H4, D, 1.0f, cache->x_bf, D, cache->w_ih_bf + (size_t)dir * H4 * D, D,
+        ms_gemm_bf16('N', 'T', U, H4, D, 1.0f, cache->x_bf, D + 2 * H, cache->w_ih_bf + (size_t)dir * H4 * D, D,
                      0.0f, pu, 8 * H);
     else
         ms_gemm('N', 'T', U, H4, D, 1.0f, cache->xu, D, p->t[dir ? MS_LSTM_W_IH_R : MS_LSTM_W_IH], D,
@@ -377,9 +382,13 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
     const float *bias = cache->bias + dir * H4;                     /* (4H) */
     struct ms_gemm_packed *whh = whh_packed(cache, p, dir, 0);      /* W_hh^T (H, 4H) */
     float *S = cache->step + (size_t)dir * cache->Bmax * H4;        /* (B, 4H) */
-    /* bf16: h_{t-1} rounded once, by the previous step's gate loop, into a dense (B, H)
-     * left operand, and into h_bf (B*T, 2H) for the backward's dW_hh */
+    /* bf16: h_t rounded once, by the gate loop, into a dense (B, H) left operand of the next
+     * step, and into z_bf for the backward's weight gradient: the forward direction's h_t
+     * into columns [0, H) of row t+1, the reverse direction's into columns [H+D, D+2H) of
+     * row t-1 (each row then holds its h_{t-1}, x_t, h_{t+1}); the rows without a
+     * predecessor in their task (t = 0 forward, t = T-1 reverse) get zeros */
     ms_bf16 *hb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
+    const size_t lz = (size_t)p->D + 2 * H, zcol = dir ? (size_t)p->D + H : 0;
     for (int s = 0; s < T; s++) {
         int t = dir ? T - 1 - s : s, tp = dir ? t + 1 : t - 1;
         float *G = cache->gates + (size_t)t * 8 * H + dir * H4; /* row b at G + b*ldg */
@@ -423,9 +432,10 @@ static void forward_direction(ms_lstm_cache *cache, const ms_lstm_params *p, int
                 hh[j] = go * fast_tanh(cv);
             }
             if (hb) {
-                ms_bf16 *hr = cache->h_bf + row;
+                ms_bf16 *hr = hb + (size_t)b * H, *z = cache->z_bf + zcol;
                 ms_bf16_round_n(hr, hh, (size_t)H);
-                memcpy(hb + (size_t)b * H, hr, sizeof(ms_bf16) * (size_t)H);
+                if (s == 0) memset(z + ((size_t)b * T + t) * lz, 0, sizeof(ms_bf16) * (size_t)H);
+                if (s < T - 1) memcpy(z + ((size_t)b * T + (dir ? t - 1 : t + 1)) * lz, hr, sizeof(ms_bf16) * (size_t)H);
             }
         }
     }
@@ -469,13 +479,13 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
             memcpy(cache->xu + (size_t)u * D, x + (size_t)cache->first[u] * D, sizeof(float) * (size_t)D);
         if (cache->prec == MS_PREC_BF16) {
             ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
-            ms_bf16_from_f32(cache->x_bf, cache->xu, (size_t)U * D);
+            rows_to_bf16_ld(cache->x_bf, (size_t)D + 2 * H, cache->xu, U, D, (size_t)D);
         }
     } else if (cache->prec == MS_PREC_BF16) {
         /* W_ih and W_ih_reverse are adjacent, W_hh and W_hh_reverse too */
         ms_bf16_from_f32(cache->w_ih_bf, p->t[MS_LSTM_W_IH], 8 * (size_t)H * D);
-        ms_bf16_from_f32(cache->x_bf, x, BT * D);
-        ms_gemm_bf16('N', 'T', (int)BT, 8 * H, D, 1.0f, cache->x_bf, D, cache->w_ih_bf, D, 0.0f,
+        rows_to_bf16_ld(cache->x_bf, (size_t)D + 2 * H, x, (int)BT, D, (size_t)D);
+        ms_gemm_bf16('N', 'T', (int)BT, 8 * H, D, 1.0f, cache->x_bf, D + 2 * H, cache->w_ih_bf, D, 0.0f,
                      cache->gates, 8 * H);
     } else {
         ms_gemm('N', 'T', (int)BT, 8 * H, D, 1.0f, x, D, p->t[MS_LSTM_W_IH], D, 0.0f,
@@ -575,13 +585,12 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
  * single product over both directions (see project_direction). */
 static void dw_hh_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir);
 
-static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir) {
-    const int D = cache->D, H = cache->H, U = cache->U, B = cache->B, T = cache->T;
-    const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H, ncol = 8 * (size_t)H;
+/* pu[:, dir] (U, 4H) = the sum of dG[:, dir] over the rows of each distinct row, in row order. */
+static void sum_distinct_rows(ms_lstm_cache *cache, int dir) {
+    const int U = cache->U;
+    const size_t BT = (size_t)cache->B * cache->T, H4 = 4 * (size_t)cache->H, ncol = 2 * H4;
     const float *dG = cache->gates + dir * H4;
     float *pu = cache->pu + dir * H4;
-    /* bf16: dW_hh first, from the rounded dG in dg_bf, which pu's rounding then overwrites */
-    if (cache->prec == MS_PREC_BF16) dw_hh_direction(grads, cache, dir);
     for (int u = 0; u < U; u++) memset(pu + (size_t)u * ncol, 0, sizeof(float) * H4);
     for (size_t r = 0; r < BT; r++) {
         float *dst = pu + (size_t)cache->uniq[r] * ncol;
@@ -589,15 +598,56 @@ static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, 
 #pragma omp simd
         for (size_t j = 0; j < H4; j++) dst[j] += src[j];
     }
+}
+
+static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir) {
+    const int D = cache->D, H = cache->H, U = cache->U;
+    const size_t H4 = 4 * (size_t)H, ncol = 8 * (size_t)H;
+    sum_distinct_rows(cache, dir);
     float *gw = grads->t[dir ? MS_LSTM_W_IH_R : MS_LSTM_W_IH];
-    if (cache->prec == MS_PREC_BF16) {
-        ms_bf16 *pb = cache->dg_bf + dir * H4; /* rounded pu[:, dir], row stride 8H */
-        rows_to_bf16_ld(pb, ncol, pu, U, (int)H4, ncol);
-        ms_gemm_bf16('T', 'N', (int)H4, D, U, 1.0f, pb, (int)ncol, cache->x_bf, D, 1.0f, gw, D);
-    } else {
-        ms_gemm('T', 'N', (int)H4, D, U, 1.0f, pu, (int)ncol, cache->xu, D, 1.0f, gw, D, MS_PREC_F32);
-        dw_hh_direction(grads, cache, dir);
+    ms_gemm('T', 'N', (int)H4, D, U, 1.0f, cache->pu + dir * H4, (int)ncol, cache->xu, D, 1.0f, gw, D,
+            MS_PREC_F32);
+    dw_hh_direction(grads, cache, dir);
+}
+
+/* The bf16 weight gradients of direction `dir`, on the calling thread after its
+ * backward_direction. The operands are the rounded copies: dG_dir in dg_bf (B*T rows, row
+ * stride 8H, written by backward_direction) and Z_dir, the direction's (B*T, D + H) window
+ * of z_bf: [h_{t-1} | x_t] forward, [x_t | h_{t+1}] reverse, with zero states where a task
+ * begins (forward) or ends (reverse), so the sum runs over all B*T rows as they are.
+ *   U == 0: one product  dw_bf[dir] (4H, D + H) = dG_dir^T (4H, B*T) Z_dir (B*T, D + H),
+ *           whose x columns are added to dW_ih_dir and whose h columns to dW_hh_dir (dG is
+ *           read once for both);
+ *   U > 0:  dW_hh_dir += dG_dir^T h_dir over all rows, then pu[:, dir] rounded over dg_bf
+ *           (no longer needed) and dW_ih_dir += pu[:, dir]^T xu over the distinct rows.
+ * Each product is one single-threaded call (ms_gemm_bf16_1t: K = B*T is long, and slabs
+ * would re-read Z), so results do not depend on the thread count. */
+static void weight_grads_bf16(ms_lstm_params *grads, ms_lstm_cache *cache, int dir) {
+    const int D = cache->D, H = cache->H, U = cache->U;
+    const int BT = cache->B * cache->T, H4 = 4 * H, ncol = 8 * H, lz = D + 2 * H;
+    const ms_bf16 *dgb = cache->dg_bf + (size_t)dir * H4;
+    const ms_bf16 *zb = cache->z_bf + (dir ? H : 0); /* Z_dir */
+    float *gi = grads->t[dir ? MS_LSTM_W_IH_R : MS_LSTM_W_IH];  /* (4H, D) */
+    float *gh = grads->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH];  /* (4H, H) */
+    if (U == 0) {
+        const int nz = D + H, xoff = dir ? 0 : H, hoff = dir ? D : 0;
+        float *dw = cache->dw_bf + (size_t)dir * H4 * nz;
+        ms_gemm_bf16_1t('T', 'N', H4, nz, BT, 1.0f, dgb, ncol, zb, lz, 0.0f, dw, nz);
+        for (int r = 0; r < H4; r++) {
+            const float *row = dw + (size_t)r * nz;
+            float *a = gi + (size_t)r * D, *b = gh + (size_t)r * H;
+#pragma omp simd
+            for (int j = 0; j < D; j++) a[j] += row[xoff + j];
+#pragma omp simd
+            for (int j = 0; j < H; j++) b[j] += row[hoff + j];
+        }
+        return;
     }
+    ms_gemm_bf16_1t('T', 'N', H4, H, BT, 1.0f, dgb, ncol, zb + (dir ? D : 0), lz, 1.0f, gh, H);
+    sum_distinct_rows(cache, dir);
+    ms_bf16 *pb = cache->dg_bf + (size_t)dir * H4; /* rounded pu[:, dir], row stride 8H */
+    rows_to_bf16_ld(pb, (size_t)ncol, cache->pu + (size_t)dir * H4, U, H4, (size_t)ncol);
+    ms_gemm_bf16_1t('T', 'N', H4, D, U, 1.0f, pb, ncol, cache->x_bf, lz, 1.0f, gi, D);
 }
 
 /* dW_hh_dir (4H, H) += sum over (b, t) of dG_t^T h_{t-1}. In the flattened (b, t) row order
@@ -608,29 +658,17 @@ static void weight_grads_direction(ms_lstm_params *grads, ms_lstm_cache *cache, 
 static void dw_hh_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir) {
     const int H = cache->H, B = cache->B, T = cache->T;
     const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H, ncol = 8 * (size_t)H;
-    const int bf = cache->prec == MS_PREC_BF16;
-    /* bf16: the rounded copies dg_bf and h_bf (written by backward_direction and
-     * forward_direction) are the operands, and their rows are the ones zeroed */
     float *dG = cache->gates;
-    ms_bf16 *dgb = cache->dg_bf;
     for (int b = 0; b < B; b++) {
-        size_t r0 = (size_t)b * T * ncol, r1 = ((size_t)b * T + T - 1) * ncol + H4;
-        if (dir == 0 && b > 0 && bf) memset(dgb + r0, 0, sizeof(ms_bf16) * H4);
-        if (dir == 0 && b > 0 && !bf) memset(dG + r0, 0, sizeof(float) * H4);
-        if (dir == 1 && b < B - 1 && bf) memset(dgb + r1, 0, sizeof(ms_bf16) * H4);
-        if (dir == 1 && b < B - 1 && !bf) memset(dG + r1, 0, sizeof(float) * H4);
+        if (dir == 0 && b > 0) memset(dG + (size_t)b * T * ncol, 0, sizeof(float) * H4);
+        if (dir == 1 && b < B - 1) memset(dG + ((size_t)b * T + T - 1) * ncol + H4, 0, sizeof(float) * H4);
     }
     if (BT <= 1) return;
     float *gw = grads->t[dir ? MS_LSTM_W_HH_R : MS_LSTM_W_HH];
     /* forward: dG rows 1.. with h rows 0..; reverse: dG rows 0.. with h rows 1.. */
     const size_t goff = dir ? H4 : ncol, hoff = dir ? 3 * (size_t)H : 0;
-    if (bf) {
-        ms_gemm_bf16('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, cache->dg_bf + goff, (int)ncol,
-                     cache->h_bf + hoff, 2 * H, 1.0f, gw, H);
-    } else {
-        ms_gemm('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dG + goff, (int)ncol, cache->h + hoff,
-                2 * H, 1.0f, gw, H, MS_PREC_F32);
-    }
+    ms_gemm('T', 'N', (int)H4, H, (int)(BT - 1), 1.0f, dG + goff, (int)ncol, cache->h + hoff,
+            2 * H, 1.0f, gw, H, MS_PREC_F32);
 }
 
 void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache *cache,
@@ -640,14 +678,17 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
     MS_CHECK(p->D == cache->D && p->H == cache->H && grads->D == p->D && grads->H == p->H);
     const int D = p->D, H = p->H, B = cache->B, T = cache->T;
     const size_t BT = (size_t)B * T, H4 = 4 * (size_t)H;
-    /* deduplicated rows: each direction's thread goes on to its own weight gradients */
-    const int per_dir = cache->U > 0;
+    /* deduplicated rows, and always in bf16: each direction's thread goes on to its own
+     * weight gradients */
+    const int bf = cache->prec == MS_PREC_BF16;
+    const int per_dir = cache->U > 0 || bf;
     int nt = direction_threads();
 #pragma omp parallel num_threads(nt)
     {
         for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads()) {
             backward_direction(cache, dlogits, p, dir);
-            if (per_dir) weight_grads_direction(grads, cache, dir);
+            if (bf) weight_grads_bf16(grads, cache, dir);
+            else if (per_dir) weight_grads_direction(grads, cache, dir);
         }
     }
     /* biases: both b_ih and b_hh receive the sum of the pre-activation gradients */
@@ -668,13 +709,8 @@ void ms_lstm_backward(ms_lstm_params *grads, const float *dlogits, ms_lstm_cache
         /* [dW_ih; dW_ih_reverse] (8H, D) += dG^T (8H, B*T) x (B*T, D): one multi-threaded
          * product over all rows, before dw_hh_direction zeroes some of them */
         float *dG = cache->gates; /* (B*T, 8H) pre-activation gradients */
-        if (cache->prec == MS_PREC_BF16) { /* dg_bf: the rounded dG (backward_direction) */
-            ms_gemm_bf16('T', 'N', 8 * H, D, (int)BT, 1.0f, cache->dg_bf, 8 * H, cache->x_bf, D, 1.0f,
-                         grads->t[MS_LSTM_W_IH], D);
-        } else {
-            ms_gemm('T', 'N', 8 * H, D, (int)BT, 1.0f, dG, 8 * H, x, D, 1.0f, grads->t[MS_LSTM_W_IH], D,
-                    MS_PREC_F32);
-        }
+        ms_gemm('T', 'N', 8 * H, D, (int)BT, 1.0f, dG, 8 * H, x, D, 1.0f, grads->t[MS_LSTM_W_IH], D,
+                MS_PREC_F32);
         /* then the two directions' dW_hh at once, each product on its own thread */
 #pragma omp parallel num_threads(nt)
         {
