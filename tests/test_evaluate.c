@@ -14,6 +14,7 @@
 #include "medselect/evaluate.h"
 #include "medselect/synth.h"
 #include "medselect/train.h"
+#include "model/ms_arch_bilstm.h"
 #include "ms_test.h"
 
 /* The versus differences of ms_eval_summarize against the numpy/scipy fixture. */
@@ -218,6 +219,16 @@ static void test_score_rows(const ms_split *te) {
                            (size_t)n * T, 1e-5);
         printf("   %s: bitwise the same: %s\n", clinical ? "clinical" : "embeddings only",
                memcmp(s1, s2, sizeof(float) * n * T) ? "no" : "yes");
+        /* over the projection table's memory budget, score_rows scores gathered pools: the
+         * same scores as score, bitwise (the same calls on the same pools) */
+        size_t budget = ms_bilstm_proj_budget;
+        ms_bilstm_proj_budget = 0;
+        float *s3 = malloc(sizeof(float) * n * T);
+        MS_EXPECT(st->score_rows(st, te->emb, te->clin, te->n, d, rows, n, T, s3, NULL) == MS_OK);
+        ms_bilstm_proj_budget = budget;
+        ms_expect_relerr_f("score_rows over budget (gathered pools) vs score", s3, s1, (size_t)n * T, 0);
+        MS_EXPECT(memcmp(s1, s3, sizeof(float) * n * T) == 0);
+        free(s3);
         ms_strategy_free(st);
     }
     free(rows), free(raw), free(clin), free(s1), free(s2), free(pools);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "medselect/arch.h"
+#include "model/ms_arch_bilstm.h"
 
 static ms_status bilstm_layout(ms_net *net) {
     net->ntensors = MS_LSTM_NTENSORS;
@@ -94,7 +95,7 @@ static void infer_fit(bilstm_work *w, size_t bytes) {
 }
 
 /* The projection table of prepare_rows is 2 * N * 4H floats: at most this many bytes. */
-#define BILSTM_PROJ_BUDGET ((size_t)512 << 20)
+size_t ms_bilstm_proj_budget = (size_t)512 << 20;
 
 static int bilstm_prepare_rows(const ms_net *net, void *work, const float *x, int N) {
     bilstm_work *w = work;
@@ -103,7 +104,7 @@ static int bilstm_prepare_rows(const ms_net *net, void *work, const float *x, in
     free(w->proj);
     w->proj = NULL;
     w->projN = 0;
-    if (bytes > BILSTM_PROJ_BUDGET) return 0;
+    if (bytes > ms_bilstm_proj_budget) return 0;
     w->proj = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!w->proj) ms_abort_at(__FILE__, __LINE__, "out of memory");
     ms_lstm_params v;
