@@ -97,6 +97,15 @@ typedef ms_status (*ms_select_fn)(const ms_strategy *s, const ms_pool *pool, int
 ms_strategy *ms_strategy_new(const char *name, const char *label, ms_select_fn select, void *ctx,
                              void (*free_ctx)(void *ctx));
 
+/* score_rows' contract through `score` alone: gathers the pools given as rows (n, T) of x
+ * (N, d) and clin (N, 3) or NULL, score_batch pools at a time, and scores them with
+ * s->score (which must be set), one progress unit per pool, polling for cancellation
+ * between batches. What evaluate does for a strategy without score_rows, and what a
+ * score_rows does when it cannot prepare the rows. */
+ms_status ms_strategy_score_gathered(const ms_strategy *s, const float *x, const float *clin,
+                                     int d, const int *rows, int n, int T, float *scores,
+                                     ms_progress *prog);
+
 /* Creates a strategy from "name" or "name:key=value,key=value". Unknown name or option:
  * MS_ERR_ARG with a message listing what is valid. */
 ms_status ms_strategy_create(ms_strategy **out, const char *spec);

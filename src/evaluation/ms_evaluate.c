@@ -100,19 +100,17 @@ static ms_status eval_one(ms_eval_result *res, const ms_split *s, const ms_eval_
 static ms_status score_all(const ms_split *s, const ms_eval_config *cfg, const ms_strategy *st,
                            float *out, ms_progress *prog) {
     const int P = cfg->shape.pool, D = s->d, B = st->score_batch > 0 ? st->score_batch : 1;
-    const int use_clin = s->clin != NULL, nthreads = omp_get_max_threads();
+    const int nthreads = omp_get_max_threads();
     const int nscr = s->n_pos > s->n_norm ? s->n_pos : s->n_norm;
-    float *raw = ms_xmalloc(sizeof(float) * (size_t)B * P * D);
-    float *clin = use_clin ? ms_xmalloc(sizeof(float) * (size_t)B * P * MS_NCLIN) : NULL;
     int *scratch = ms_xmalloc(sizeof(int) * (size_t)nscr * nthreads);
     ms_task *tasks = ms_xcalloc((size_t)B, sizeof *tasks);
-    ms_pool *pools = ms_xcalloc((size_t)B, sizeof *pools);
     for (int b = 0; b < B; b++) ms_task_alloc(&tasks[b], &cfg->shape, NULL);
     ms_status rc = MS_OK;
-    /* the hook for pools given as row indices: the model does its per-row work once for the
-     * split instead of once per pool item, and no pool is gathered */
-    int *rows = st->score_rows ? ms_xmalloc(sizeof(int) * (size_t)cfg->tasks * P) : NULL;
-    for (int g = 0; g < cfg->n_groups && !rc && rows; g++) {
+    /* every pool as row indices into the split; the strategy's score_rows does its per-row
+     * work once for the split instead of once per pool item (and gathers no pool), otherwise
+     * the pools are gathered and scored, score_batch at a time */
+    int *rows = ms_xmalloc(sizeof(int) * (size_t)cfg->tasks * P);
+    for (int g = 0; g < cfg->n_groups && !rc; g++) {
         const ms_eval_group *grp = &cfg->group[g];
         uint64_t stream = ms_eval_group_stream(s, grp);
         for (int c0 = 0; c0 < cfg->tasks; c0 += B) {
@@ -125,35 +123,13 @@ static ms_status score_all(const ms_split *s, const ms_eval_config *cfg, const m
                 memcpy(rows + (size_t)(c0 + b) * P, tasks[b].pool, sizeof(int) * (size_t)P);
             }
         }
-        rc = st->score_rows(st, s->emb, s->clin, s->n, D, rows, cfg->tasks, P,
-                            out + (size_t)g * cfg->tasks * P, prog);
-    }
-    for (int g = 0; g < cfg->n_groups && !rc && !rows; g++) {
-        const ms_eval_group *grp = &cfg->group[g];
-        uint64_t stream = ms_eval_group_stream(s, grp);
-        for (int c0 = 0; c0 < cfg->tasks && !rc; c0 += B) {
-            int nb = cfg->tasks - c0 < B ? cfg->tasks - c0 : B;
-#pragma omp parallel for schedule(static)
-            for (int b = 0; b < nb; b++) {
-                int *scr = scratch + (size_t)omp_get_thread_num() * nscr;
-                ms_task_sample(&tasks[b], s, &cfg->shape, grp->cond, grp->n_cond, cfg->seed, stream,
-                               (uint64_t)(c0 + b), scr);
-                ms_gather_rows(raw + (size_t)b * P * D, s->emb, tasks[b].pool, P, D);
-                if (use_clin) ms_gather_rows(clin + (size_t)b * P * MS_NCLIN, s->clin, tasks[b].pool, P, MS_NCLIN);
-                pools[b] = (ms_pool){.n = P, .d = D, .x = NULL, .raw = raw + (size_t)b * P * D,
-                                     .clin = use_clin ? clin + (size_t)b * P * MS_NCLIN : NULL};
-            }
-            rc = st->score(st, pools, nb, out + ((size_t)g * cfg->tasks + c0) * P);
-            if (prog) ms_progress_add(prog, nb);
-            if (!rc && ms_progress_cancelled(prog)) rc = ms_fail(MS_ERR_CANCELLED, "cancelled");
-        }
+        float *o = out + (size_t)g * cfg->tasks * P;
+        rc = st->score_rows ? st->score_rows(st, s->emb, s->clin, s->n, D, rows, cfg->tasks, P, o, prog)
+                            : ms_strategy_score_gathered(st, s->emb, s->clin, D, rows, cfg->tasks, P, o, prog);
     }
     for (int b = 0; b < B; b++) ms_task_free(&tasks[b]);
     free(rows);
     free(tasks);
-    free(pools);
-    free(raw);
-    free(clin);
     free(scratch);
     return rc;
 }

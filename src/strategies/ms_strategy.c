@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "medselect/tasks.h"
 #include "strategies/ms_strategies_internal.h"
 
 static const struct {
@@ -141,4 +142,32 @@ ms_status ms_opt_check(const char *strategy, const char *opts, const char *const
         p = end ? end + 1 : NULL;
     }
     return MS_OK;
+}
+
+ms_status ms_strategy_score_gathered(const ms_strategy *s, const float *x, const float *clin,
+                                     int d, const int *rows, int n, int T, float *scores,
+                                     ms_progress *prog) {
+    MS_CHECK(s->score && x && rows && n >= 0 && T >= 1 && d >= 1);
+    const int B = s->score_batch > 0 ? s->score_batch : 1;
+    float *raw = ms_xmalloc(sizeof(float) * (size_t)B * T * d);
+    float *cl = clin ? ms_xmalloc(sizeof(float) * (size_t)B * T * MS_NCLIN) : NULL;
+    ms_pool *pools = ms_xcalloc((size_t)B, sizeof *pools);
+    ms_status st = MS_OK;
+    for (int c0 = 0; c0 < n && !st; c0 += B) {
+        int nb = n - c0 < B ? n - c0 : B;
+        for (int b = 0; b < nb; b++) {
+            const int *pr = rows + (size_t)(c0 + b) * T;
+            ms_gather_rows(raw + (size_t)b * T * d, x, pr, T, d);
+            if (cl) ms_gather_rows(cl + (size_t)b * T * MS_NCLIN, clin, pr, T, MS_NCLIN);
+            pools[b] = (ms_pool){.n = T, .d = d, .x = NULL, .raw = raw + (size_t)b * T * d,
+                                 .clin = cl ? cl + (size_t)b * T * MS_NCLIN : NULL};
+        }
+        st = s->score(s, pools, nb, scores + (size_t)c0 * T);
+        if (!st && prog) ms_progress_add(prog, nb);
+        if (!st && ms_progress_cancelled(prog)) st = ms_fail(MS_ERR_CANCELLED, "cancelled");
+    }
+    free(pools);
+    free(cl);
+    free(raw);
+    return st;
 }

@@ -189,7 +189,7 @@ enum { ROWS_BATCH = 64 };
 /* Pools given as rows of one matrix: the architecture prepares the rows once (the bilstm:
  * their input projections) and runs the pools in batches of ROWS_BATCH; when it cannot
  * (no hook, or the rows too many for its budget) the pools are gathered and scored by
- * selector_score, score_batch at a time. */
+ * selector_score (ms_strategy_score_gathered). */
 static ms_status selector_score_rows(const ms_strategy *s, const float *x, const float *clin,
                                      int N, int d, const int *rows, int n, int T, float *scores,
                                      ms_progress *prog) {
@@ -222,27 +222,7 @@ static ms_status selector_score_rows(const ms_strategy *s, const float *x, const
         return st;
     }
     slot_free(sel, &c->rows);
-    const int B = s->score_batch > 0 ? s->score_batch : 1;
-    float *raw = ms_xmalloc(sizeof(float) * (size_t)B * T * d);
-    float *cl = clin ? ms_xmalloc(sizeof(float) * (size_t)B * T * MS_NCLIN) : NULL;
-    ms_pool *pools = ms_xcalloc((size_t)B, sizeof *pools);
-    for (int c0 = 0; c0 < n && !st; c0 += B) {
-        int nb = n - c0 < B ? n - c0 : B;
-        for (int b = 0; b < nb; b++) {
-            const int *pr = rows + (size_t)(c0 + b) * T;
-            ms_gather_rows(raw + (size_t)b * T * d, x, pr, T, d);
-            if (cl) ms_gather_rows(cl + (size_t)b * T * MS_NCLIN, clin, pr, T, MS_NCLIN);
-            pools[b] = (ms_pool){.n = T, .d = d, .x = NULL, .raw = raw + (size_t)b * T * d,
-                                 .clin = cl ? cl + (size_t)b * T * MS_NCLIN : NULL};
-        }
-        st = selector_score(s, pools, nb, scores + (size_t)c0 * T);
-        if (!st && prog) ms_progress_add(prog, nb);
-        if (!st && ms_progress_cancelled(prog)) st = ms_fail(MS_ERR_CANCELLED, "cancelled");
-    }
-    free(pools);
-    free(cl);
-    free(raw);
-    return st;
+    return ms_strategy_score_gathered(s, x, clin, d, rows, n, T, scores, prog);
 }
 
 ms_strategy *ms_selector_strategy(ms_selector *sel) {
