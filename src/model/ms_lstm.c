@@ -1021,6 +1021,21 @@ static void infer_direction(infer_dir *w, const infer_shared *sh, int U, const f
     if (whh) ms_gemm_packed_free(whh);
 }
 
+/* Both directions, each on its own thread when there are two, then logits = the two
+ * directions' parts + the linear layer's bias (summed in double, in a fixed order). */
+static void infer_both(float *logits, infer_dir w[2], const infer_shared *sh, int U,
+                       const float *x, const ms_lstm_params *p, int B, int T, ms_precision prec) {
+    int nt = direction_threads();
+#pragma omp parallel num_threads(nt)
+    {
+        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
+            infer_direction(&w[dir], sh, U, x, p, dir, B, T, prec);
+    }
+    const double bias = p->t[MS_LSTM_LIN_B][0];
+    for (size_t r = 0; r < (size_t)B * T; r++)
+        logits[r] = (float)(w[0].part[r] + w[1].part[r] + bias);
+}
+
 void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_params *p, int B,
                    int T, ms_precision prec) {
     MS_CHECK(logits && work && x && p && B >= 1 && T >= 1);
@@ -1036,15 +1051,7 @@ void ms_lstm_infer(float *logits, void *work, const float *x, const ms_lstm_para
     for (int u = 0; u < U; u++)
         memcpy(sh.xu + (size_t)u * p->D, x + (size_t)sh.db.first[u] * p->D, sizeof(float) * (size_t)p->D);
     if (U > 0 && prec == MS_PREC_BF16) ms_bf16_from_f32(sh.xub, sh.xu, (size_t)U * p->D);
-    int nt = direction_threads();
-#pragma omp parallel num_threads(nt)
-    {
-        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
-            infer_direction(&w[dir], &sh, U, x, p, dir, B, T, prec);
-    }
-    const double bias = p->t[MS_LSTM_LIN_B][0];
-    for (size_t r = 0; r < (size_t)B * T; r++)
-        logits[r] = (float)(w[0].part[r] + w[1].part[r] + bias);
+    infer_both(logits, w, &sh, U, x, p, B, T, prec);
 }
 
 /* ---- forward-only scoring of pools given as rows of one matrix --------------------------
@@ -1098,15 +1105,7 @@ void ms_lstm_infer_rows(float *logits, void *work, const float *proj, int N, con
     sh.idx = rows;
     sh.pu[0] = (float *)proj; /* read only */
     sh.pu[1] = (float *)proj + (size_t)N * 4 * p->H;
-    int nt = direction_threads();
-#pragma omp parallel num_threads(nt)
-    {
-        for (int dir = omp_get_thread_num(); dir < 2; dir += omp_get_num_threads())
-            infer_direction(&w[dir], &sh, N, NULL, p, dir, B, T, prec);
-    }
-    const double bias = p->t[MS_LSTM_LIN_B][0];
-    for (size_t r = 0; r < (size_t)B * T; r++)
-        logits[r] = (float)(w[0].part[r] + w[1].part[r] + bias);
+    infer_both(logits, w, &sh, N, NULL, p, B, T, prec);
 }
 
 /* ---- reference kernels ------------------------------------------------------------------
