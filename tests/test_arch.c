@@ -375,6 +375,19 @@ static int loo_check(const ms_train_progress *p, void *ctx) {
     return 0;
 }
 
+/* Trains c on `threads` threads into the temporary folder `dir` (16 iterations expected) and
+ * loads its last checkpoint into *net (and its metadata into *meta when not NULL). */
+static void train_last(const ms_split *tr, const ms_split *va, ms_train_config c, const char *dir,
+                       int threads, ms_net *net, ms_selector_meta *meta) {
+    c.out_dir = ms_tmp(dir);
+    ms_set_threads(threads);
+    ms_train_summary s;
+    MS_EXPECT(ms_train(tr, va, &c, &s) == MS_OK && s.iterations == 16);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/last.safetensors", c.out_dir);
+    MS_CHECK(ms_net_load(path, net, meta) == MS_OK);
+}
+
 /* The trainer runs any architecture: a short relational run with K and prevalence ranges
  * writes a relational checkpoint that works as a strategy and gives rankings. */
 static void test_training(void) {
@@ -457,15 +470,11 @@ static void test_training(void) {
         ms_train_config c3 = c;
         char dir[64];
         snprintf(dir, sizeof dir, "rel_loo%d", rep);
-        c3.out_dir = ms_tmp(dir);
         c3.samples = 4;
         c3.on_iteration = loo_check;
         loo_iterations = 0, loo_worst = 0, loo_reward_moved = 0;
-        ms_set_threads(rep + 1);
-        MS_EXPECT(ms_train(&tr, &va, &c3, &s) == MS_OK && s.iterations == 16);
+        train_last(&tr, &va, c3, dir, rep + 1, &lw[rep], NULL);
         MS_EXPECT(loo_iterations == 16 && loo_worst < 1e-12 && loo_reward_moved);
-        snprintf(p2, sizeof p2, "%s/last.safetensors", c3.out_dir);
-        MS_CHECK(ms_net_load(p2, &lw[rep], NULL) == MS_OK);
     }
     MS_EXPECT(memcmp(lw[0].params, lw[1].params, sizeof(float) * lw[0].count) == 0);
     MS_CHECK(ms_net_load(path, &n1, NULL) == MS_OK);
@@ -485,14 +494,10 @@ static void test_training(void) {
             ms_train_config c4 = c;
             char dir[64];
             snprintf(dir, sizeof dir, "rel_frozen%d", rep);
-            c4.out_dir = ms_tmp(dir);
             c4.samples = 4;
             c4.arch_opts = opts;
-            ms_set_threads(rep + 1);
-            MS_EXPECT(ms_train(&tr, &va, &c4, &s) == MS_OK && s.iterations == 16);
-            snprintf(p2, sizeof p2, "%s/last.safetensors", c4.out_dir);
             ms_selector_meta fm;
-            MS_CHECK(ms_net_load(p2, &fw[rep], &fm) == MS_OK);
+            train_last(&tr, &va, c4, dir, rep + 1, &fw[rep], &fm);
             const char *ai = ms_selector_meta_extra(&fm, "arch_init");
             MS_EXPECT(ai && strcmp(ai, opts) == 0);
             ms_selector_meta_free(&fm);
