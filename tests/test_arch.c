@@ -50,10 +50,10 @@ static void test_registry(void) {
     MS_EXPECT(ms_arch_parse_spec("bilstm", &a, &opts) == MS_OK && a == &ms_arch_bilstm && *opts == 0);
     ms_net n;
     MS_EXPECT(ms_net_init(&n, &ms_arch_relational, 7, 0) == MS_OK);
-    MS_EXPECT(n.H == 16 && n.ntensors == 7 && n.count == 16 * 5 + 16 + 16 + 2 + 1 + 3);
+    MS_EXPECT(n.H == 16 && n.ntensors == 8 && n.count == 16 * 5 + 16 + 16 + 2 + 1 + 3 + 2);
     MS_EXPECT(ms_net_find(&n, "rel.coverage") == 4 && ms_net_find(&n, "rel.kcenter") == 5 &&
-              ms_net_find(&n, "rel.schedule") == 6);
-    MS_EXPECT(!n.tensor[4].optional && n.tensor[5].optional && n.tensor[6].optional);
+              ms_net_find(&n, "rel.schedule") == 6 && ms_net_find(&n, "rel.config") == 7);
+    MS_EXPECT(!n.tensor[4].optional && n.tensor[5].optional && n.tensor[6].optional && n.tensor[7].optional);
     ms_net_randomize(&n, 1);
     MS_EXPECT(ms_net_tensor_data(&n, 3)[0] == 0.0f && ms_net_tensor_data(&n, 4)[0] == 5.0f);
     MS_EXPECT(ms_net_tensor_data(&n, 5)[0] == 0.0f && ms_net_tensor_data(&n, 6)[2] == 0.0f);
@@ -66,6 +66,17 @@ static void test_registry(void) {
               ms_net_tensor_data(&n, 5)[0] == 2.0f && ms_net_tensor_data(&n, 6)[0] == -1.0f &&
               ms_net_tensor_data(&n, 6)[1] == 0.5f && ms_net_tensor_data(&n, 6)[2] == 3.0f);
     MS_EXPECT(ms_arch_parse_spec("relational:kcenter_slope=y", &a, &opts) == MS_ERR_ARG);
+    /* rank features and the static bound: kept in rel.config (0 0 by default) */
+    MS_EXPECT(ms_net_tensor_data(&n, 7)[0] == 0.0f && ms_net_tensor_data(&n, 7)[1] == 0.0f);
+    MS_EXPECT(ms_arch_parse_spec("relational:features=rank,static_max=0.5", &a, &opts) == MS_OK);
+    ms_net_randomize_opts(&n, 1, opts);
+    MS_EXPECT(ms_net_tensor_data(&n, 7)[0] == 1.0f && ms_net_tensor_data(&n, 7)[1] == 0.5f &&
+              n.tensor[7].frozen && !n.tensor[2].frozen);
+    MS_EXPECT(ms_arch_parse_spec("relational:features=raw", &a, &opts) == MS_OK);
+    MS_EXPECT(ms_arch_parse_spec("relational:features=quantile", &a, &opts) == MS_ERR_ARG &&
+              strstr(ms_last_error(), "features=quantile"));
+    MS_EXPECT(ms_arch_parse_spec("relational:static_max=-1", &a, &opts) == MS_ERR_ARG &&
+              strstr(ms_last_error(), "static_max"));
     /* the schedule: 0 at the first pick, 1 at the 41st, increasing */
     MS_EXPECT(ms_rel_schedule(0) == 0.0 && fabs(ms_rel_schedule(40) - 1.0) < 1e-15 &&
               ms_rel_schedule(5) > ms_rel_schedule(4));
@@ -162,12 +173,14 @@ static void test_pytorch_case(const char *cs) {
     ms_net_free(&net);
 }
 
-/* Central differences of log p (double arithmetic on float parameters). */
-static void test_finite_differences(void) {
+/* Central differences of log p (double arithmetic on float parameters); rel.config (tensor 7)
+ * is a constant of the design, not a parameter. rank, smax: its values. */
+static void test_finite_differences(float rank, float smax) {
     ms_net net;
     float *x;
     int T, D;
     load_case("r3", &net, &x, &T, &D);
+    ms_net_tensor_data(&net, 7)[0] = rank, ms_net_tensor_data(&net, 7)[1] = smax;
     int picks[8] = {3, 17, 0, 9, 12, 5, 1, 19}, K = 8;
     void *w = net.arch->work_new(&net, 1, T, K);
     (void)ms_rel_score_draw(&net, w, x, T, picks, K);
@@ -175,7 +188,7 @@ static void test_finite_differences(void) {
     double one = 1.0;
     net.arch->backward(&net, w, x, &one, g);
     double worst = 0;
-    for (size_t q = 0; q < net.count; q++) {
+    for (size_t q = 0; q < net.tensor[7].offset; q++) {
         float keep = net.params[q];
         float h = 3e-3f * (fabsf(keep) > 1 ? fabsf(keep) : 1.0f);
         net.params[q] = keep + h;
@@ -189,12 +202,96 @@ static void test_finite_differences(void) {
         double err = fabs(fd - g[q]) / (1e-3 + fabs(fd));
         if (err > worst) worst = err;
     }
-    if (worst > 1e-3) fprintf(stderr, "relational finite differences: worst relative error %.3g\n", worst);
+    if (worst > 1e-3)
+        fprintf(stderr, "relational finite differences (rank %g, static_max %g): worst relative error %.3g\n",
+                rank, smax, worst);
     MS_EXPECT(worst <= 1e-3);
     MS_EXPECT(g[net.tensor[5].offset] != 0 && g[net.tensor[6].offset + 2] != 0);
     net.arch->work_free(w);
     free(g);
     free(x);
+    ms_net_free(&net);
+}
+
+/* features=rank: the features depend on the pool only through the orderings of c, d and
+ * |x - m|, so any increasing transform of those statistics leaves them, the static scores
+ * and the first step's logits bitwise unchanged; the normal scores are Phi^-1 of the mid-
+ * ranks; static_max bounds the static score. */
+static void test_rank_features(void) {
+    ms_net net;
+    float *x;
+    int T, D;
+    load_case("r3", &net, &x, &T, &D);
+    int R = ms_rel_nref(T);
+    size_t nf = (size_t)T * MS_REL_F;
+    double *f = malloc(sizeof(double) * nf), *g = malloc(sizeof(double) * nf);
+    double *scr = malloc(sizeof(double) * ms_rel_scratch(T, D));
+    float *z = malloc(sizeof(float) * (size_t)T * D), *kern = malloc(sizeof(float) * (size_t)T * R);
+    ms_rel_features(f, z, kern, x, T, D, scr);
+    /* increasing transforms of the statistics behind columns 0, 1, 4 (the rank columns 2, 3
+     * are unchanged by them): exp(3 v), v^3 + v, 10 v - 7 */
+    for (int i = 0; i < T; i++) {
+        const double *a = f + (size_t)i * MS_REL_F;
+        double *b = g + (size_t)i * MS_REL_F;
+        b[0] = exp(3 * a[0]), b[1] = a[1] * a[1] * a[1] + a[1], b[2] = a[2], b[3] = a[3];
+        b[4] = 10 * a[4] - 7;
+    }
+    int changed = 0;
+    for (size_t q = 0; q < nf; q++) changed |= f[q] != g[q];
+    MS_EXPECT(changed); /* the raw features do change */
+    ms_rel_rank_features(f, T, scr);
+    ms_rel_rank_features(g, T, scr);
+    MS_EXPECT(memcmp(f, g, sizeof(double) * nf) == 0);
+    /* normal scores: each column holds Phi^-1((j + 1/2) / T), j = 0..T-1 (distinct values) */
+    for (int col = 0; col < 5; col += 4) {
+        double worst = 0;
+        for (int i = 0; i < T; i++) {
+            double v = f[(size_t)i * MS_REL_F + col];
+            int below = 0;
+            for (int j = 0; j < T; j++) below += f[(size_t)j * MS_REL_F + col] < v;
+            double q = (below + 0.5) / T, phi = 0.5 * erfc(-v / sqrt(2.0));
+            if (fabs(phi - q) > worst) worst = fabs(phi - q);
+        }
+        if (worst > 1e-14) fprintf(stderr, "normal scores, column %d: |Phi(v) - q| up to %.3g\n", col, worst);
+        MS_EXPECT(worst <= 1e-14);
+    }
+    /* the static scores through the net: with every sequential weight 0 the first step's
+     * logits are s_i; rank features use the mid-rank normal scores of the pool */
+    ms_net_tensor_data(&net, 7)[0] = 1.0f;
+    for (int i = 3; i < 7; i++) memset(ms_net_tensor_data(&net, i), 0, sizeof(float) * net.tensor[i].size);
+    int K = 3, n, picks[3];
+    double logp;
+    float *l0 = malloc(sizeof(float) * T), *l1 = malloc(sizeof(float) * T);
+    void *w = net.arch->work_new(&net, 1, T, K);
+    ms_net_mode gm = {.sampler = MS_SAMPLER_WOR, .greedy = 1};
+    net.arch->run(&net, w, x, 1, T, &K, K, gm, NULL, picks, &n, &logp, l0);
+    const float *W1 = ms_net_tensor_data(&net, 0), *b1 = ms_net_tensor_data(&net, 1), *w2 = ms_net_tensor_data(&net, 2);
+    double vmax = 0, worst = 0;
+    for (int i = 0; i < T; i++) {
+        double v = 0;
+        for (int u = 0; u < net.H; u++) {
+            double pre = b1[u];
+            for (int q = 0; q < MS_REL_F; q++) pre += (double)W1[u * MS_REL_F + q] * g[(size_t)i * MS_REL_F + q];
+            v += (double)w2[u] * tanh(pre);
+        }
+        if (fabs(v) > vmax) vmax = fabs(v);
+        if (fabs(v - l0[i]) > worst) worst = fabs(v - l0[i]);
+    }
+    MS_EXPECT(vmax > 0.05 && worst < 1e-6);
+    /* static_max S: s = S tanh(v / S), below S in magnitude */
+    float S = (float)(vmax / 2);
+    ms_net_tensor_data(&net, 7)[1] = S;
+    net.arch->run(&net, w, x, 1, T, &K, K, gm, NULL, picks, &n, &logp, l1);
+    double smax = 0;
+    worst = 0;
+    for (int i = 0; i < T; i++) {
+        double want = S * tanh(l0[i] / S);
+        if (fabs(want - l1[i]) > worst) worst = fabs(want - l1[i]);
+        if (fabs(l1[i]) > smax) smax = fabs(l1[i]);
+    }
+    MS_EXPECT(worst < 1e-6 && smax < S && smax > 0.5 * S);
+    net.arch->work_free(w);
+    free(f), free(g), free(scr), free(z), free(kern), free(l0), free(l1), free(x);
     ms_net_free(&net);
 }
 
@@ -299,13 +396,16 @@ static void test_threads(void) {
     ms_net_tensor_data(&net, 5)[0] = 1.5f;
     ms_net_tensor_data(&net, 6)[0] = 0.4f, ms_net_tensor_data(&net, 6)[2] = -0.7f;
     ms_expect_net_thread_independent(&net, B, T, K);
+    /* rank features and a bounded static score */
+    ms_net_tensor_data(&net, 7)[0] = 1.0f, ms_net_tensor_data(&net, 7)[1] = 0.3f;
+    ms_expect_net_thread_independent(&net, B, T, K);
     ms_net_free(&net);
 }
 
 static void test_checkpoints(void) {
     ms_net net, back;
     MS_CHECK(ms_net_init(&net, &ms_arch_relational, 10, 6) == MS_OK);
-    ms_net_randomize(&net, 9);
+    ms_net_randomize_opts(&net, 9, "features=rank,static_max=0.25");
     ms_selector_meta m;
     ms_selector_meta_init(&m);
     m.K = 40;
@@ -315,6 +415,7 @@ static void test_checkpoints(void) {
     MS_EXPECT(ms_net_load(path, &back, &r) == MS_OK);
     MS_EXPECT(back.arch == &ms_arch_relational && back.D == 10 && back.H == 6 && r.K == 40);
     MS_EXPECT(back.params && memcmp(back.params, net.params, sizeof(float) * net.count) == 0);
+    MS_EXPECT(ms_net_tensor_data(&back, 7)[0] == 1.0f && ms_net_tensor_data(&back, 7)[1] == 0.25f);
     ms_net_free(&back);
     ms_selector_meta_free(&r);
     /* the bilstm-only loader refuses it by name */
@@ -599,7 +700,10 @@ int main(void) {
     test_pytorch_case("r1");
     test_pytorch_case("r2");
     test_pytorch_case("r3");
-    test_finite_differences();
+    test_finite_differences(0, 0);
+    test_finite_differences(1, 0);
+    test_finite_differences(1, 0.4f);
+    test_rank_features();
     test_farthest_first();
     test_invariance();
     test_threads();

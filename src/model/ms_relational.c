@@ -16,8 +16,18 @@
  *   f2 = rank(c), f3 = rank(d)   rank_i = #{j : v_j < v_i} / (T - 1)   (0 when T = 1)
  *   f4 = |x_i - m| / mean_j |x_j - m| - 1   (how far out the item sits; 0 if all equal)
  * zscore(v) = (v - mean v) / (std v + 1e-6) over the pool (population std).
+ * Option features=rank (ms_rel_rank_features): f0, f1 and f4 are replaced by their normal
+ * scores Phi^-1((#{j : v_j < v_i} + 1/2) / T), so that every feature depends only on the
+ * item's place in the pool's orderings of c, d and |x_i - m|: invariant to any increasing
+ * transform of those statistics (a hospital whose pools are tighter or looser, or skewed
+ * differently, gives the same feature distribution: the normal scores of a pool are always
+ * the same T values).
  *
- * Static score (the MLP):  h_i = tanh(W1 f_i + b1)  (H),  s_i = w2 . h_i.
+ * Static score (the MLP):  h_i = tanh(W1 f_i + b1)  (H),  v_i = w2 . h_i,
+ *   s_i = v_i, or with option static_max=S > 0:  s_i = S tanh(v_i / S)  (|s_i| < S, so the
+ *   static term can reorder only items whose sequential terms differ by less than 2 S).
+ * The two options are kept in the optional tensor "rel.config" = (rank 0/1, S), a constant of
+ * the design (never a gradient); files without it load with (0, 0), the earlier form.
  * Step t = 0..K-1 with picked set S_t (remaining items only):
  *   r_i^t  = max_{p in S_t} z_i . z_p    (0 when S_t is empty)         redundancy
  *   cov_j  = max_{p in S_t} k_pj         (0 when S_t is empty)
@@ -42,7 +52,8 @@
  *   da = -sum_t R_t,  da' = -sum_t u_t R_t,   R_t = sum_i dl_i^t r_i^t
  *   db =  sum_t G_t,  db' =  sum_t u_t G_t,   G_t = sum_i dl_i^t g_i^t
  *   dc =  sum_t C_t,  dc' =  sum_t u_t C_t,   C_t = sum_i dl_i^t d_i^t
- * and through the MLP: dw2 += sum_i ds_i h_i, dpre_i = ds_i w2 * (1 - h_i^2),
+ * and through the bound (S > 0) dv_i = ds_i (1 - (s_i / S)^2) (else dv_i = ds_i), then
+ * through the MLP with dv for ds: dw2 += sum_i ds_i h_i, dpre_i = ds_i w2 * (1 - h_i^2),
  * dW1 += sum_i dpre_i f_i^T, db1 += sum_i dpre_i. The features, r, g and d carry no
  * parameters.
  *
@@ -66,7 +77,7 @@
 #include "medselect/strategy.h"
 #include "model/ms_relational.h"
 
-enum { T_W1 = 0, T_B1, T_W2, T_RED, T_COV, T_KC, T_SCHED, N_T };
+enum { T_W1 = 0, T_B1, T_W2, T_RED, T_COV, T_KC, T_SCHED, T_CFG, N_T };
 
 /* the schedule's horizon: u_t = log(1 + t) / log(1 + MS_REL_HORIZON) */
 #define MS_REL_HORIZON 40
@@ -76,7 +87,7 @@ double ms_rel_schedule(int t) { return log1p((double)t) / log1p((double)MS_REL_H
 static ms_status rel_layout(ms_net *net) {
     static const char *const names[N_T] = {"rel.fc1.weight", "rel.fc1.bias", "rel.fc2.weight",
                                            "rel.redundancy", "rel.coverage", "rel.kcenter",
-                                           "rel.schedule"};
+                                           "rel.schedule", "rel.config"};
     if (net->H > 4096) return ms_fail(MS_ERR_ARG, "selector relational: hidden size %d is larger than 4096", net->H);
     net->ntensors = N_T;
     for (int i = 0; i < N_T; i++) snprintf(net->tensor[i].name, sizeof net->tensor[i].name, "%s", names[i]);
@@ -88,18 +99,23 @@ static ms_status rel_layout(ms_net *net) {
     net->tensor[T_KC].ndim = 1, net->tensor[T_KC].shape[0] = 1, net->tensor[T_KC].optional = 1;
     /* (a', b', c'): the slopes of the redundancy, coverage and k-center weights */
     net->tensor[T_SCHED].ndim = 1, net->tensor[T_SCHED].shape[0] = 3, net->tensor[T_SCHED].optional = 1;
+    /* (rank features 0/1, static bound s_max or 0): constants of the design, not parameters
+     * (no gradient ever); optional, so earlier files load with 0 0 = raw features, unbounded */
+    net->tensor[T_CFG].ndim = 1, net->tensor[T_CFG].shape[0] = 2, net->tensor[T_CFG].optional = 1;
     return MS_OK;
 }
 
 /* Options (initial values): redundancy=a, coverage=b, kcenter=c (defaults 0, 5, 0) and their
- * slopes over the schedule redundancy_slope=a', coverage_slope=b', kcenter_slope=c' (0); and
+ * slopes over the schedule redundancy_slope=a', coverage_slope=b', kcenter_slope=c' (0);
+ * static_max=S (0: unbounded) and features=raw|rank (raw), stored in rel.config; and
  * static=free|frozen (free): frozen holds the per-item MLP (W1, b1, w2) fixed in training, so
  * that with w2 = 0 the static score stays 0 and only the six weights of the redundancy,
  * coverage and k-center terms learn (a model that cannot learn a hospital's typical items).
  * The trainer records the options in the checkpoint's metadata (arch_init). */
 static const char *const rel_opts[] = {"redundancy", "coverage", "kcenter", "redundancy_slope",
-                                       "coverage_slope", "kcenter_slope", "static", NULL};
-enum { N_NUM_OPTS = 6 }; /* the numeric options come first */
+                                       "coverage_slope", "kcenter_slope", "static_max", "static",
+                                       "features", NULL};
+enum { N_NUM_OPTS = 7 }; /* the numeric options come first (static_max last of them) */
 
 /* static=: 1 frozen, 0 free (also when absent); MS_ERR_ARG for another value */
 static ms_status rel_static_frozen(const char *opts, int *frozen) {
@@ -114,23 +130,43 @@ static ms_status rel_static_frozen(const char *opts, int *frozen) {
     return MS_OK;
 }
 
+/* features=: 1 rank, 0 raw (also when absent); MS_ERR_ARG for another value */
+static ms_status rel_rank_features(const char *opts, int *rank) {
+    char buf[16];
+    int found = 0;
+    *rank = 0;
+    ms_status st = ms_opt_string(opts, "features", buf, sizeof buf, &found);
+    if (st || !found) return st;
+    if (strcmp(buf, "rank") == 0) *rank = 1;
+    else if (strcmp(buf, "raw") != 0)
+        return ms_fail(MS_ERR_ARG, "selector relational: features=%.15s is not raw or rank", buf);
+    return MS_OK;
+}
+
 static ms_status rel_check_opts(const char *opts) {
     ms_status st = ms_opt_check("relational", opts, rel_opts);
     double v;
     int found;
-    for (int i = 0; !st && i < N_NUM_OPTS; i++) st = ms_opt_double(opts, rel_opts[i], &v, &found);
+    for (int i = 0; !st && i < N_NUM_OPTS; i++) {
+        st = ms_opt_double(opts, rel_opts[i], &v, &found);
+        if (!st && found && i == N_NUM_OPTS - 1 && !(v >= 0 && v <= 1e6))
+            st = ms_fail(MS_ERR_ARG, "selector relational: static_max=%g is not between 0 and 1e6", v);
+    }
     if (!st) st = rel_static_frozen(opts, &found);
+    if (!st) st = rel_rank_features(opts, &found);
     return st;
 }
 
 static void rel_randomize(ms_net *net, uint64_t seed, const char *opts) {
-    double val[6] = {0.0, 5.0, 0.0, 0.0, 0.0, 0.0};
+    double val[N_NUM_OPTS] = {0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0};
     int found;
     for (int i = 0; opts && *opts && i < N_NUM_OPTS; i++)
         MS_CHECK(ms_opt_double(opts, rel_opts[i], &val[i], &found) == MS_OK);
-    int frozen = 0;
+    int frozen = 0, rank = 0;
     if (opts && *opts) MS_CHECK(rel_static_frozen(opts, &frozen) == MS_OK);
+    if (opts && *opts) MS_CHECK(rel_rank_features(opts, &rank) == MS_OK);
     net->tensor[T_W1].frozen = net->tensor[T_B1].frozen = net->tensor[T_W2].frozen = frozen;
+    net->tensor[T_CFG].frozen = 1;
     double a0 = val[0], b0 = val[1];
     double k = 1.0 / sqrt((double)MS_REL_F);
     for (int i = 0; i < 2; i++) {
@@ -144,6 +180,8 @@ static void rel_randomize(ms_net *net, uint64_t seed, const char *opts) {
     ms_net_tensor_data(net, T_COV)[0] = (float)b0;
     ms_net_tensor_data(net, T_KC)[0] = (float)val[2];
     for (int i = 0; i < 3; i++) ms_net_tensor_data(net, T_SCHED)[i] = (float)val[3 + i];
+    ms_net_tensor_data(net, T_CFG)[0] = (float)rank;
+    ms_net_tensor_data(net, T_CFG)[1] = (float)val[6];
 }
 
 /* ---- features ----------------------------------------------------------------------- */
@@ -251,6 +289,38 @@ void ms_rel_features(double *feat, float *z, float *kern, const float *x, int T,
     zscore(c, T);
     zscore(d, T);
     for (int i = 0; i < T; i++) feat[(size_t)i * MS_REL_F + 0] = c[i], feat[(size_t)i * MS_REL_F + 1] = d[i];
+}
+
+/* Phi^-1(q) for 0 < q < 1: Abramowitz-Stegun 26.2.23 (error below 4.5e-4) refined by three
+ * Newton steps on Phi(x) = erfc(-x / sqrt 2) / 2 (about 1e-15 for 1e-7 < q < 1 - 1e-7);
+ * odd in q - 1/2 by construction. */
+static double probit(double q) {
+    double p = q < 0.5 ? q : 1.0 - q;
+    double t = sqrt(-2.0 * log(p));
+    double x = -(t - (2.515517 + 0.802853 * t + 0.010328 * t * t) /
+                         (1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t));
+    for (int it = 0; it < 3; it++) {
+        double e = 0.5 * erfc(-x / sqrt(2.0)) - p;
+        x -= e / (exp(-0.5 * x * x) / sqrt(2.0 * 3.14159265358979323846));
+    }
+    return q < 0.5 ? x : -x;
+}
+
+/* Normal scores of column col of feat (T, F) in place: v_i -> Phi^-1((#{j : v_j < v_i} +
+ * 1/2) / T). tmp: T doubles. */
+static void normal_scores(double *feat, int col, int T, double *tmp) {
+    for (int i = 0; i < T; i++) {
+        int c = 0;
+        for (int j = 0; j < T; j++) c += feat[(size_t)j * MS_REL_F + col] < feat[(size_t)i * MS_REL_F + col];
+        tmp[i] = probit((c + 0.5) / T);
+    }
+    for (int i = 0; i < T; i++) feat[(size_t)i * MS_REL_F + col] = tmp[i];
+}
+
+void ms_rel_rank_features(double *feat, int T, double *scratch) {
+    normal_scores(feat, 0, T, scratch);
+    normal_scores(feat, 1, T, scratch);
+    normal_scores(feat, 4, T, scratch);
 }
 
 size_t ms_rel_scratch(int T, int D) { return 4 * (size_t)T + (size_t)ms_rel_nref(T) + 2 * (size_t)D; }
@@ -475,8 +545,11 @@ static double rel_pool_run(const ms_net *net, rel_pool *p, const float *x, int T
     double a0 = ms_net_tensor_data(net, T_RED)[0], b0 = ms_net_tensor_data(net, T_COV)[0];
     double c0 = ms_net_tensor_data(net, T_KC)[0];
     const float *sl = ms_net_tensor_data(net, T_SCHED); /* (3) slopes a', b', c' */
+    const float *cfg = ms_net_tensor_data(net, T_CFG); /* (2) rank features, s_max */
+    double smax = cfg[1];
     p->T = T;
     ms_rel_features(p->feat, p->z, p->kern, x, T, D, p->scratch);
+    if (cfg[0] != 0) ms_rel_rank_features(p->feat, T, p->scratch);
     /* unit rows u (T, D) (float, as the pool's rows are stored for MaxHerding and k-center)
      * and dist_i = |u_i - mean u| for the first step; mean in scratch (D doubles) */
     double *mu = p->scratch;
@@ -505,7 +578,7 @@ static double rel_pool_run(const ms_net *net, rel_pool *p, const float *x, int T
             h[u] = tanh(pre);
             s += (double)w2[u] * h[u];
         }
-        p->s[i] = s;
+        p->s[i] = smax > 0 ? smax * tanh(s / smax) : s;
     }
     ms_rel_seq seq = rel_seq(p, D, R);
     const ms_rel_weights wt = {a0, b0, c0, {sl[0], sl[1], sl[2]}};
@@ -526,6 +599,9 @@ static void rel_pool_backward(const ms_net *net, rel_pool *p) {
     ms_rel_seq_backward(&seq, ds, dw);
     double *gW1 = g + net->tensor[T_W1].offset, *gb1 = g + net->tensor[T_B1].offset;
     double *gw2 = g + net->tensor[T_W2].offset;
+    double smax = ms_net_tensor_data(net, T_CFG)[1];
+    if (smax > 0) /* s = smax tanh(v / smax): ds/dv = 1 - (s / smax)^2 */
+        for (int i = 0; i < T; i++) ds[i] *= 1.0 - (p->s[i] / smax) * (p->s[i] / smax);
     g[net->tensor[T_RED].offset] = dw[0];
     g[net->tensor[T_COV].offset] = dw[1];
     g[net->tensor[T_KC].offset] = dw[2];

@@ -21,6 +21,14 @@ size_t ms_rel_scratch(int T, int D);
 void ms_rel_features(double *feat, float *z, float *kern, const float *x, int T, int D,
                      double *scratch);
 
+/* The rank form of the features (option features=rank), in place on ms_rel_features' output
+ * feat (T, MS_REL_F): columns 0, 1 and 4 (z-scored typicality, z-scored density, relative
+ * distance from the mean) become their normal scores Phi^-1((#{j : v_j < v_i} + 1/2) / T);
+ * columns 2 and 3 are ranks already. Every column is then a function of the item's place
+ * in the pool's ordering of c, d and |x - m| alone, so the features (and the static score)
+ * do not change under any increasing transform of those statistics. scratch: T doubles. */
+void ms_rel_rank_features(double *feat, int T, double *scratch);
+
 /* The step schedule of the relational weights: u_t = log(1 + t) / log(41) (0 at t = 0). */
 double ms_rel_schedule(int t);
 
