@@ -24,7 +24,10 @@
  *               schedule tensors load with them 0: l_i^t = s_i - a r_i^t + b g_i^t.
  *               Greedy decoding gives a ranking whose every prefix is a selection.
  *               Option static=frozen holds the MLP fixed (s_i = 0): only the six term
- *               weights learn.
+ *               weights learn. features=rank feeds the MLP only within-pool normal
+ *               scores and ranks (invariant to increasing transforms of the pool's
+ *               statistics); static_max=S bounds s_i = S tanh(v_i / S). Both are kept in
+ *               the optional tensor rel.config (files without it: raw, unbounded).
  *   setattn     the relational policy's sequential decoding with s_i from a permutation-
  *               equivariant set encoder (src/model/ms_setattn.c): two self-attention layers
  *               over the pool on the same pool-relative features, each attention logit
