@@ -192,25 +192,31 @@ static void test_adam(void) {
 }
 
 /* The vectorised, threaded Adam step against the plain loop: bitwise, on 1 and 2 threads,
- * over an odd length (vector tails) with gradients of all magnitudes. */
+ * over an odd length (vector tails) with gradients of all magnitudes; both leave the
+ * gradient zeroed. */
 static void test_adam_ref(void) {
     const size_t n = 200003;
-    float *g = malloc(sizeof(float) * n), *p[3], *m[3], *v[3];
+    float *g = malloc(sizeof(float) * n), *gk = malloc(sizeof(float) * n), *p[3], *m[3], *v[3];
     for (int k = 0; k < 3; k++) {
         p[k] = malloc(sizeof(float) * n), m[k] = calloc(n, sizeof(float)), v[k] = calloc(n, sizeof(float));
         for (size_t i = 0; i < n; i++) p[k][i] = (float)(0.01 * ((double)(i % 997) - 498.0));
     }
     ms_rng r;
     ms_rng_init(&r, 7, 0, 0);
-    int same = 1;
+    int same = 1, zeroed = 1;
     for (long t = 1; t <= 4; t++) {
         for (size_t i = 0; i < n; i++)
             g[i] = (float)((2.0 * ms_rng_uniform(&r) - 1.0) * pow(10.0, -6.0 + 6.0 * ms_rng_uniform(&r)));
-        ms_adam_step_ref(p[0], g, m[0], v[0], n, t, 1e-3, 0.9, 0.999, 1e-8);
-        ms_set_threads(1);
-        ms_adam_step(p[1], g, m[1], v[1], n, t, 1e-3, 0.9, 0.999, 1e-8);
-        ms_set_threads(2);
-        ms_adam_step(p[2], g, m[2], v[2], n, t, 1e-3, 0.9, 0.999, 1e-8);
+        for (int k = 0; k < 3; k++) {
+            memcpy(gk, g, sizeof(float) * n);
+            if (k == 0) {
+                ms_adam_step_ref(p[0], gk, m[0], v[0], n, t, 1e-3, 0.9, 0.999, 1e-8);
+            } else {
+                ms_set_threads(k);
+                ms_adam_step(p[k], gk, m[k], v[k], n, t, 1e-3, 0.9, 0.999, 1e-8);
+            }
+            for (size_t i = 0; i < n; i++) zeroed &= gk[i] == 0.0f && !signbit(gk[i]);
+        }
     }
     for (int k = 1; k < 3; k++) {
         size_t bad = n;
@@ -224,6 +230,8 @@ static void test_adam_ref(void) {
         }
     }
     MS_EXPECT(same);
+    MS_EXPECT(zeroed);
+    free(gk);
     for (int k = 0; k < 3; k++) free(p[k]), free(m[k]), free(v[k]);
     free(g);
 }

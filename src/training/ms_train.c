@@ -120,54 +120,6 @@ ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n,
     return MS_OK;
 }
 
-/* ---- Adam, PyTorch's update rule --------------------------------------------------------
- * m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
- * p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
- *
- * Each parameter's update is the same sequence of IEEE float operations (the build does not
- * contract them into fused multiply-adds; vector sqrt and division are correctly rounded
- * like the scalar ones), so the vectorised, multi-threaded loop gives the bits of the plain
- * loop, ms_adam_step_ref, for any thread count (test_train compares them). */
-typedef struct {
-    float fb1, fb2, cb1, cb2, step, sbc2, eps;
-} adam_coef;
-
-static adam_coef adam_coefs(long t, double lr, double b1, double b2, double eps) {
-    double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-    /* 1 - b is formed in double and then rounded, as PyTorch does with its Python-float
-     * coefficients: (1.0f - (float)0.999) would be 1.3e-5 off in relative terms. */
-    adam_coef c = {(float)b1, (float)b2, (float)(1.0 - b1), (float)(1.0 - b2), (float)(lr / bc1),
-                   (float)sqrt(bc2), (float)eps};
-    return c;
-}
-
-void ms_adam_step_ref(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
-                      double b1, double b2, double eps) {
-    const adam_coef c = adam_coefs(t, lr, b1, b2, eps);
-    for (size_t i = 0; i < n; i++) {
-        m[i] = c.fb1 * m[i] + c.cb1 * g[i];
-        v[i] = c.fb2 * v[i] + c.cb2 * g[i] * g[i];
-        float denom = sqrtf(v[i]) / c.sbc2 + c.eps;
-        p[i] -= c.step * m[i] / denom;
-    }
-}
-
-void ms_adam_step(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
-                  double b1, double b2, double eps) {
-    const adam_coef c = adam_coefs(t, lr, b1, b2, eps);
-    const float fb1 = c.fb1, fb2 = c.fb2, cb1 = c.cb1, cb2 = c.cb2, step = c.step, sbc2 = c.sbc2,
-                fe = c.eps;
-    const long ln = (long)n;
-#pragma omp parallel for simd schedule(static) if (n >= 65536 && !omp_in_parallel())
-    for (long i = 0; i < ln; i++) {
-        float mi = fb1 * m[i] + cb1 * g[i];
-        float vi = fb2 * v[i] + cb2 * g[i] * g[i];
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= step * mi / (sqrtf(vi) / sbc2 + fe);
-    }
-}
-
 /* Reward of one selection: AUROC on the query set of the predictor built from picks. */
 static double task_auroc(const ms_split *s, const ms_task *t, const int *picks, int n_picks,
                          ms_pred_kind pred, ms_arena *ws) {
@@ -196,7 +148,9 @@ typedef struct {
     const ms_train_config *cfg;
     int Din, P, B, Kmax;
     int S;           /* draws per task (cfg->samples, at least 1); per-draw arrays hold B S */
-    ms_net params, grads, m, v; /* grads, m, v: the same layout, used as flat arrays */
+    ms_net params, grads, m, v; /* grads, m, v: the same layout, used as flat arrays; grads is
+                                 * zero between iterations (ms_net_init zeroes it, the
+                                 * backward accumulates into it, ms_adam_step clears it) */
     void *work;      /* the architecture's work object for (B S, P, Kmax) */
     int VB;          /* tasks per validation batch (val_batch): at least B S */
     void *vwork;     /* the architecture's work object for validation, (VB, P, Kmax) */
@@ -393,7 +347,6 @@ static ms_status train_step_loo(trainer *tr, long it, int nb) {
         for (int s = 0; s < S; s++) tr->baseline[b * S + s] = (sum - tr->reward[b * S + s]) / (S - 1);
     }
     for (int j = 0; j < n; j++) tr->scale[j] = -(tr->reward[j] - tr->baseline[j]) / n;
-    memset(tr->grads.params, 0, sizeof(float) * tr->grads.count);
     a->backward(&tr->params, tr->work, tr->x, tr->scale, tr->grads.params);
     return MS_OK;
 }
@@ -444,7 +397,6 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
     }
     /* loss = -(1/nb) sum_b adv_b * logp_b  =>  dL/dparams = sum_b -(adv_b / nb) dlogp_b */
     for (int b = 0; b < nb; b++) tr->scale[b] = -(tr->reward[b] - tr->baseline[b]) / nb;
-    memset(tr->grads.params, 0, sizeof(float) * tr->grads.count);
     a->backward(&tr->params, tr->work, tr->x, tr->scale, tr->grads.params);
     return MS_OK;
 }

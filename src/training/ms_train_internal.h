@@ -4,11 +4,12 @@
 
 #include "medselect/train.h"
 
-/* One Adam step (PyTorch's rule) on n parameters; t is the 1-based step count. Vectorised
- * and spread over the threads; ms_adam_step_ref is the plain loop (bitwise the same). */
-void ms_adam_step(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
-                  double b1, double b2, double eps);
-void ms_adam_step_ref(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
+/* One Adam step (PyTorch's rule) on n parameters; t is the 1-based step count. g is read
+ * and then set to zero (the next backward accumulates into it). Vectorised and spread over
+ * the threads; ms_adam_step_ref is the plain loop (bitwise the same). */
+void ms_adam_step(float *p, float *g, float *m, float *v, size_t n, long t, double lr, double b1,
+                  double b2, double eps);
+void ms_adam_step_ref(float *p, float *g, float *m, float *v, size_t n, long t, double lr,
                       double b1, double b2, double eps);
 
 /* --augment rotate: the first D columns of rows x (T, stride) times one random orthogonal
