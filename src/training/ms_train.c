@@ -205,10 +205,11 @@ static double prefix_auroc(const trainer *tr, const ms_split *s, const ms_task *
     return r / tr->n_val_k;
 }
 
-/* Samples tasks ids[0..nb) of `stream` from split s into tr->tasks and builds x. */
-/* it >= 0: a training iteration (rotation augmentation applies); -1: validation. */
+/* Samples tasks ids[0..nb) of `stream` from split s into tr->tasks and, unless with_x is 0,
+ * builds their input x. it >= 0: a training iteration (rotation augmentation applies); -1:
+ * validation. */
 static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, const int *cond,
-                             int n_cond, uint64_t stream, const long *ids, int nb, long it) {
+                             int n_cond, uint64_t stream, const long *ids, int nb, long it, int with_x) {
     const ms_train_config *cfg = tr->cfg;
     ms_status first = MS_OK;
 #pragma omp parallel for schedule(static)
@@ -228,6 +229,7 @@ static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, 
             sh.pos_frac = (np - 0.5) / sh.pool;
         }
         ms_task_sample(&tr->tasks[b], s, &sh, cond, n_cond, cfg->seed, stream, (uint64_t)ids[b], scratch);
+        if (!with_x) continue;
         ms_status st = ms_selector_input(tr->x + (size_t)b * tr->P * tr->Din, s, tr->tasks[b].pool, tr->P,
                                          cfg->clinical, fill);
         if (!st && cfg->augment_rotate && it >= 0) {
@@ -260,27 +262,47 @@ static int val_batch(int BS, int P, int val_tasks) {
 }
 
 /* Mean greedy AUROC (and random AUROC) over the fixed meta-validation tasks, averaged over
- * the validation budgets (prefixes of one greedy ranking of Kmax items). */
+ * the validation budgets (prefixes of one greedy ranking of Kmax items).
+ *
+ * A static architecture with the prepare_rows hook (the bilstm) and inputs that are the
+ * split's embeddings as they are (no clinical columns) scores the batches from row indices
+ * when the split has fewer rows than a quarter of the items validation scores:
+ * the split's rows are prepared once per validation (the bilstm projects each row once)
+ * and a batch is its tasks' pool rows, with no input copied and no repeated rows to find;
+ * the greedy selection is the top K of the logits, as in run(). The logits are those of
+ * run() (arch.h), so the AUROC is the same; other selectors run() on the built input. */
 static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, double *random_out) {
     const ms_train_config *cfg = tr->cfg;
     const ms_arch *a = tr->params.arch;
     double sum = 0, rsum = 0;
-    const int VB = tr->VB;
+    const int VB = tr->VB, P = tr->P;
     long *ids = ms_xmalloc(sizeof(long) * (size_t)VB);
     ms_status st = MS_OK;
     ms_net_mode greedy = {.sampler = cfg->sampler, .greedy = 1};
+    const int by_rows = !a->sequential && a->prepare_rows && a->run_rows && !cfg->clinical &&
+                        (double)val->n <= (double)cfg->val_tasks * P / 4 &&
+                        a->prepare_rows(&tr->params, tr->vwork, val->emb, val->n);
+    int *rows = by_rows ? ms_xmalloc(sizeof(int) * (size_t)VB * P) : NULL;
+    float *logits = by_rows ? ms_xmalloc(sizeof(float) * (size_t)VB * P) : NULL;
     for (int b = 0; b < VB; b++) tr->kb[b] = tr->Kmax;
     for (int start = 0; start < cfg->val_tasks && !st; start += VB) {
         int nb = cfg->val_tasks - start < VB ? cfg->val_tasks - start : VB;
         for (int b = 0; b < nb; b++) ids[b] = start + b;
-        st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb, -1);
+        st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb, -1,
+                         !by_rows);
         if (st) break;
-        a->run(&tr->params, tr->vwork, tr->x, nb, tr->P, tr->kb, tr->Kmax, greedy, NULL, tr->picks, tr->npicks,
-               tr->logp, NULL);
+        if (by_rows) {
+            for (int b = 0; b < nb; b++) memcpy(rows + (size_t)b * P, tr->tasks[b].pool, sizeof(int) * (size_t)P);
+            a->run_rows(&tr->params, tr->vwork, rows, nb, P, logits);
+        } else {
+            a->run(&tr->params, tr->vwork, tr->x, nb, P, tr->kb, tr->Kmax, greedy, NULL, tr->picks, tr->npicks,
+                   tr->logp, NULL);
+        }
 #pragma omp parallel for schedule(static)
         for (int b = 0; b < nb; b++) {
             ms_arena *ws = &tr->arenas[omp_get_thread_num()];
             ms_arena_reset(ws);
+            if (by_rows) ms_policy_topk(tr->picks + (size_t)b * tr->Kmax, logits + (size_t)b * P, P, tr->Kmax, ws);
             const int *picks = tr->picks + (size_t)b * tr->Kmax;
             double r = 0, rb = 0;
             for (int j = 0; j < tr->n_val_k; j++)
@@ -305,6 +327,8 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
         }
     }
     free(ids);
+    free(rows);
+    free(logits);
     if (st) return st;
     *auc_out = sum / cfg->val_tasks;
     if (random_out) *random_out = rsum / cfg->val_tasks;
@@ -357,7 +381,7 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
     const ms_train_config *cfg = tr->cfg;
     const ms_split *s = tr->s;
     const ms_arch *a = tr->params.arch;
-    ms_status st = build_batch(tr, s, tr->fill_train, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb, it);
+    ms_status st = build_batch(tr, s, tr->fill_train, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb, it, 1);
     if (st) return st;
     for (int b = 0; b < nb; b++) {
         uint64_t id = ((uint64_t)it << 16) ^ (uint64_t)b;
