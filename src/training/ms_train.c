@@ -474,7 +474,8 @@ static void run_signature(char *buf, size_t n, const trainer *tr) {
 }
 
 /* metrics.csv lives in memory and is rewritten as a whole (atomically, medselect/output.h)
- * before every state save and at most once a second in between: the file on disk is complete and has
+ * before every state save and at most once a second in between (by the saver's thread, in
+ * the order asked: ms_train_saver.c): the file on disk is complete and has
  * at least the rows of the saved state, so a resume cuts it back to the state's iteration
  * and continues exactly. */
 typedef struct {
@@ -636,6 +637,8 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     metrics_buf mb = {0};
     ms_selector_meta meta;
     fill_meta(&meta, &tr, val);
+    /* every file from here on is written by the saver's thread, in the order asked */
+    ms_saver *saver = ms_saver_start(sig, &meta);
     struct stat sb;
     if (cfg->resume && stat(p_state, &sb) == 0) {
         st = ms_train_state_load(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
@@ -646,7 +649,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
          * scratch). The state is saved before the first validation, so that a run killed at
          * any later moment can be resumed. */
         metrics_add(&mb, metrics_header);
-        st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        st = ms_saver_state(saver, p_state, &tr.params, &tr.m, &tr.v, &state);
     }
     if (!st && isnan(state.random_val) && cfg->val_tasks > 0) {
         double auc;
@@ -655,9 +658,9 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
             /* the untrained selector is the first "best" */
             state.best_val = auc;
             state.best_iteration = 0;
-            st = ms_net_save(p_best, &tr.params, &meta);
+            st = ms_saver_net(saver, p_best, &tr.params);
         }
-        if (!st) st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        if (!st) st = ms_saver_state(saver, p_state, &tr.params, &tr.m, &tr.v, &state);
     }
 
     ms_progress prog;
@@ -695,7 +698,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
             if (!st && vauc > state.best_val) {
                 state.best_val = vauc;
                 state.best_iteration = (int)(it + 1);
-                st = ms_net_save(p_best, &tr.params, &meta);
+                st = ms_saver_net(saver, p_best, &tr.params);
             }
         }
         char line[256], vs[40] = "";
@@ -717,10 +720,10 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
          * and otherwise at most once a second (a sync per tiny iteration would dominate) */
         int save_state = do_val || last_it || stop;
         if (!st && (save_state || ms_now() - t_metrics >= 1.0)) {
-            st = ms_write_file_atomic(p_metrics, mb.s, mb.n);
+            st = ms_saver_text(saver, p_metrics, mb.s, mb.n);
             t_metrics = ms_now();
         }
-        if (!st && save_state) st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        if (!st && save_state) st = ms_saver_state(saver, p_state, &tr.params, &tr.m, &tr.v, &state);
         ms_progress_add(&prog, 1);
         if (stop) {
             summary->stopped = 1;
@@ -728,7 +731,9 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
         }
     }
     ms_progress_end(&prog);
-    if (!st && state.iteration == total) st = ms_net_save(p_last, &tr.params, &meta);
+    if (!st && state.iteration == total) st = ms_saver_net(saver, p_last, &tr.params);
+    ms_status saved = ms_saver_finish(saver); /* every file written (or the first failure) */
+    if (!st) st = saved;
     free(mb.s);
     ms_lock_release(&lock);
 
