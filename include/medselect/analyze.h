@@ -41,14 +41,15 @@
  * them is removed again.
  *
  * Example:
+ *   int bi; char note[512];                                        // choose B on validation
+ *   ms_analyze_choose_b(&bi, note, sizeof note, &val_split, &split, &cfg, 0, baselines, nb, NULL);
+ *   int b = index_in_strats(baselines[bi]);
  *   cfg.keep_selections = 1;
- *   ms_evaluate(&vres, &val_split, &vcfg, baselines, nb, NULL);   // choose B on validation
- *   int b = index_in_strats(baselines[ms_analyze_best(&vres, -1)]);
  *   ms_evaluate(&res, &split, &cfg, strats, n, NULL);
  *   ms_analysis an;
  *   ms_analyze(&an, &split, &cfg, &res, 1, b, 0, 2000, 0, MS_AN_TASK_SWAP);
  *   ms_eval_summarize(&res, &cfg, 2000, &rows, &n_rows);
- *   ms_analysis_report rep = {&split, &cfg, &res, strats, &an, 1, rows, n_rows, "..."};
+ *   ms_analysis_report rep = {&split, &cfg, &res, strats, &an, 1, rows, n_rows, "...", note};
  *   ms_analysis_write_report("out", &rep);
  *   ms_analysis_free(&an);
  */
