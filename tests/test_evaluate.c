@@ -86,6 +86,39 @@ static void test_versus_fixture(void) {
         int two[2] = {0, 1};
         MS_EXPECT(ms_eval_best(&r, 0, ki, two, 2) == (ms_eval_mean(&r, 0, ki, 1) > ms_eval_mean(&r, 0, ki, 0)));
     }
+    /* a strategy's intervals do not depend on which other strategies are in the run: drop
+     * strategy 1 (its columns) and strategy 2's CIs (mean and difference to strategy 0) are
+     * bitwise those of the full run */
+    {
+        ms_eval_result r2 = r;
+        r2.n_strat = 2;
+        r2.auroc = malloc(sizeof(double) * (size_t)NK * 2 * T);
+        for (int ki = 0; ki < NK; ki++) {
+            memcpy(r2.auroc + ((size_t)ki * 2 + 0) * T, au + ((size_t)ki * NS + 0) * T, sizeof(double) * T);
+            memcpy(r2.auroc + ((size_t)ki * 2 + 1) * T, au + ((size_t)ki * NS + 2) * T, sizeof(double) * T);
+        }
+        ms_eval_config c2 = cfg;
+        c2.versus_on = 0;
+        ms_eval_row *r2rows;
+        int n2, matched = 0;
+        ms_eval_summarize(&r2, &c2, 500, &r2rows, &n2);
+        ms_eval_row *r1rows;
+        int n1;
+        c2.versus_on = 0;
+        ms_eval_result r1 = r;
+        ms_eval_summarize(&r1, &c2, 500, &r1rows, &n1);
+        for (int i = 0; i < n2; i++) {
+            if (r2rows[i].s != 1) continue;
+            for (int j = 0; j < n1; j++) {
+                if (r1rows[j].s != 2 || r1rows[j].ki != r2rows[i].ki || r1rows[j].cond != r2rows[i].cond) continue;
+                matched++;
+                MS_EXPECT(r1rows[j].auroc.lo == r2rows[i].auroc.lo && r1rows[j].auroc.hi == r2rows[i].auroc.hi);
+                MS_EXPECT(r1rows[j].diff.lo == r2rows[i].diff.lo && r1rows[j].diff.hi == r2rows[i].diff.hi);
+            }
+        }
+        MS_EXPECT(matched == NK * 3); /* per K: the whole group and its two conditions */
+        free(r1rows), free(r2rows), free(r2.auroc);
+    }
     free(rows);
     free(g_mean);
     free(r.task_cond);

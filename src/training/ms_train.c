@@ -120,54 +120,6 @@ ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n,
     return MS_OK;
 }
 
-/* ---- Adam, PyTorch's update rule --------------------------------------------------------
- * m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
- * p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
- *
- * Each parameter's update is the same sequence of IEEE float operations (the build does not
- * contract them into fused multiply-adds; vector sqrt and division are correctly rounded
- * like the scalar ones), so the vectorised, multi-threaded loop gives the bits of the plain
- * loop, ms_adam_step_ref, for any thread count (test_train compares them). */
-typedef struct {
-    float fb1, fb2, cb1, cb2, step, sbc2, eps;
-} adam_coef;
-
-static adam_coef adam_coefs(long t, double lr, double b1, double b2, double eps) {
-    double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-    /* 1 - b is formed in double and then rounded, as PyTorch does with its Python-float
-     * coefficients: (1.0f - (float)0.999) would be 1.3e-5 off in relative terms. */
-    adam_coef c = {(float)b1, (float)b2, (float)(1.0 - b1), (float)(1.0 - b2), (float)(lr / bc1),
-                   (float)sqrt(bc2), (float)eps};
-    return c;
-}
-
-void ms_adam_step_ref(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
-                      double b1, double b2, double eps) {
-    const adam_coef c = adam_coefs(t, lr, b1, b2, eps);
-    for (size_t i = 0; i < n; i++) {
-        m[i] = c.fb1 * m[i] + c.cb1 * g[i];
-        v[i] = c.fb2 * v[i] + c.cb2 * g[i] * g[i];
-        float denom = sqrtf(v[i]) / c.sbc2 + c.eps;
-        p[i] -= c.step * m[i] / denom;
-    }
-}
-
-void ms_adam_step(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
-                  double b1, double b2, double eps) {
-    const adam_coef c = adam_coefs(t, lr, b1, b2, eps);
-    const float fb1 = c.fb1, fb2 = c.fb2, cb1 = c.cb1, cb2 = c.cb2, step = c.step, sbc2 = c.sbc2,
-                fe = c.eps;
-    const long ln = (long)n;
-#pragma omp parallel for simd schedule(static) if (n >= 65536 && !omp_in_parallel())
-    for (long i = 0; i < ln; i++) {
-        float mi = fb1 * m[i] + cb1 * g[i];
-        float vi = fb2 * v[i] + cb2 * g[i] * g[i];
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= step * mi / (sqrtf(vi) / sbc2 + fe);
-    }
-}
-
 /* The rows a task's reward reads when they are not the split's own: --augment geometry's
  * changed pool rows (P, pstride; first D columns) and query rows (Q, D). */
 typedef struct {
@@ -215,7 +167,9 @@ typedef struct {
     const ms_train_config *cfg;
     int Din, P, B, Kmax;
     int S;           /* draws per task (cfg->samples, at least 1); per-draw arrays hold B S */
-    ms_net params, grads, m, v; /* grads, m, v: the same layout, used as flat arrays */
+    ms_net params, grads, m, v; /* grads, m, v: the same layout, used as flat arrays; grads is
+                                 * zero between iterations (ms_net_init zeroes it, the
+                                 * backward accumulates into it, ms_adam_step clears it) */
     void *work;      /* the architecture's work object for (B S, P, Kmax) */
     int VB;          /* tasks per validation batch (val_batch): at least B S */
     void *vwork;     /* the architecture's work object for validation, (VB, P, Kmax) */
@@ -276,10 +230,11 @@ static double prefix_auroc(const trainer *tr, const ms_split *s, const ms_task *
     return r / tr->n_val_k;
 }
 
-/* Samples tasks ids[0..nb) of `stream` from split s into tr->tasks and builds x. */
-/* it >= 0: a training iteration (the augmentations apply); -1: validation. */
+/* Samples tasks ids[0..nb) of `stream` from split s into tr->tasks and, unless with_x is 0,
+ * builds their input x. it >= 0: a training iteration (the augmentations apply); -1:
+ * validation. */
 static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, const int *cond,
-                             int n_cond, uint64_t stream, const long *ids, int nb, long it) {
+                             int n_cond, uint64_t stream, const long *ids, int nb, long it, int with_x) {
     const ms_train_config *cfg = tr->cfg;
     ms_status first = MS_OK;
 #pragma omp parallel for schedule(static)
@@ -299,6 +254,7 @@ static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, 
             sh.pos_frac = (np - 0.5) / sh.pool;
         }
         ms_task_sample(&tr->tasks[b], s, &sh, cond, n_cond, cfg->seed, stream, (uint64_t)ids[b], scratch);
+        if (!with_x) continue;
         ms_status st = ms_selector_input(tr->x + (size_t)b * tr->P * tr->Din, s, tr->tasks[b].pool, tr->P,
                                          cfg->clinical, fill);
         if (!st && cfg->augment_rotate && it >= 0) {
@@ -341,27 +297,47 @@ static int val_batch(int BS, int P, int val_tasks) {
 }
 
 /* Mean greedy AUROC (and random AUROC) over the fixed meta-validation tasks, averaged over
- * the validation budgets (prefixes of one greedy ranking of Kmax items). */
+ * the validation budgets (prefixes of one greedy ranking of Kmax items).
+ *
+ * A static architecture with the prepare_rows hook (the bilstm) and inputs that are the
+ * split's embeddings as they are (no clinical columns) scores the batches from row indices
+ * when the split has fewer rows than a quarter of the items validation scores:
+ * the split's rows are prepared once per validation (the bilstm projects each row once)
+ * and a batch is its tasks' pool rows, with no input copied and no repeated rows to find;
+ * the greedy selection is the top K of the logits, as in run(). The logits are those of
+ * run() (arch.h), so the AUROC is the same; other selectors run() on the built input. */
 static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, double *random_out) {
     const ms_train_config *cfg = tr->cfg;
     const ms_arch *a = tr->params.arch;
     double sum = 0, rsum = 0;
-    const int VB = tr->VB;
+    const int VB = tr->VB, P = tr->P;
     long *ids = ms_xmalloc(sizeof(long) * (size_t)VB);
     ms_status st = MS_OK;
     ms_net_mode greedy = {.sampler = cfg->sampler, .greedy = 1};
+    const int by_rows = !a->sequential && a->prepare_rows && a->run_rows && !cfg->clinical &&
+                        (double)val->n <= (double)cfg->val_tasks * P / 4 &&
+                        a->prepare_rows(&tr->params, tr->vwork, val->emb, val->n);
+    int *rows = by_rows ? ms_xmalloc(sizeof(int) * (size_t)VB * P) : NULL;
+    float *logits = by_rows ? ms_xmalloc(sizeof(float) * (size_t)VB * P) : NULL;
     for (int b = 0; b < VB; b++) tr->kb[b] = tr->Kmax;
     for (int start = 0; start < cfg->val_tasks && !st; start += VB) {
         int nb = cfg->val_tasks - start < VB ? cfg->val_tasks - start : VB;
         for (int b = 0; b < nb; b++) ids[b] = start + b;
-        st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb, -1);
+        st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb, -1,
+                         !by_rows);
         if (st) break;
-        a->run(&tr->params, tr->vwork, tr->x, nb, tr->P, tr->kb, tr->Kmax, greedy, NULL, tr->picks, tr->npicks,
-               tr->logp, NULL);
+        if (by_rows) {
+            for (int b = 0; b < nb; b++) memcpy(rows + (size_t)b * P, tr->tasks[b].pool, sizeof(int) * (size_t)P);
+            a->run_rows(&tr->params, tr->vwork, rows, nb, P, logits);
+        } else {
+            a->run(&tr->params, tr->vwork, tr->x, nb, P, tr->kb, tr->Kmax, greedy, NULL, tr->picks, tr->npicks,
+                   tr->logp, NULL);
+        }
 #pragma omp parallel for schedule(static)
         for (int b = 0; b < nb; b++) {
             ms_arena *ws = &tr->arenas[omp_get_thread_num()];
             ms_arena_reset(ws);
+            if (by_rows) ms_policy_topk(tr->picks + (size_t)b * tr->Kmax, logits + (size_t)b * P, P, tr->Kmax, ws);
             const int *picks = tr->picks + (size_t)b * tr->Kmax;
             double r = 0, rb = 0;
             for (int j = 0; j < tr->n_val_k; j++)
@@ -386,6 +362,8 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
         }
     }
     free(ids);
+    free(rows);
+    free(logits);
     if (st) return st;
     *auc_out = sum / cfg->val_tasks;
     if (random_out) *random_out = rsum / cfg->val_tasks;
@@ -428,7 +406,6 @@ static ms_status train_step_loo(trainer *tr, long it, int nb) {
         for (int s = 0; s < S; s++) tr->baseline[b * S + s] = (sum - tr->reward[b * S + s]) / (S - 1);
     }
     for (int j = 0; j < n; j++) tr->scale[j] = -(tr->reward[j] - tr->baseline[j]) / n;
-    memset(tr->grads.params, 0, sizeof(float) * tr->grads.count);
     a->backward(&tr->params, tr->work, tr->x, tr->scale, tr->grads.params);
     return MS_OK;
 }
@@ -439,7 +416,7 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
     const ms_train_config *cfg = tr->cfg;
     const ms_split *s = tr->s;
     const ms_arch *a = tr->params.arch;
-    ms_status st = build_batch(tr, s, tr->fill_train, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb, it);
+    ms_status st = build_batch(tr, s, tr->fill_train, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb, it, 1);
     if (st) return st;
     for (int b = 0; b < nb; b++) {
         uint64_t id = ((uint64_t)it << 16) ^ (uint64_t)b;
@@ -479,7 +456,6 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
     }
     /* loss = -(1/nb) sum_b adv_b * logp_b  =>  dL/dparams = sum_b -(adv_b / nb) dlogp_b */
     for (int b = 0; b < nb; b++) tr->scale[b] = -(tr->reward[b] - tr->baseline[b]) / nb;
-    memset(tr->grads.params, 0, sizeof(float) * tr->grads.count);
     a->backward(&tr->params, tr->work, tr->x, tr->scale, tr->grads.params);
     return MS_OK;
 }
@@ -544,7 +520,8 @@ static void run_signature(char *buf, size_t n, const trainer *tr) {
 }
 
 /* metrics.csv lives in memory and is rewritten as a whole (atomically, medselect/output.h)
- * before every state save and at most once a second in between: the file on disk is complete and has
+ * before every state save and at most once a second in between (by the saver's thread, in
+ * the order asked: ms_train_saver.c): the file on disk is complete and has
  * at least the rows of the saved state, so a resume cuts it back to the state's iteration
  * and continues exactly. */
 typedef struct {
@@ -718,6 +695,8 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     metrics_buf mb = {0};
     ms_selector_meta meta;
     fill_meta(&meta, &tr, val);
+    /* every file from here on is written by the saver's thread, in the order asked */
+    ms_saver *saver = ms_saver_start(sig, &meta);
     struct stat sb;
     if (cfg->resume && stat(p_state, &sb) == 0) {
         st = ms_train_state_load(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
@@ -728,7 +707,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
          * scratch). The state is saved before the first validation, so that a run killed at
          * any later moment can be resumed. */
         metrics_add(&mb, metrics_header);
-        st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        st = ms_saver_state(saver, p_state, &tr.params, &tr.m, &tr.v, &state);
     }
     if (!st && isnan(state.random_val) && cfg->val_tasks > 0) {
         double auc;
@@ -737,9 +716,9 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
             /* the untrained selector is the first "best" */
             state.best_val = auc;
             state.best_iteration = 0;
-            st = ms_net_save(p_best, &tr.params, &meta);
+            st = ms_saver_net(saver, p_best, &tr.params);
         }
-        if (!st) st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        if (!st) st = ms_saver_state(saver, p_state, &tr.params, &tr.m, &tr.v, &state);
     }
 
     ms_progress prog;
@@ -777,7 +756,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
             if (!st && vauc > state.best_val) {
                 state.best_val = vauc;
                 state.best_iteration = (int)(it + 1);
-                st = ms_net_save(p_best, &tr.params, &meta);
+                st = ms_saver_net(saver, p_best, &tr.params);
             }
         }
         char line[256], vs[40] = "";
@@ -799,10 +778,10 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
          * and otherwise at most once a second (a sync per tiny iteration would dominate) */
         int save_state = do_val || last_it || stop;
         if (!st && (save_state || ms_now() - t_metrics >= 1.0)) {
-            st = ms_write_file_atomic(p_metrics, mb.s, mb.n);
+            st = ms_saver_text(saver, p_metrics, mb.s, mb.n);
             t_metrics = ms_now();
         }
-        if (!st && save_state) st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        if (!st && save_state) st = ms_saver_state(saver, p_state, &tr.params, &tr.m, &tr.v, &state);
         ms_progress_add(&prog, 1);
         if (stop) {
             summary->stopped = 1;
@@ -810,7 +789,9 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
         }
     }
     ms_progress_end(&prog);
-    if (!st && state.iteration == total) st = ms_net_save(p_last, &tr.params, &meta);
+    if (!st && state.iteration == total) st = ms_saver_net(saver, p_last, &tr.params);
+    ms_status saved = ms_saver_finish(saver); /* every file written (or the first failure) */
+    if (!st) st = saved;
     free(mb.s);
     ms_lock_release(&lock);
 
