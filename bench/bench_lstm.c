@@ -62,6 +62,14 @@ static double sgemm_rate(int n, double *cpu_rate) {
 
 int main(int argc, char **argv) {
     int B = 64, T = 1000, D = 512, H = 256, threads = 0;
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        puts("usage: bench_lstm [B T D H [threads [f32|bf16]]]");
+        return 0;
+    }
+    if (argc >= 2 && argc < 5) {
+        fprintf(stderr, "usage: bench_lstm [B T D H [threads [f32|bf16]]]\n");
+        return 2;
+    }
     if (argc >= 5) {
         B = atoi(argv[1]);
         T = atoi(argv[2]);

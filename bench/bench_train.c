@@ -29,7 +29,16 @@ static int cmp_d(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     int iters = 4, threads = 2, pool = 1000, hidden = 256, batch = 64, D = 512;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    const char *usage = "usage: bench_train [--iters N] [--threads T] [--pool P] [--hidden H] [--batch B] [--precision f32|bf16]\n";
+    for (int i = 1; i < argc; i += 2) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) { /* an option without its value is a usage error, not a bench run */
+            fprintf(stderr, "bench_train: %s needs a value\n%s", argv[i], usage);
+            return 1;
+        }
         if (!strcmp(argv[i], "--iters")) iters = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--pool")) pool = atoi(argv[i + 1]);
@@ -43,7 +52,7 @@ int main(int argc, char **argv) {
             }
             ms_set_precision(p);
         } else {
-            fprintf(stderr, "usage: bench_train [--iters N] [--threads T] [--pool P] [--hidden H] [--batch B] [--precision f32|bf16]\n");
+            fputs(usage, stderr);
             return 1;
         }
     }

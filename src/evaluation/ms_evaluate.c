@@ -233,9 +233,11 @@ static void summarize_cell(const ms_eval_result *r, const ms_eval_config *cfg, i
     row->g = g, row->ki = ki, row->s = si, row->cond = cond, row->n = n;
     row->vs = cfg->versus_on ? cfg->versus[g][ki] : -1;
     MS_CHECK(row->vs < r->n_strat);
-    /* bootstrap streams from the group's stream and K, so that the same group gives the
-     * same intervals whatever its position or the other budgets */
-    uint64_t stream = r->stream[g] ^ ((uint64_t)cfg->k[ki] << 40) ^ ((uint64_t)si << 32) ^ (uint64_t)(cond + 1);
+    /* bootstrap streams from the group's stream, K and the condition only: the same group
+     * gives the same intervals whatever its position, the other budgets, or which and how
+     * many other strategies are in the run (every strategy of a row is resampled with the
+     * same task indices, so adding a model to a run leaves the others' intervals as they were) */
+    uint64_t stream = r->stream[g] ^ ((uint64_t)cfg->k[ki] << 40) ^ (uint64_t)(cond + 1);
     const ms_ci none = {NAN, NAN, NAN};
     row->vdiff = none;
     row->vp = NAN;

@@ -141,6 +141,7 @@ static size_t cache_carve(ms_lstm_cache *c, char *base, int H, int Bmax, int Tma
     if (base) c->hcap = hcap;
     CARVE(uniq, int, BT);
     CARVE(first, int, BT);
+    CARVE(next, int, BT);
     CARVE(htab, int, hcap);
     CARVE(hrow, uint64_t, BT);
 #undef CARVE
@@ -324,6 +325,7 @@ typedef struct {
     int *uniq, *first, *htab; /* (n), (n), (hcap) */
     uint64_t *hrow;           /* (n) */
     size_t hcap;              /* a power of two >= 2n */
+    int *next;                /* (n) or NULL: the next row of row r's distinct row, -1 after its last */
 } dedupe_buf;
 
 static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) {
@@ -351,6 +353,13 @@ static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) 
             c->htab[slot] = u;
         }
         c->uniq[r] = u;
+    }
+    if (c->next) { /* linked from the last row back, with htab[u] as row u's latest row */
+        for (int u = 0; u < U; u++) c->htab[u] = -1;
+        for (size_t r = n; r-- > 0;) {
+            c->next[r] = c->htab[c->uniq[r]];
+            c->htab[c->uniq[r]] = (int)r;
+        }
     }
     return U;
 }
@@ -462,7 +471,7 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
      * thread projects only those instead, pu (U, 8H) = xu (U, D) [W_ih; W_ih_reverse]^T
      * (its 4H columns), and its gate loop reads row r's pre-activations from pu[uniq[r]]. */
     const int cap = (int)(BT / 2);
-    dedupe_buf db = {cache->uniq, cache->first, cache->htab, cache->hrow, cache->hcap};
+    dedupe_buf db = {cache->uniq, cache->first, cache->htab, cache->hrow, cache->hcap, cache->next};
     cache->U = BT >= 64 ? dedupe_rows(&db, x, BT, D, cap) : 0;
     if (cache->U > 0 && !cache->u_memory) {
         size_t ucap = (size_t)cache->Bmax * cache->Tmax / 2;
@@ -585,18 +594,26 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
  * single product over both directions (see project_direction). */
 static void dw_hh_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir);
 
-/* pu[:, dir] (U, 4H) = the sum of dG[:, dir] over the rows of each distinct row, in row order. */
+/* pu[:, dir] (U, 4H) = the sum of dG[:, dir] over the rows of each distinct row, in row order:
+ * 0 + the first row, then + each later row (the order of the plain row loop over a zeroed
+ * pu), walking the distinct row's list of rows so that each pu row is written once while
+ * it sits in L1 (no zeroing pass, no scattered read-modify-writes). */
 static void sum_distinct_rows(ms_lstm_cache *cache, int dir) {
     const int U = cache->U;
-    const size_t BT = (size_t)cache->B * cache->T, H4 = 4 * (size_t)cache->H, ncol = 2 * H4;
+    const size_t H4 = 4 * (size_t)cache->H, ncol = 2 * H4;
     const float *dG = cache->gates + dir * H4;
     float *pu = cache->pu + dir * H4;
-    for (int u = 0; u < U; u++) memset(pu + (size_t)u * ncol, 0, sizeof(float) * H4);
-    for (size_t r = 0; r < BT; r++) {
-        float *dst = pu + (size_t)cache->uniq[r] * ncol;
-        const float *src = dG + r * ncol;
+    for (int u = 0; u < U; u++) {
+        float *dst = pu + (size_t)u * ncol;
+        int r = cache->first[u];
+        const float *src = dG + (size_t)r * ncol;
 #pragma omp simd
-        for (size_t j = 0; j < H4; j++) dst[j] += src[j];
+        for (size_t j = 0; j < H4; j++) dst[j] = 0.0f + src[j]; /* -0 becomes +0, as before */
+        for (r = cache->next[r]; r >= 0; r = cache->next[r]) {
+            src = dG + (size_t)r * ncol;
+#pragma omp simd
+            for (size_t j = 0; j < H4; j++) dst[j] += src[j];
+        }
     }
 }
 
