@@ -25,6 +25,7 @@
 #include "medselect/safetensors.h"
 #include "medselect/synth.h"
 #include "medselect/train.h"
+#include "model/ms_arch_bilstm.h"
 #include "ms_test.h"
 #include "training/ms_train_internal.h"
 
@@ -192,25 +193,31 @@ static void test_adam(void) {
 }
 
 /* The vectorised, threaded Adam step against the plain loop: bitwise, on 1 and 2 threads,
- * over an odd length (vector tails) with gradients of all magnitudes. */
+ * over an odd length (vector tails) with gradients of all magnitudes; both leave the
+ * gradient zeroed. */
 static void test_adam_ref(void) {
     const size_t n = 200003;
-    float *g = malloc(sizeof(float) * n), *p[3], *m[3], *v[3];
+    float *g = malloc(sizeof(float) * n), *gk = malloc(sizeof(float) * n), *p[3], *m[3], *v[3];
     for (int k = 0; k < 3; k++) {
         p[k] = malloc(sizeof(float) * n), m[k] = calloc(n, sizeof(float)), v[k] = calloc(n, sizeof(float));
         for (size_t i = 0; i < n; i++) p[k][i] = (float)(0.01 * ((double)(i % 997) - 498.0));
     }
     ms_rng r;
     ms_rng_init(&r, 7, 0, 0);
-    int same = 1;
+    int same = 1, zeroed = 1;
     for (long t = 1; t <= 4; t++) {
         for (size_t i = 0; i < n; i++)
             g[i] = (float)((2.0 * ms_rng_uniform(&r) - 1.0) * pow(10.0, -6.0 + 6.0 * ms_rng_uniform(&r)));
-        ms_adam_step_ref(p[0], g, m[0], v[0], n, t, 1e-3, 0.9, 0.999, 1e-8);
-        ms_set_threads(1);
-        ms_adam_step(p[1], g, m[1], v[1], n, t, 1e-3, 0.9, 0.999, 1e-8);
-        ms_set_threads(2);
-        ms_adam_step(p[2], g, m[2], v[2], n, t, 1e-3, 0.9, 0.999, 1e-8);
+        for (int k = 0; k < 3; k++) {
+            memcpy(gk, g, sizeof(float) * n);
+            if (k == 0) {
+                ms_adam_step_ref(p[0], gk, m[0], v[0], n, t, 1e-3, 0.9, 0.999, 1e-8);
+            } else {
+                ms_set_threads(k);
+                ms_adam_step(p[k], gk, m[k], v[k], n, t, 1e-3, 0.9, 0.999, 1e-8);
+            }
+            for (size_t i = 0; i < n; i++) zeroed &= gk[i] == 0.0f && !signbit(gk[i]);
+        }
     }
     for (int k = 1; k < 3; k++) {
         size_t bad = n;
@@ -224,6 +231,8 @@ static void test_adam_ref(void) {
         }
     }
     MS_EXPECT(same);
+    MS_EXPECT(zeroed);
+    free(gk);
     for (int k = 0; k < 3; k++) free(p[k]), free(m[k]), free(v[k]);
     free(g);
 }
@@ -349,6 +358,56 @@ static void test_run_files(void) {
     st = ms_train(&g_train, &g_val, &c, &s);
     MS_EXPECT(st == MS_OK);
     MS_EXPECT(!same_weights(in_dir(dir, "last.safetensors"), in_dir(dir3, "last.safetensors"), NULL));
+}
+
+/* metrics.csv without its last column (the seconds), NULL when unreadable. */
+static char *metrics_untimed(const char *path) {
+    char *s = ms_read_file(path, NULL);
+    if (!s) return NULL;
+    char *out = s, *line = s;
+    for (char *p = s;; p++) {
+        if (*p != '\n' && *p) continue;
+        char *comma = NULL;
+        for (char *q = line; q < p; q++)
+            if (*q == ',') comma = q;
+        size_t n = (size_t)((comma ? comma : p) - line);
+        memmove(out, line, n);
+        out += n;
+        if (!*p) break;
+        *out++ = '\n';
+        line = p + 1;
+    }
+    *out = 0;
+    return s;
+}
+
+/* Validation from row indices (the bilstm's prepare_rows: the val split projected once)
+ * against validation from built input batches (run(), forced by a projection budget of 0):
+ * the same AUROCs, so the same metrics and checkpoints, bitwise. */
+static void test_val_rows(void) {
+    ms_train_config c;
+    char *dir = run_dir("run_vrows"), *dir0 = run_dir("run_vbatch");
+    tiny_config(&c, dir);
+    c.epochs = 1;
+    c.val_tasks = 4 * g_val.n / c.shape.pool + 8; /* the split is under a quarter of the scored items */
+    ms_train_summary s, s0;
+    ms_set_threads(2);
+    ms_status st = ms_train(&g_train, &g_val, &c, &s);
+    size_t budget = ms_bilstm_proj_budget;
+    ms_bilstm_proj_budget = 0;
+    c.out_dir = dir0;
+    if (!st) st = ms_train(&g_train, &g_val, &c, &s0);
+    ms_bilstm_proj_budget = budget;
+    MS_EXPECT(st == MS_OK);
+    if (st) return;
+    MS_EXPECT(s.best_val == s0.best_val && s.random_val == s0.random_val && s.best_iteration == s0.best_iteration);
+    MS_EXPECT(same_weights(in_dir(dir, "best.safetensors"), in_dir(dir0, "best.safetensors"), NULL));
+    MS_EXPECT(same_weights(in_dir(dir, "last.safetensors"), in_dir(dir0, "last.safetensors"), NULL));
+    char *a = metrics_untimed(in_dir(dir, "metrics.csv")), *b = metrics_untimed(in_dir(dir0, "metrics.csv"));
+    MS_EXPECT(a && b && strcmp(a, b) == 0);
+    if (a && b && strcmp(a, b)) fprintf(stderr, "metrics differ:\n%s\nvs\n%s\n", a, b);
+    free(a);
+    free(b);
 }
 
 /* ---- resumption ------------------------------------------------------------------------ */
@@ -700,6 +759,7 @@ int main(void) {
     test_adam();
     test_adam_ref();
     test_run_files();
+    test_val_rows();
     printf("run + determinism: %.1f s\n", ms_now() - t), t = ms_now();
     test_resume();
     printf("resume: %.1f s\n", ms_now() - t), t = ms_now();

@@ -156,6 +156,7 @@ typedef struct {
     int U;             /* distinct rows of the last forward; 0 when it did not deduplicate */
     int *uniq;         /* (Bmax*Tmax): row r of x is distinct row uniq[r] */
     int *first;        /* (Bmax*Tmax): distinct row u is row first[u] of x */
+    int *next;         /* (Bmax*Tmax): the next row after row r with the same distinct row, -1 */
     int *htab;         /* (hcap) open-addressing table of distinct rows, -1 = empty */
     uint64_t *hrow;    /* (Bmax*Tmax) hash of each row */
     size_t hcap;

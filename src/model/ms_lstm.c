@@ -65,10 +65,15 @@ int ms_lstm_tensor_shape(int i, int D, int H, int64_t shape[2]) {
     }
 }
 
-/* 64-byte aligned, zeroed allocation (aligned_alloc needs a multiple of the alignment). */
+/* 64-byte aligned, zeroed allocation (aligned_alloc needs a multiple of the alignment).
+ * Blocks of 4 MB and more (the training cache: gates, states and their rounded copies,
+ * hundreds of MB at the paper's size) come from ms_xmalloc_large, 2 MB aligned with a
+ * transparent-huge-page hint: each recurrent step reads and writes one row per task in
+ * each of those arrays, rows T apart, so with 4 KB pages nearly every row costs a TLB
+ * miss. */
 static void *alloc64(size_t bytes) {
     size_t n = (bytes + 63) / 64 * 64;
-    void *p = aligned_alloc(64, n ? n : 64);
+    void *p = n >= ((size_t)4 << 20) ? ms_xmalloc_large(n) : aligned_alloc(64, n ? n : 64);
     if (!p) ms_abort_at(__FILE__, __LINE__, "out of memory");
     memset(p, 0, n ? n : 64);
     return p;
@@ -141,6 +146,7 @@ static size_t cache_carve(ms_lstm_cache *c, char *base, int H, int Bmax, int Tma
     if (base) c->hcap = hcap;
     CARVE(uniq, int, BT);
     CARVE(first, int, BT);
+    CARVE(next, int, BT);
     CARVE(htab, int, hcap);
     CARVE(hrow, uint64_t, BT);
 #undef CARVE
@@ -324,6 +330,7 @@ typedef struct {
     int *uniq, *first, *htab; /* (n), (n), (hcap) */
     uint64_t *hrow;           /* (n) */
     size_t hcap;              /* a power of two >= 2n */
+    int *next;                /* (n) or NULL: the next row of row r's distinct row, -1 after its last */
 } dedupe_buf;
 
 static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) {
@@ -351,6 +358,13 @@ static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) 
             c->htab[slot] = u;
         }
         c->uniq[r] = u;
+    }
+    if (c->next) { /* linked from the last row back, with htab[u] as row u's latest row */
+        for (int u = 0; u < U; u++) c->htab[u] = -1;
+        for (size_t r = n; r-- > 0;) {
+            c->next[r] = c->htab[c->uniq[r]];
+            c->htab[c->uniq[r]] = (int)r;
+        }
     }
     return U;
 }
@@ -462,7 +476,7 @@ void ms_lstm_forward(float *logits, ms_lstm_cache *cache, const float *x,
      * thread projects only those instead, pu (U, 8H) = xu (U, D) [W_ih; W_ih_reverse]^T
      * (its 4H columns), and its gate loop reads row r's pre-activations from pu[uniq[r]]. */
     const int cap = (int)(BT / 2);
-    dedupe_buf db = {cache->uniq, cache->first, cache->htab, cache->hrow, cache->hcap};
+    dedupe_buf db = {cache->uniq, cache->first, cache->htab, cache->hrow, cache->hcap, cache->next};
     cache->U = BT >= 64 ? dedupe_rows(&db, x, BT, D, cap) : 0;
     if (cache->U > 0 && !cache->u_memory) {
         size_t ucap = (size_t)cache->Bmax * cache->Tmax / 2;
@@ -527,10 +541,13 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
     float *dc = cache->dc + (size_t)dir * cache->Bmax * H;          /* (B, H) */
     double *db = cache->dacc + (size_t)dir * 5 * H;                 /* (4H) */
     double *dw = db + H4;                                           /* (H) */
-    /* bf16: each row of dL/d(pre-activation) is rounded once, here, into dg_bf (B*T, 8H)
-     * (the operand of dW_ih and dW_hh) and into a dense (B, 4H) copy, the left operand of
-     * the step's dh product */
-    ms_bf16 *gb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
+    /* bf16: each row of dL/d(pre-activation) is rounded once, here, into dg_bf (B*T, 8H),
+     * the operand of dW_ih and dW_hh and (rows T apart) the left operand of the step's dh
+     * product. Without repeated rows nothing reads the fp32 gradients again, so the gate
+     * loop writes them to a one-row scratch (`rowbuf`, in L1) instead of over the
+     * activations: no fp32 store to the cache and no second pass over it. */
+    const int bf = cache->prec == MS_PREC_BF16;
+    float *rowbuf = bf && cache->U == 0 ? cache->step + (size_t)dir * cache->Bmax * H4 : NULL;
     memset(dh, 0, sizeof(float) * (size_t)B * H);
     memset(dc, 0, sizeof(float) * (size_t)B * H);
     memset(db, 0, sizeof(double) * 5 * (size_t)H);
@@ -545,6 +562,7 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                                     : cache->zeros;
             const float dl = dlogits[(size_t)b * T + t];
             float *dhb = dh + (size_t)b * H, *dcb = dc + (size_t)b * H;
+            float *out = rowbuf ? rowbuf : g; /* dL/d(pre-activation) of row (b, t) */
 #pragma omp simd
             for (int j = 0; j < H; j++) {
                 float gi = g[j], gf = g[H + j], gg = g[2 * H + j], go = g[3 * H + j];
@@ -552,23 +570,19 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                 float dhv = dhb[j] + dl * w[j]; /* from step t+1 (recurrent) and the logit */
                 float dcv = dcb[j] + dhv * go * (1.0f - tc * tc);
                 dcb[j] = dcv * gf; /* dL/dc_{t-1} */
-                g[j] = dcv * gg * gi * (1.0f - gi);
-                g[H + j] = dcv * cp[j] * gf * (1.0f - gf);
-                g[2 * H + j] = dcv * gi * (1.0f - gg * gg);
-                g[3 * H + j] = dhv * tc * go * (1.0f - go);
+                out[j] = dcv * gg * gi * (1.0f - gi);
+                out[H + j] = dcv * cp[j] * gf * (1.0f - gf);
+                out[2 * H + j] = dcv * gi * (1.0f - gg * gg);
+                out[3 * H + j] = dhv * tc * go * (1.0f - go);
             }
-            if (gb) {
-                ms_bf16 *gr = cache->dg_bf + ((size_t)b * T + t) * 8 * H + dir * H4;
-                ms_bf16_round_n(gr, g, H4);
-                memcpy(gb + (size_t)b * H4, gr, sizeof(ms_bf16) * H4);
-            }
+            if (bf) ms_bf16_round_n(cache->dg_bf + ((size_t)b * T + t) * 8 * H + dir * H4, out, H4);
 #pragma omp simd
-            for (size_t r = 0; r < H4; r++) db[r] += (double)g[r];
+            for (size_t r = 0; r < H4; r++) db[r] += (double)out[r];
 #pragma omp simd
             for (int j = 0; j < H; j++) dw[j] += (double)dl * (double)hh[j];
         }
-        if (s > 0 && gb) {
-            ms_gemm_packed_run_bf16(whh, B, gb, (int)H4, dh, H);
+        if (s > 0 && bf) { /* the same product on the rounded rows, T rows apart in dg_bf */
+            ms_gemm_packed_run_bf16(whh, B, cache->dg_bf + (size_t)t * 8 * H + dir * H4, (int)ldg, dh, H);
         } else if (s > 0) { /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
             ms_gemm_packed_run(whh, B, G, (int)ldg, dh, H);
         }
@@ -585,18 +599,26 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
  * single product over both directions (see project_direction). */
 static void dw_hh_direction(ms_lstm_params *grads, ms_lstm_cache *cache, int dir);
 
-/* pu[:, dir] (U, 4H) = the sum of dG[:, dir] over the rows of each distinct row, in row order. */
+/* pu[:, dir] (U, 4H) = the sum of dG[:, dir] over the rows of each distinct row, in row order:
+ * 0 + the first row, then + each later row (the order of the plain row loop over a zeroed
+ * pu), walking the distinct row's list of rows so that each pu row is written once while
+ * it sits in L1 (no zeroing pass, no scattered read-modify-writes). */
 static void sum_distinct_rows(ms_lstm_cache *cache, int dir) {
     const int U = cache->U;
-    const size_t BT = (size_t)cache->B * cache->T, H4 = 4 * (size_t)cache->H, ncol = 2 * H4;
+    const size_t H4 = 4 * (size_t)cache->H, ncol = 2 * H4;
     const float *dG = cache->gates + dir * H4;
     float *pu = cache->pu + dir * H4;
-    for (int u = 0; u < U; u++) memset(pu + (size_t)u * ncol, 0, sizeof(float) * H4);
-    for (size_t r = 0; r < BT; r++) {
-        float *dst = pu + (size_t)cache->uniq[r] * ncol;
-        const float *src = dG + r * ncol;
+    for (int u = 0; u < U; u++) {
+        float *dst = pu + (size_t)u * ncol;
+        int r = cache->first[u];
+        const float *src = dG + (size_t)r * ncol;
 #pragma omp simd
-        for (size_t j = 0; j < H4; j++) dst[j] += src[j];
+        for (size_t j = 0; j < H4; j++) dst[j] = 0.0f + src[j]; /* -0 becomes +0, as before */
+        for (r = cache->next[r]; r >= 0; r = cache->next[r]) {
+            src = dG + (size_t)r * ncol;
+#pragma omp simd
+            for (size_t j = 0; j < H4; j++) dst[j] += src[j];
+        }
     }
 }
 

@@ -43,7 +43,7 @@ void ms_train_defaults(ms_train_config *c) {
 
 /* Task streams: meta-train and meta-validation tasks never coincide. */
 enum { STREAM_TRAIN_TASKS = 101, STREAM_VAL_TASKS = 102, STREAM_EPOCH_ORDER = 103, STREAM_POS_FRAC = 105,
-       STREAM_ROTATE = 106 };
+       STREAM_ROTATE = 106, STREAM_GEOMETRY = 107 };
 
 /* In-place fast Walsh-Hadamard transform of v (n, a power of two), scaled by 1/sqrt(n) so
  * that it is orthogonal. */
@@ -120,57 +120,19 @@ ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n,
     return MS_OK;
 }
 
-/* ---- Adam, PyTorch's update rule --------------------------------------------------------
- * m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
- * p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
- *
- * Each parameter's update is the same sequence of IEEE float operations (the build does not
- * contract them into fused multiply-adds; vector sqrt and division are correctly rounded
- * like the scalar ones), so the vectorised, multi-threaded loop gives the bits of the plain
- * loop, ms_adam_step_ref, for any thread count (test_train compares them). */
+/* The rows a task's reward reads when they are not the split's own: --augment geometry's
+ * changed pool rows (P, pstride; first D columns) and query rows (Q, D). */
 typedef struct {
-    float fb1, fb2, cb1, cb2, step, sbc2, eps;
-} adam_coef;
+    const float *pool;
+    int pstride;
+    const float *query;
+} task_rows;
 
-static adam_coef adam_coefs(long t, double lr, double b1, double b2, double eps) {
-    double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-    /* 1 - b is formed in double and then rounded, as PyTorch does with its Python-float
-     * coefficients: (1.0f - (float)0.999) would be 1.3e-5 off in relative terms. */
-    adam_coef c = {(float)b1, (float)b2, (float)(1.0 - b1), (float)(1.0 - b2), (float)(lr / bc1),
-                   (float)sqrt(bc2), (float)eps};
-    return c;
-}
-
-void ms_adam_step_ref(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
-                      double b1, double b2, double eps) {
-    const adam_coef c = adam_coefs(t, lr, b1, b2, eps);
-    for (size_t i = 0; i < n; i++) {
-        m[i] = c.fb1 * m[i] + c.cb1 * g[i];
-        v[i] = c.fb2 * v[i] + c.cb2 * g[i] * g[i];
-        float denom = sqrtf(v[i]) / c.sbc2 + c.eps;
-        p[i] -= c.step * m[i] / denom;
-    }
-}
-
-void ms_adam_step(float *p, const float *g, float *m, float *v, size_t n, long t, double lr,
-                  double b1, double b2, double eps) {
-    const adam_coef c = adam_coefs(t, lr, b1, b2, eps);
-    const float fb1 = c.fb1, fb2 = c.fb2, cb1 = c.cb1, cb2 = c.cb2, step = c.step, sbc2 = c.sbc2,
-                fe = c.eps;
-    const long ln = (long)n;
-#pragma omp parallel for simd schedule(static) if (n >= 65536 && !omp_in_parallel())
-    for (long i = 0; i < ln; i++) {
-        float mi = fb1 * m[i] + cb1 * g[i];
-        float vi = fb2 * v[i] + cb2 * g[i] * g[i];
-        m[i] = mi;
-        v[i] = vi;
-        p[i] -= step * mi / (sqrtf(vi) / sbc2 + fe);
-    }
-}
-
-/* Reward of one selection: AUROC on the query set of the predictor built from picks. */
+/* Reward of one selection: AUROC on the query set of the predictor built from picks, on the
+ * split's rows or (rows non-NULL) on the task's changed rows (normalised here for the cosine
+ * predictor, as the split's unit rows are). */
 static double task_auroc(const ms_split *s, const ms_task *t, const int *picks, int n_picks,
-                         ms_pred_kind pred, ms_arena *ws) {
+                         ms_pred_kind pred, const task_rows *rows, ms_arena *ws) {
     int D = s->d, Q = t->Q;
     const float *feat = pred == MS_PRED_COSINE ? s->unit : s->emb;
     float *sel = MS_ARENA_NEW(ws, float, (size_t)n_picks * D);
@@ -180,10 +142,19 @@ static double task_auroc(const ms_split *s, const ms_task *t, const int *picks, 
     float *work = MS_ARENA_NEW(ws, float, (size_t)Q * n_picks + Q + n_picks);
     int *aw = MS_ARENA_NEW(ws, int, 2 * Q);
     for (int j = 0; j < n_picks; j++) {
-        memcpy(sel + (size_t)j * D, feat + (size_t)t->pool[picks[j]] * D, sizeof(float) * (size_t)D);
+        if (rows) memcpy(sel + (size_t)j * D, rows->pool + (size_t)picks[j] * rows->pstride, sizeof(float) * (size_t)D);
+        else memcpy(sel + (size_t)j * D, feat + (size_t)t->pool[picks[j]] * D, sizeof(float) * (size_t)D);
         sel_y[j] = t->pool_y[picks[j]];
     }
-    ms_gather_rows(qry, feat, t->query, Q, D);
+    if (rows) {
+        memcpy(qry, rows->query, sizeof(float) * (size_t)Q * D);
+        if (pred == MS_PRED_COSINE) {
+            ms_rows_unit(sel, sel, (size_t)n_picks, (size_t)D);
+            ms_rows_unit(qry, qry, (size_t)Q, (size_t)D);
+        }
+    } else {
+        ms_gather_rows(qry, feat, t->query, Q, D);
+    }
     ms_predict(scores, qry, Q, sel, sel_y, n_picks, D, pred, work);
     double auc = 0.5;
     ms_status st = ms_auroc(scores, t->query_y, Q, &auc, aw);
@@ -196,7 +167,9 @@ typedef struct {
     const ms_train_config *cfg;
     int Din, P, B, Kmax;
     int S;           /* draws per task (cfg->samples, at least 1); per-draw arrays hold B S */
-    ms_net params, grads, m, v; /* grads, m, v: the same layout, used as flat arrays */
+    ms_net params, grads, m, v; /* grads, m, v: the same layout, used as flat arrays; grads is
+                                 * zero between iterations (ms_net_init zeroes it, the
+                                 * backward accumulates into it, ms_adam_step clears it) */
     void *work;      /* the architecture's work object for (B S, P, Kmax) */
     int VB;          /* tasks per validation batch (val_batch): at least B S */
     void *vwork;     /* the architecture's work object for validation, (VB, P, Kmax) */
@@ -215,6 +188,9 @@ typedef struct {
     ms_arena *arenas; /* (nthreads) */
     int *scratch;     /* (nthreads, max(n_pos, n_norm)) */
     double *rot_buf;  /* (nthreads, D) for --augment rotate */
+    float *qx;        /* (B, Q, D) --augment geometry: each task's changed query rows */
+    double *geo_work; /* (nthreads, geo_n) */
+    size_t geo_n;
     signed char *rot_sign; /* (nthreads, 3 D) */
     int scratch_n;
     /* --impute-clinical: each split's feature means, computed once (NULL: no imputation) */
@@ -241,20 +217,24 @@ static void trainer_tasks_alloc(trainer *tr, const ms_task_shape *sh) {
  * AUROC over its prefixes of the validation budgets k_min, 2 k_min, ..., k (a multinomial
  * draw with duplicates may hold fewer distinct items: prefixes are capped at n); else the
  * AUROC of all n. */
+/* draw: the block of x the selection was made from; task: its task's index in the batch. */
 static double prefix_auroc(const trainer *tr, const ms_split *s, const ms_task *t, const int *picks,
-                           int n, ms_arena *ws) {
+                           int n, int draw, int task, ms_arena *ws) {
     const ms_train_config *cfg = tr->cfg;
-    if (!(cfg->k_min > 0 && cfg->k_min < cfg->k)) return task_auroc(s, t, picks, n, cfg->pred, ws);
+    task_rows rows_mem = {tr->x + (size_t)draw * tr->P * tr->Din, tr->Din, tr->qx + (size_t)task * t->Q * s->d};
+    const task_rows *rows = cfg->geometry.on ? &rows_mem : NULL;
+    if (!(cfg->k_min > 0 && cfg->k_min < cfg->k)) return task_auroc(s, t, picks, n, cfg->pred, rows, ws);
     double r = 0;
     for (int j = 0; j < tr->n_val_k; j++)
-        r += task_auroc(s, t, picks, tr->val_k[j] < n ? tr->val_k[j] : n, cfg->pred, ws);
+        r += task_auroc(s, t, picks, tr->val_k[j] < n ? tr->val_k[j] : n, cfg->pred, rows, ws);
     return r / tr->n_val_k;
 }
 
-/* Samples tasks ids[0..nb) of `stream` from split s into tr->tasks and builds x. */
-/* it >= 0: a training iteration (rotation augmentation applies); -1: validation. */
+/* Samples tasks ids[0..nb) of `stream` from split s into tr->tasks and, unless with_x is 0,
+ * builds their input x. it >= 0: a training iteration (the augmentations apply); -1:
+ * validation. */
 static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, const int *cond,
-                             int n_cond, uint64_t stream, const long *ids, int nb, long it) {
+                             int n_cond, uint64_t stream, const long *ids, int nb, long it, int with_x) {
     const ms_train_config *cfg = tr->cfg;
     ms_status first = MS_OK;
 #pragma omp parallel for schedule(static)
@@ -274,6 +254,7 @@ static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, 
             sh.pos_frac = (np - 0.5) / sh.pool;
         }
         ms_task_sample(&tr->tasks[b], s, &sh, cond, n_cond, cfg->seed, stream, (uint64_t)ids[b], scratch);
+        if (!with_x) continue;
         ms_status st = ms_selector_input(tr->x + (size_t)b * tr->P * tr->Din, s, tr->tasks[b].pool, tr->P,
                                          cfg->clinical, fill);
         if (!st && cfg->augment_rotate && it >= 0) {
@@ -282,6 +263,16 @@ static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, 
             int th = omp_get_thread_num();
             ms_train_rotate_rows(tr->x + (size_t)b * tr->P * tr->Din, tr->P, tr->Din, s->d, &r,
                         tr->rot_buf + (size_t)th * s->d, tr->rot_sign + (size_t)th * 3 * s->d);
+        }
+        if (!st && cfg->geometry.on && it >= 0) {
+            /* pool and query changed together, so the reward sees the same geometry */
+            const ms_task *t = &tr->tasks[b];
+            float *qx = tr->qx + (size_t)b * t->Q * s->d;
+            ms_gather_rows(qx, s->emb, t->query, t->Q, s->d);
+            ms_rng r;
+            ms_rng_init(&r, cfg->seed, STREAM_GEOMETRY, ((uint64_t)it << 16) ^ (uint64_t)b);
+            ms_train_geometry_rows(tr->x + (size_t)b * tr->P * tr->Din, tr->P, tr->Din, qx, t->Q, s->d, s->d,
+                                   &cfg->geometry, &r, tr->geo_work + (size_t)omp_get_thread_num() * tr->geo_n, NULL);
         }
         if (st) {
 #pragma omp critical(ms_train_err)
@@ -306,31 +297,51 @@ static int val_batch(int BS, int P, int val_tasks) {
 }
 
 /* Mean greedy AUROC (and random AUROC) over the fixed meta-validation tasks, averaged over
- * the validation budgets (prefixes of one greedy ranking of Kmax items). */
+ * the validation budgets (prefixes of one greedy ranking of Kmax items).
+ *
+ * A static architecture with the prepare_rows hook (the bilstm) and inputs that are the
+ * split's embeddings as they are (no clinical columns) scores the batches from row indices
+ * when the split has fewer rows than a quarter of the items validation scores:
+ * the split's rows are prepared once per validation (the bilstm projects each row once)
+ * and a batch is its tasks' pool rows, with no input copied and no repeated rows to find;
+ * the greedy selection is the top K of the logits, as in run(). The logits are those of
+ * run() (arch.h), so the AUROC is the same; other selectors run() on the built input. */
 static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, double *random_out) {
     const ms_train_config *cfg = tr->cfg;
     const ms_arch *a = tr->params.arch;
     double sum = 0, rsum = 0;
-    const int VB = tr->VB;
+    const int VB = tr->VB, P = tr->P;
     long *ids = ms_xmalloc(sizeof(long) * (size_t)VB);
     ms_status st = MS_OK;
     ms_net_mode greedy = {.sampler = cfg->sampler, .greedy = 1};
+    const int by_rows = !a->sequential && a->prepare_rows && a->run_rows && !cfg->clinical &&
+                        (double)val->n <= (double)cfg->val_tasks * P / 4 &&
+                        a->prepare_rows(&tr->params, tr->vwork, val->emb, val->n);
+    int *rows = by_rows ? ms_xmalloc(sizeof(int) * (size_t)VB * P) : NULL;
+    float *logits = by_rows ? ms_xmalloc(sizeof(float) * (size_t)VB * P) : NULL;
     for (int b = 0; b < VB; b++) tr->kb[b] = tr->Kmax;
     for (int start = 0; start < cfg->val_tasks && !st; start += VB) {
         int nb = cfg->val_tasks - start < VB ? cfg->val_tasks - start : VB;
         for (int b = 0; b < nb; b++) ids[b] = start + b;
-        st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb, -1);
+        st = build_batch(tr, val, tr->fill_val, cfg->val_cond, cfg->n_val_cond, STREAM_VAL_TASKS, ids, nb, -1,
+                         !by_rows);
         if (st) break;
-        a->run(&tr->params, tr->vwork, tr->x, nb, tr->P, tr->kb, tr->Kmax, greedy, NULL, tr->picks, tr->npicks,
-               tr->logp, NULL);
+        if (by_rows) {
+            for (int b = 0; b < nb; b++) memcpy(rows + (size_t)b * P, tr->tasks[b].pool, sizeof(int) * (size_t)P);
+            a->run_rows(&tr->params, tr->vwork, rows, nb, P, logits);
+        } else {
+            a->run(&tr->params, tr->vwork, tr->x, nb, P, tr->kb, tr->Kmax, greedy, NULL, tr->picks, tr->npicks,
+                   tr->logp, NULL);
+        }
 #pragma omp parallel for schedule(static)
         for (int b = 0; b < nb; b++) {
             ms_arena *ws = &tr->arenas[omp_get_thread_num()];
             ms_arena_reset(ws);
+            if (by_rows) ms_policy_topk(tr->picks + (size_t)b * tr->Kmax, logits + (size_t)b * P, P, tr->Kmax, ws);
             const int *picks = tr->picks + (size_t)b * tr->Kmax;
             double r = 0, rb = 0;
             for (int j = 0; j < tr->n_val_k; j++)
-                r += task_auroc(val, &tr->tasks[b], picks, tr->val_k[j], cfg->pred, ws);
+                r += task_auroc(val, &tr->tasks[b], picks, tr->val_k[j], cfg->pred, NULL, ws);
             tr->reward[b] = r / tr->n_val_k;
             if (random_out) {
                 ms_rng rg;
@@ -339,7 +350,7 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
                 for (int j = 0; j < tr->n_val_k; j++) {
                     ms_rng_init(&rg, cfg->seed, MS_STREAM_BASELINE, 0x7fffffffULL + (uint64_t)(start + b) + ((uint64_t)j << 40));
                     ms_rng_choose(&rg, tr->P, tr->val_k[j], rp, scr);
-                    rb += task_auroc(val, &tr->tasks[b], rp, tr->val_k[j], cfg->pred, ws);
+                    rb += task_auroc(val, &tr->tasks[b], rp, tr->val_k[j], cfg->pred, NULL, ws);
                 }
                 tr->baseline[b] = rb / tr->n_val_k;
             }
@@ -351,6 +362,8 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
         }
     }
     free(ids);
+    free(rows);
+    free(logits);
     if (st) return st;
     *auc_out = sum / cfg->val_tasks;
     if (random_out) *random_out = rsum / cfg->val_tasks;
@@ -385,7 +398,7 @@ static ms_status train_step_loo(trainer *tr, long it, int nb) {
     for (int j = 0; j < n; j++) {
         ms_arena *ws = &tr->arenas[omp_get_thread_num()];
         ms_arena_reset(ws);
-        tr->reward[j] = prefix_auroc(tr, tr->s, &tr->tasks[j / S], tr->picks + (size_t)j * tr->Kmax, tr->npicks[j], ws);
+        tr->reward[j] = prefix_auroc(tr, tr->s, &tr->tasks[j / S], tr->picks + (size_t)j * tr->Kmax, tr->npicks[j], j, j / S, ws);
     }
     for (int b = 0; b < nb; b++) {
         double sum = 0;
@@ -393,7 +406,6 @@ static ms_status train_step_loo(trainer *tr, long it, int nb) {
         for (int s = 0; s < S; s++) tr->baseline[b * S + s] = (sum - tr->reward[b * S + s]) / (S - 1);
     }
     for (int j = 0; j < n; j++) tr->scale[j] = -(tr->reward[j] - tr->baseline[j]) / n;
-    memset(tr->grads.params, 0, sizeof(float) * tr->grads.count);
     a->backward(&tr->params, tr->work, tr->x, tr->scale, tr->grads.params);
     return MS_OK;
 }
@@ -404,7 +416,7 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
     const ms_train_config *cfg = tr->cfg;
     const ms_split *s = tr->s;
     const ms_arch *a = tr->params.arch;
-    ms_status st = build_batch(tr, s, tr->fill_train, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb, it);
+    ms_status st = build_batch(tr, s, tr->fill_train, cfg->train_cond, cfg->n_train_cond, STREAM_TRAIN_TASKS, ids, nb, it, 1);
     if (st) return st;
     for (int b = 0; b < nb; b++) {
         uint64_t id = ((uint64_t)it << 16) ^ (uint64_t)b;
@@ -422,7 +434,7 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
         for (int b = 0; b < nb; b++) {
             ms_arena *ws = &tr->arenas[omp_get_thread_num()];
             ms_arena_reset(ws);
-            tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], ws);
+            tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], b, b, ws);
         }
     }
     ms_net_mode mode = {.sampler = cfg->sampler, .greedy = 0};
@@ -433,18 +445,17 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
         ms_arena *ws = &tr->arenas[omp_get_thread_num()];
         ms_arena_reset(ws);
         uint64_t id = ((uint64_t)it << 16) ^ (uint64_t)b;
-        tr->reward[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], ws);
+        tr->reward[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], b, b, ws);
         if (cfg->baseline_greedy) continue;
         ms_rng r;
         ms_rng_init(&r, cfg->seed, MS_STREAM_BASELINE, id);
         int *rp = MS_ARENA_NEW(ws, int, tr->kb[b]);
         int *scr = MS_ARENA_NEW(ws, int, tr->P);
         ms_rng_choose(&r, tr->P, tr->kb[b], rp, scr);
-        tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], rp, tr->kb[b], ws);
+        tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], rp, tr->kb[b], b, b, ws);
     }
     /* loss = -(1/nb) sum_b adv_b * logp_b  =>  dL/dparams = sum_b -(adv_b / nb) dlogp_b */
     for (int b = 0; b < nb; b++) tr->scale[b] = -(tr->reward[b] - tr->baseline[b]) / nb;
-    memset(tr->grads.params, 0, sizeof(float) * tr->grads.count);
     a->backward(&tr->params, tr->work, tr->x, tr->scale, tr->grads.params);
     return MS_OK;
 }
@@ -459,6 +470,11 @@ static void fill_meta(ms_selector_meta *m, const trainer *tr, const ms_split *va
     m->clinical = cfg->clinical;
     m->K = cfg->k;
     if (cfg->arch_opts && *cfg->arch_opts) ms_selector_meta_set_extra(m, "arch_init", cfg->arch_opts);
+    if (cfg->geometry.on) {
+        char g[128];
+        ms_geometry_format(g, sizeof g, &cfg->geometry);
+        ms_selector_meta_set_extra(m, "augment_geometry", g);
+    }
     if (cfg->k_min > 0 && cfg->k_min < cfg->k) {
         char kr[48];
         snprintf(kr, sizeof kr, "%d:%d", cfg->k_min, cfg->k);
@@ -495,10 +511,17 @@ static void run_signature(char *buf, size_t n, const trainer *tr) {
         size_t len = strlen(buf);
         snprintf(buf + len, n > len ? n - len : 0, " S%d", tr->S);
     }
+    if (c->geometry.on) {
+        char g[128];
+        ms_geometry_format(g, sizeof g, &c->geometry);
+        size_t len = strlen(buf);
+        snprintf(buf + len, n > len ? n - len : 0, " geometry:%s", g);
+    }
 }
 
 /* metrics.csv lives in memory and is rewritten as a whole (atomically, medselect/output.h)
- * before every state save and at most once a second in between: the file on disk is complete and has
+ * before every state save and at most once a second in between (by the saver's thread, in
+ * the order asked: ms_train_saver.c): the file on disk is complete and has
  * at least the rows of the saved state, so a resume cuts it back to the state's iteration
  * and continues exactly. */
 typedef struct {
@@ -557,6 +580,13 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     if (cfg->augment_rotate && (train->d & (train->d - 1)))
         return ms_fail(MS_ERR_ARG, "--augment rotate needs a power-of-two embedding width (%s has %d)", train->pos_name,
                        train->d);
+    if (cfg->geometry.on) {
+        const ms_geometry_aug *g = &cfg->geometry;
+        if (!(g->noise >= 0 && g->noise <= 10 && g->spread >= 1 && g->spread <= 100 && g->axes >= 1 &&
+              g->axes <= 100 && g->dirs >= 0 && g->dirs <= MS_GEOMETRY_MAX_DIRS))
+            return ms_fail(MS_ERR_ARG, "--augment geometry: noise %g (0 to 10), spread %g and axes %g (1 to 100), dirs %d (0 to %d): out of range",
+                           g->noise, g->spread, g->axes, g->dirs, MS_GEOMETRY_MAX_DIRS);
+    }
     if (cfg->k > cfg->shape.pool)
         return ms_fail(MS_ERR_ARG, "K = %d is larger than the pool (%d)", cfg->k, cfg->shape.pool);
     if (cfg->samples < 0 || cfg->samples > 4096)
@@ -637,6 +667,11 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     tr.scratch = ms_xmalloc(sizeof(int) * (size_t)nmax * tr.nthreads);
     tr.rot_buf = ms_xmalloc(sizeof(double) * (size_t)train->d * tr.nthreads);
     tr.rot_sign = ms_xmalloc((size_t)train->d * 3 * tr.nthreads);
+    if (cfg->geometry.on) {
+        tr.qx = ms_xmalloc(sizeof(float) * (size_t)tr.B * cfg->shape.query * train->d);
+        tr.geo_n = ms_train_geometry_work(train->d, cfg->geometry.dirs);
+        tr.geo_work = ms_xmalloc(sizeof(double) * tr.geo_n * tr.nthreads);
+    }
     if (cfg->clinical && cfg->impute_clinical) {
         ms_clin_means(train->clin, train->n, tr.fill_train_mem);
         ms_clin_means(val->clin, val->n, tr.fill_val_mem);
@@ -660,6 +695,8 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     metrics_buf mb = {0};
     ms_selector_meta meta;
     fill_meta(&meta, &tr, val);
+    /* every file from here on is written by the saver's thread, in the order asked */
+    ms_saver *saver = ms_saver_start(sig, &meta);
     struct stat sb;
     if (cfg->resume && stat(p_state, &sb) == 0) {
         st = ms_train_state_load(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
@@ -670,7 +707,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
          * scratch). The state is saved before the first validation, so that a run killed at
          * any later moment can be resumed. */
         metrics_add(&mb, metrics_header);
-        st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        st = ms_saver_state(saver, p_state, &tr.params, &tr.m, &tr.v, &state);
     }
     if (!st && isnan(state.random_val) && cfg->val_tasks > 0) {
         double auc;
@@ -679,9 +716,9 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
             /* the untrained selector is the first "best" */
             state.best_val = auc;
             state.best_iteration = 0;
-            st = ms_net_save(p_best, &tr.params, &meta);
+            st = ms_saver_net(saver, p_best, &tr.params);
         }
-        if (!st) st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        if (!st) st = ms_saver_state(saver, p_state, &tr.params, &tr.m, &tr.v, &state);
     }
 
     ms_progress prog;
@@ -719,7 +756,7 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
             if (!st && vauc > state.best_val) {
                 state.best_val = vauc;
                 state.best_iteration = (int)(it + 1);
-                st = ms_net_save(p_best, &tr.params, &meta);
+                st = ms_saver_net(saver, p_best, &tr.params);
             }
         }
         char line[256], vs[40] = "";
@@ -741,10 +778,10 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
          * and otherwise at most once a second (a sync per tiny iteration would dominate) */
         int save_state = do_val || last_it || stop;
         if (!st && (save_state || ms_now() - t_metrics >= 1.0)) {
-            st = ms_write_file_atomic(p_metrics, mb.s, mb.n);
+            st = ms_saver_text(saver, p_metrics, mb.s, mb.n);
             t_metrics = ms_now();
         }
-        if (!st && save_state) st = ms_train_state_save(p_state, sig, &tr.params, &tr.m, &tr.v, &state);
+        if (!st && save_state) st = ms_saver_state(saver, p_state, &tr.params, &tr.m, &tr.v, &state);
         ms_progress_add(&prog, 1);
         if (stop) {
             summary->stopped = 1;
@@ -752,7 +789,9 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
         }
     }
     ms_progress_end(&prog);
-    if (!st && state.iteration == total) st = ms_net_save(p_last, &tr.params, &meta);
+    if (!st && state.iteration == total) st = ms_saver_net(saver, p_last, &tr.params);
+    ms_status saved = ms_saver_finish(saver); /* every file written (or the first failure) */
+    if (!st) st = saved;
     free(mb.s);
     ms_lock_release(&lock);
 
@@ -768,6 +807,8 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     free(tr.scratch);
     free(tr.rot_buf);
     free(tr.rot_sign);
+    free(tr.qx);
+    free(tr.geo_work);
     free(perm);
     free(ids);
     free(tr.tasks);
