@@ -800,17 +800,92 @@ static PyObject *json_result(char *text) {
     return r;
 }
 
+/* The validation run of versus="best" and b="best" (evaluate.h: the choice is the library's,
+ * as in the CLI): loads val_data (a data tuple, as load_split), runs fn with the GIL released
+ * and Ctrl-C polled between tasks, frees the split. 0 or -1 with an exception. */
+typedef ms_status (*val_fn)(void *ctx, const ms_split *val, ms_progress *prog);
+static int run_validation(PyObject *val_data, long total, val_fn fn, void *ctx) {
+    ms_split val;
+    if (load_split(val_data, &val)) return -1;
+    cancel_state cs;
+    cancel_init(&cs);
+    ms_status st;
+    Py_BEGIN_ALLOW_THREADS
+    ms_progress prog;
+    ms_progress_begin(&prog, "validation", total);
+    prog.cancel = cancel_hook;
+    prog.cancel_ctx = &cs;
+    st = fn(ctx, &val, &prog);
+    ms_progress_end(&prog);
+    Py_END_ALLOW_THREADS
+    ms_split_free(&val);
+    if (!st) return 0;
+    if (cancel_restore(&cs)) return -1;
+    raise_status(st);
+    return -1;
+}
+
+typedef struct {
+    ms_eval_config *cfg;
+    const ms_split *test;
+    int val_tasks, n_cand;
+    ms_strategy **strats;
+    const int *cand;
+} versus_ctx;
+
+static ms_status versus_fn(void *ctx, const ms_split *val, ms_progress *prog) {
+    versus_ctx *c = ctx;
+    return ms_eval_versus_best(c->cfg, c->test, val, c->val_tasks, c->strats, c->cand, c->n_cand, prog);
+}
+
+/* Every task's AUROC of res as NumPy arrays, for the caller's own tests: (auroc (groups, K,
+ * strategies, tasks) float64, task_cond (groups, tasks) int64 condition indices, the split's
+ * condition names, the strategies' labels). NULL with an exception. */
+static PyObject *per_task_arrays(const ms_eval_result *res, const ms_split *s, ms_strategy *const *strats) {
+    npy_intp dims[4] = {res->n_groups, res->n_k, res->n_strat, res->tasks};
+    PyObject *a = PyArray_SimpleNew(4, dims, NPY_FLOAT64);
+    npy_intp cdims[2] = {res->n_groups, res->tasks};
+    PyObject *tc = PyArray_SimpleNew(2, cdims, NPY_INT64);
+    PyObject *names = PyList_New(s->n_cond), *labels = PyList_New(res->n_strat);
+    if (!a || !tc || !names || !labels) goto fail;
+    memcpy(PyArray_DATA((PyArrayObject *)a), res->auroc,
+           sizeof(double) * (size_t)res->n_groups * (size_t)res->n_k * (size_t)res->n_strat * (size_t)res->tasks);
+    npy_int64 *t = PyArray_DATA((PyArrayObject *)tc);
+    for (size_t i = 0; i < (size_t)res->n_groups * (size_t)res->tasks; i++) t[i] = res->task_cond[i];
+    for (int c = 0; c < s->n_cond; c++) {
+        PyObject *u = PyUnicode_FromString(s->cond[c]);
+        if (!u) goto fail;
+        PyList_SET_ITEM(names, c, u);
+    }
+    for (int i = 0; i < res->n_strat; i++) {
+        PyObject *u = PyUnicode_FromString(strats[i]->label);
+        if (!u) goto fail;
+        PyList_SET_ITEM(labels, i, u);
+    }
+    return Py_BuildValue("(NNNN)", a, tc, names, labels);
+fail:
+    Py_XDECREF(a), Py_XDECREF(tc), Py_XDECREF(names), Py_XDECREF(labels);
+    return NULL;
+}
+
 /* _evaluate(data, groups, shape, ks, tasks, seed, predictor, strategies, bootstrap, decode,
- *           per_k, versus|None) -> JSON */
+ *           per_k, versus|None, val_data|None, val_tasks, per_task_path|None)
+ *   -> (JSON, (auroc, task_cond, condition names, strategy labels)) (per_task_arrays)
+ * versus "best" (any case) is chosen on val_data among the strategies given by name. */
 static PyObject *py_evaluate(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *data, *groups, *shape, *ks, *slist, *versus;
     int tasks, boot, per_k;
     unsigned long long seed;
     const char *pred, *decode_name;
-    if (!PyArg_ParseTuple(args, "OO!OO!iKsO!ispO", &data, &PyList_Type, &groups, &shape, &PyList_Type, &ks, &tasks,
-                          &seed, &pred, &PyList_Type, &slist, &boot, &decode_name, &per_k, &versus))
+    PyObject *val_data, *per_task;
+    int val_tasks;
+    if (!PyArg_ParseTuple(args, "OO!OO!iKsO!ispOOiO", &data, &PyList_Type, &groups, &shape, &PyList_Type, &ks,
+                          &tasks, &seed, &pred, &PyList_Type, &slist, &boot, &decode_name, &per_k, &versus,
+                          &val_data, &val_tasks, &per_task))
         return NULL;
+    const char *per_task_path = per_task == Py_None ? NULL : PyUnicode_AsUTF8(per_task);
+    if (PyErr_Occurred()) return NULL;
     ms_decode decode;
     if (ms_decode_parse(decode_name, &decode)) return raise_status(MS_ERR_ARG);
     ms_split s;
@@ -828,9 +903,25 @@ static PyObject *py_evaluate(PyObject *self, PyObject *args) {
     int ok = 1;
     for (Py_ssize_t i = 0; i < n && ok; i++)
         ok = (strats[i] = make_strategy(PyList_GET_ITEM(slist, i), &s, decode)) != NULL;
-    if (ok && versus != Py_None) {
+    const char *v = ok && versus != Py_None ? PyUnicode_AsUTF8(versus) : NULL;
+    if (ok && v && !strcasecmp(v, "best")) {
+        /* as --versus best: per group and K the baseline (a strategy given by name, random
+         * included; never a Selector or a Python object) with the highest validation mean */
+        if (val_data == Py_None) {
+            PyErr_SetString(PyExc_ValueError, "versus='best' is chosen on a validation split: give "
+                                              "val=(val_pos, val_norm)");
+            ok = 0;
+        } else {
+            int *cand = malloc(sizeof(int) * (size_t)n), nc = 0;
+            for (Py_ssize_t i = 0; i < n; i++)
+                if (PyUnicode_Check(PyList_GET_ITEM(slist, i))) cand[nc++] = (int)i;
+            versus_ctx vc = {&cfg, &s, val_tasks, nc, strats, cand};
+            ok = !run_validation(val_data, (long)cfg.n_groups * (val_tasks > 0 ? val_tasks : cfg.tasks), versus_fn,
+                                 &vc);
+            free(cand);
+        }
+    } else if (ok && versus != Py_None) {
         /* as --versus NAME: a label of the list, else a strategy name (case-insensitive) */
-        const char *v = PyUnicode_AsUTF8(versus);
         int which = -1;
         for (Py_ssize_t i = 0; v && i < n && which < 0; i++)
             if (!strcasecmp(strats[i]->label, v)) which = (int)i;
@@ -838,7 +929,7 @@ static PyObject *py_evaluate(PyObject *self, PyObject *args) {
             if (!strcasecmp(strats[i]->name, v)) which = (int)i;
         if (!v) ok = 0;
         else if (which < 0) {
-            PyErr_Format(PyExc_ValueError, "versus: '%s' is not one of the evaluated strategies", v);
+            PyErr_Format(PyExc_ValueError, "versus: '%s' is not one of the evaluated strategies (or 'best')", v);
             ok = 0;
         } else {
             cfg.versus_on = 1;
@@ -851,11 +942,16 @@ static PyObject *py_evaluate(PyObject *self, PyObject *args) {
         ms_eval_row *rows;
         int n_rows;
         char *text;
+        ms_status st = MS_OK;
         Py_BEGIN_ALLOW_THREADS
         ms_eval_summarize(&res, &cfg, boot, &rows, &n_rows);
         text = ms_eval_json(&res, &cfg, &s, strats, rows, n_rows);
+        if (per_task_path) st = ms_eval_write_per_task(per_task_path, &res, &cfg, &s, strats);
         Py_END_ALLOW_THREADS
-        out = json_result(text);
+        PyObject *js = json_result(text), *arrays = st || !js ? NULL : per_task_arrays(&res, &s, strats);
+        if (st) raise_status(st);
+        else if (arrays) out = Py_BuildValue("(NN)", js, arrays), js = NULL;
+        Py_XDECREF(js);
         free(rows);
         ms_eval_result_free(&res);
     }
@@ -886,17 +982,41 @@ static int add_strategy(ms_strategy **strats, int *n, PyObject *item, const ms_s
     return (*n)++;
 }
 
+typedef struct {
+    int *b;
+    char *note;
+    size_t n;
+    const ms_split *test;
+    const ms_eval_config *cfg;
+    int val_tasks, n_cand;
+    ms_strategy *const *cand;
+} choose_b_ctx;
+
+static ms_status choose_b_fn(void *ctx, const ms_split *val, ms_progress *prog) {
+    choose_b_ctx *c = ctx;
+    return ms_analyze_choose_b(c->b, c->note, c->n, val, c->test, c->cfg, c->val_tasks, c->cand, c->n_cand, prog);
+}
+
 /* _analyze(data, groups, shape, ks, tasks, seed, predictor, a, b, perms, perm_seed,
- *          scheme, bootstrap, out_dir|None, decode) -> JSON, as `medselect analyze --json` */
+ *          scheme, bootstrap, out_dir|None, decode, val_data|None, val_tasks) -> JSON, as
+ * `medselect analyze --json`. b "best": as --b best, every built-in strategy but A is a
+ * candidate, evaluated on val_data, and all of them are evaluated on the test tasks. */
 static PyObject *py_analyze(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *data, *groups, *shape, *ks, *a, *b, *outdir;
     int tasks, perms, boot;
     unsigned long long seed, perm_seed;
     const char *pred, *scheme_name, *decode_name;
-    if (!PyArg_ParseTuple(args, "OO!OO!iKsOOiKsiOs", &data, &PyList_Type, &groups, &shape, &PyList_Type, &ks, &tasks,
-                          &seed, &pred, &a, &b, &perms, &perm_seed, &scheme_name, &boot, &outdir, &decode_name))
+    PyObject *val_data;
+    int val_tasks;
+    if (!PyArg_ParseTuple(args, "OO!OO!iKsOOiKsiOsOi", &data, &PyList_Type, &groups, &shape, &PyList_Type, &ks,
+                          &tasks, &seed, &pred, &a, &b, &perms, &perm_seed, &scheme_name, &boot, &outdir,
+                          &decode_name, &val_data, &val_tasks))
         return NULL;
+    int best = PyUnicode_Check(b) && PyUnicode_AsUTF8(b) && !strcasecmp(PyUnicode_AsUTF8(b), "best");
+    if (PyErr_Occurred()) return NULL;
+    if (best && val_data == Py_None)
+        return PyErr_Format(PyExc_ValueError, "b='best' is chosen on a validation split: give val=(val_pos, val_norm)");
     ms_decode decode;
     if (ms_decode_parse(decode_name, &decode)) return raise_status(MS_ERR_ARG);
     ms_an_scheme scheme;
@@ -914,16 +1034,37 @@ static PyObject *py_analyze(PyObject *self, PyObject *args) {
     }
     /* as the CLI: random first (the paired baseline), then A, then B (a spec equal to one
      * already there is not added twice) */
-    ms_strategy **strats = calloc(3, sizeof *strats);
+    int n_names = 0;
+    char **bnames = best ? ms_split_list(ms_strategy_names(), &n_names) : NULL;
+    ms_strategy **strats = calloc(3 + (size_t)n_names, sizeof *strats);
     int n = 0, ia = -1, ib = -1;
     PyObject *out = NULL;
     PyObject *rnd = PyUnicode_FromString("random");
     int ok = add_strategy(strats, &n, rnd, &s, decode) >= 0;
     Py_DECREF(rnd);
     if (ok) ok = (ia = add_strategy(strats, &n, a, &s, decode)) >= 0;
-    if (ok) ok = (ib = add_strategy(strats, &n, b, &s, decode)) >= 0;
-    cfg.keep_selections = 1;
+    if (ok && !best) ok = (ib = add_strategy(strats, &n, b, &s, decode)) >= 0;
+    for (int i = 0; ok && i < n_names; i++) {
+        PyObject *nm = PyUnicode_FromString(bnames[i]);
+        ok = nm && add_strategy(strats, &n, nm, &s, decode) >= 0;
+        Py_XDECREF(nm);
+    }
+    if (bnames) ms_strv_free(bnames, n_names);
     cfg.decode = decode;
+    char best_note[512] = "";
+    if (ok && best) {
+        /* B: the built-in strategy other than A with the highest validation mean */
+        ms_strategy **cand = calloc((size_t)n, sizeof *cand);
+        int n_cand = 0, bi = -1;
+        for (int i = 0; i < n; i++)
+            if (i != ia) cand[n_cand++] = strats[i];
+        choose_b_ctx bc = {&bi, best_note, sizeof best_note, &s, &cfg, val_tasks, n_cand, cand};
+        ok = !run_validation(val_data, (long)cfg.n_groups * (val_tasks > 0 ? val_tasks : cfg.tasks), choose_b_fn, &bc);
+        for (int i = 0; ok && i < n; i++)
+            if (strats[i] == cand[bi]) ib = i;
+        free(cand);
+    }
+    cfg.keep_selections = 1;
     ms_eval_result res;
     if (ok && !run_evaluate(&res, &s, &cfg, strats, n, "analyze")) {
         ms_analysis *an = calloc((size_t)cfg.n_k, sizeof *an);
@@ -936,7 +1077,8 @@ static PyObject *py_analyze(PyObject *self, PyObject *args) {
             st = ms_analyze(&an[ki], &s, &cfg, &res, ia, ib, ki, perms, perm_seed, scheme);
         if (!st) ms_eval_summarize(&res, &cfg, boot, &rows, &n_rows);
         ms_analysis_report rep = {.split = &s, .cfg = &cfg, .res = &res, .strats = strats, .an = an,
-                                  .n_an = cfg.n_k, .rows = rows, .n_rows = n_rows, .command = NULL};
+                                  .n_an = cfg.n_k, .rows = rows, .n_rows = n_rows, .command = NULL,
+                                  .b_note = best ? best_note : NULL};
         if (!st && dir) st = ms_analysis_write_report(dir, &rep);
         if (!st) text = ms_analysis_json(&rep);
         Py_END_ALLOW_THREADS

@@ -125,6 +125,82 @@ static void test_versus_fixture(void) {
     free(au), free(cond), free(vk), free(ref);
 }
 
+/* The best baseline chosen on a validation split (ms_eval_versus_best): any subset of the
+ * strategies as candidates, the choice recomputed from a validation run alone; a group whose
+ * conditions the validation split cannot hold a task of falls back to the others, and says
+ * so; a validation split of another width is refused. */
+static void test_versus_best(const ms_split *va, const ms_split *te) {
+    const char *names[] = {"random", "kcenter", "kmedoids", "herding"};
+    ms_strategy *st[4];
+    for (int i = 0; i < 4; i++) MS_EXPECT(ms_strategy_create(&st[i], names[i]) == MS_OK);
+    ms_eval_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    /* a task shape that the second-most frequent condition of the validation split just
+     * fits (pool 2p with p positives, query 10 with 5) */
+    int c1 = 0, c2 = 0;
+    for (int c = 0; c < va->n_cond; c++) {
+        if (va->cond_count[c] > c1) c2 = c1, c1 = va->cond_count[c];
+        else if (va->cond_count[c] > c2) c2 = va->cond_count[c];
+    }
+    int p = c2 - 5;
+    MS_EXPECT(p >= 5);
+    cfg.shape = (ms_task_shape){.pool = 2 * p, .pos_frac = 0.5, .query = 10, .query_pos_frac = 0.5};
+    cfg.n_k = 2, cfg.k[0] = 5, cfg.k[1] = 10;
+    cfg.tasks = 50, cfg.seed = 7, cfg.pred = MS_PRED_COSINE;
+    /* conditions the validation split holds a task of, and one it does not */
+    int fit[8], n_fit = 0, nofit = -1;
+    for (int c = 0; c < va->n_cond; c++) {
+        if (ms_task_check(te, &cfg.shape, &c, 1) != MS_OK) continue;
+        if (ms_task_check(va, &cfg.shape, &c, 1) == MS_OK) fit[n_fit++] = c;
+        else if (nofit < 0) nofit = c;
+    }
+    printf("versus best: pool %d: %d conditions fit a validation task, first that does not: %d\n", 2 * p, n_fit,
+           nofit);
+    MS_EXPECT(n_fit >= 2 && nofit >= 0);
+    cfg.n_groups = 2;
+    snprintf(cfg.group[0].name, 32, "seen");
+    cfg.group[0].cond = fit, cfg.group[0].n_cond = 2;
+    snprintf(cfg.group[1].name, 32, "unseen");
+    cfg.group[1].cond = &nofit, cfg.group[1].n_cond = 1;
+    int cand[3] = {0, 2, 3}; /* k-center is not a candidate */
+    MS_EXPECT(ms_eval_versus_best(&cfg, te, va, 40, st, cand, 3, NULL) == MS_OK);
+    MS_EXPECT(cfg.versus_on && cfg.versus_best);
+    ms_strategy *cs[3] = {st[0], st[2], st[3]};
+    ms_eval_validation v;
+    MS_EXPECT(ms_eval_validate(&v, va, te, &cfg, 40, cs, 3, NULL) == MS_OK);
+    MS_EXPECT(v.res.tasks == 40 && v.res.n_strat == 3);
+    for (int g = 0; g < 2; g++)
+        for (int ki = 0; ki < 2; ki++) {
+            int arg = 0;
+            for (int i = 1; i < 3; i++)
+                if (ms_eval_mean(&v.res, g, ki, i) > ms_eval_mean(&v.res, g, ki, arg)) arg = i;
+            MS_EXPECT(cfg.versus[g][ki] == cand[arg]);
+        }
+    /* group 0 keeps its conditions; group 1 falls back to every condition of cfg that fits */
+    MS_EXPECT(v.cfg.group[0].n_cond == 2 && v.cfg.group[0].cond[0] == fit[0] && v.cfg.group[0].cond[1] == fit[1]);
+    MS_EXPECT(v.cfg.group[1].n_cond == 2);
+    printf("   %s\n   %s\n", cfg.versus_note[0], cfg.versus_note[1]);
+    const char *head = "Best baseline chosen on the validation split (";
+    MS_EXPECT(!strncmp(cfg.versus_note[0], head, strlen(head)) && !strstr(cfg.versus_note[0], "because"));
+    MS_EXPECT(strstr(cfg.versus_note[1], ", because it holds too few images of ") != NULL);
+    char lab[128];
+    snprintf(lab, sizeof lab, "K 5 %s ", st[cfg.versus[0][0]]->label);
+    MS_EXPECT(strstr(cfg.versus_note[0], lab) != NULL);
+    ms_eval_validation_free(&v);
+    /* another embedding width: refused before anything runs */
+    ms_split narrow = *va;
+    narrow.d = va->d - 1;
+    MS_EXPECT(ms_eval_validate(&v, &narrow, te, &cfg, 40, cs, 3, NULL) == MS_ERR_DATA);
+    MS_EXPECT(strstr(ms_last_error(), "embeddings have 63 columns, the evaluated split 64") != NULL);
+    /* no condition of cfg fits: a data error naming the task shape */
+    cfg.n_groups = 1;
+    cfg.group[0].cond = &nofit, cfg.group[0].n_cond = 1;
+    MS_EXPECT(ms_eval_validate(&v, va, te, &cfg, 40, cs, 3, NULL) == MS_ERR_DATA);
+    MS_EXPECT(strstr(ms_last_error(), "too few images of every condition for one task (pool") != NULL);
+    MS_EXPECT(strstr(ms_last_error(), "query 10 with 5 positive") != NULL);
+    for (int i = 0; i < 4; i++) ms_strategy_free(st[i]);
+}
+
 /* Same condition list => same tasks and numbers, wherever the group stands; ranking
  * strategies scored on prefixes equal their per-K selections; the per-task CSV. */
 static void test_streams_and_prefixes(const ms_split *te) {
@@ -395,6 +471,7 @@ int main(void) {
     ms_eval_result_free(&r2);
     for (int i = 0; i < 4; i++) ms_strategy_free(st[i]);
     test_streams_and_prefixes(&te);
+    test_versus_best(&va, &te);
     test_score_rows(&te);
     ms_split_free(&tr), ms_split_free(&va), ms_split_free(&te);
     return ms_test_summary();

@@ -516,6 +516,12 @@ static void test_relational(void) {
     expect_error("relational with clinical input", train_args(ms_tmp("run_bad"), 32, "--arch relational --clinical"), 1,
                  "clinical", NULL);
     expect_error("K range upside down", train_args(ms_tmp("run_bad"), 32, "-k 6:2"), 1, "-k 6:2", NULL);
+    expect_error("negative geometry noise", train_args(ms_tmp("run_bad"), 32, "--augment geometry:noise=-1"), 1,
+                 "noise=-1", NULL);
+    expect_error("unknown geometry option", train_args(ms_tmp("run_bad"), 32, "--augment geometry:tilt=2"), 1,
+                 "tilt", NULL);
+    expect_error("unknown augmentation", train_args(ms_tmp("run_bad"), 32, "--augment shear"), 1,
+                 "geometry", NULL);
 }
 
 static void test_errors(const char *run) {

@@ -41,14 +41,15 @@
  * them is removed again.
  *
  * Example:
+ *   int bi; char note[512];                                        // choose B on validation
+ *   ms_analyze_choose_b(&bi, note, sizeof note, &val_split, &split, &cfg, 0, baselines, nb, NULL);
+ *   int b = index_in_strats(baselines[bi]);
  *   cfg.keep_selections = 1;
- *   ms_evaluate(&vres, &val_split, &vcfg, baselines, nb, NULL);   // choose B on validation
- *   int b = index_in_strats(baselines[ms_analyze_best(&vres, -1)]);
  *   ms_evaluate(&res, &split, &cfg, strats, n, NULL);
  *   ms_analysis an;
  *   ms_analyze(&an, &split, &cfg, &res, 1, b, 0, 2000, 0, MS_AN_TASK_SWAP);
  *   ms_eval_summarize(&res, &cfg, 2000, &rows, &n_rows);
- *   ms_analysis_report rep = {&split, &cfg, &res, strats, &an, 1, rows, n_rows, "..."};
+ *   ms_analysis_report rep = {&split, &cfg, &res, strats, &an, 1, rows, n_rows, "...", note};
  *   ms_analysis_write_report("out", &rep);
  *   ms_analysis_free(&an);
  */
@@ -136,6 +137,16 @@ void ms_analysis_free(ms_analysis *an);
  * a VALIDATION run (as `analyze --b best` does) so that the choice of B never sees the test
  * tasks it is then compared on. */
 int ms_analyze_best(const ms_eval_result *res, int exclude);
+/* `analyze --b best`: evaluates the candidates cand[0..n_cand) (the baselines, not A) on
+ * validation tasks of val (ms_eval_validate, evaluate.h: val_tasks per group, <= 0 for
+ * cfg->tasks) and sets *b to the index in cand of the one with the highest mean over every
+ * group and K there (ms_analyze_best), and note (n bytes) to how it was chosen, for
+ * ms_analysis_report.b_note: "best baseline on the validation split (200 tasks per group;
+ * seen: Effusion, Infiltration; unseen: ...)" naming each group's validation conditions.
+ * Errors as ms_eval_validate. */
+ms_status ms_analyze_choose_b(int *b, char *note, size_t n, const ms_split *val, const ms_split *test,
+                              const ms_eval_config *cfg, int val_tasks, ms_strategy *const *cand, int n_cand,
+                              ms_progress *prog);
 
 /* Everything a report shows. an[n_an] are analyses of the same evaluation (e.g. one per K);
  * rows/n_rows come from ms_eval_summarize(res, cfg, ...). command: the command line that made

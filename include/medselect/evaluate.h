@@ -115,6 +115,61 @@ int ms_eval_best(const ms_eval_result *r, int g, int ki, const int *candidates, 
 /* Mean AUROC of strategy si over group g's tasks at K index ki. */
 double ms_eval_mean(const ms_eval_result *r, int g, int ki, int si);
 
+/* ---- the best baseline, chosen on a validation split ------------------------------------
+ *
+ * A comparison against "the strongest baseline" is honest only when that baseline is chosen
+ * without looking at the tasks it is then compared on. ms_eval_validate runs candidate
+ * strategies on a VALIDATION split with the evaluation's task shape, K, seed, predictor and
+ * decoding; ms_eval_versus_best then sets cfg's versus choice per group and K (what
+ * `medselect evaluate --versus best` does), and ms_analyze_choose_b (analyze.h) picks B of an
+ * analysis (`medselect analyze --b best`). The CLI and the Python package both call these.
+ *
+ * Validation tasks of group g: the group's conditions (resolved by name in the validation
+ * split, synonyms included, in the group's order) that the validation split holds enough
+ * images of for one task; when it holds none of them, every condition of any group of cfg
+ * that it can hold, in canonical (name) order. ms_eval_validation_note says which. E.g. NIH's
+ * val split has 15 Atelectasis images, too few for a pool of 30 with 15 positives plus a
+ * query, so a group {Atelectasis, Cardiomegaly} is validated on the command's other
+ * conditions that fit.
+ *
+ * Example (evaluate against the best of strats[0..nb), the baselines):
+ *   int cand[] = {0, 1, 2};
+ *   ms_eval_versus_best(&cfg, &test, &val, 0, strats, cand, 3, NULL);  // cfg.versus[g][ki] set
+ *   ms_evaluate(&res, &test, &cfg, strats, n, prog);                   // rows carry vdiff, vp
+ */
+typedef struct {
+    ms_eval_config cfg; /* the validation tasks: a copy of the evaluation's config with their
+                           task count and each group's validation conditions (indices into
+                           the validation split; these arrays are owned here) */
+    ms_eval_result res; /* the candidates' AUROCs on them (strategy i = candidate i) */
+} ms_eval_validation;
+
+/* Evaluates cand[0..n_cand) on validation tasks of `val` for every group of cfg (an
+ * evaluation config of split `test`): tasks per group (<= 0: cfg->tasks), groups as above.
+ * prog may be NULL. MS_ERR_DATA (one line naming val's positives CSV) when val's embeddings
+ * have another width than test's or val holds too few images of every condition of cfg for
+ * one task; strategy errors as ms_evaluate. On success free *v with ms_eval_validation_free;
+ * on error it is left empty. */
+ms_status ms_eval_validate(ms_eval_validation *v, const ms_split *val, const ms_split *test,
+                           const ms_eval_config *cfg, int tasks, ms_strategy *const *cand, int n_cand,
+                           ms_progress *prog);
+void ms_eval_validation_free(ms_eval_validation *v);
+/* The sentence the reports print above group g's table: the validation split, its tasks'
+ * count and conditions (and why, when they are not the group's own), and per K the chosen
+ * candidate cand[best[ki]] with its validation mean, e.g. "Best baseline chosen on the
+ * validation split (val_pos.csv; 1000 tasks of Effusion, Infiltration): K 5 herding 0.690,
+ * K 10 herding 0.713." Truncated to n bytes. */
+void ms_eval_validation_note(char *buf, size_t n, const ms_eval_validation *v, const ms_split *val,
+                             const ms_split *test, const ms_eval_config *cfg, int g, ms_strategy *const *cand,
+                             const int *best);
+/* `--versus best`: validates strats[cand[0..n_cand)] (the baselines: never a learned selector
+ * under test) with ms_eval_validate (val_tasks as its `tasks`), and sets cfg->versus_on,
+ * cfg->versus_best, cfg->versus[g][ki] (the candidate with the highest validation mean of
+ * group g at K index ki, ms_eval_best; an index into strats) and cfg->versus_note[g]. Errors as
+ * ms_eval_validate. */
+ms_status ms_eval_versus_best(ms_eval_config *cfg, const ms_split *test, const ms_split *val, int val_tasks,
+                              ms_strategy *const *strats, const int *cand, int n_cand, ms_progress *prog);
+
 /* Writes every task's AUROC as CSV (atomically): group,task,condition,k, then one column per
  * strategy label. One line per (group, task, K). */
 ms_status ms_eval_write_per_task(const char *path, const ms_eval_result *r, const ms_eval_config *cfg,

@@ -55,6 +55,39 @@ typedef struct {
     double seconds;        /* since this call started */
 } ms_train_progress;
 
+/* --augment geometry: a random change of one task's embedding geometry, a stand-in for
+ * another hospital or scanner seen through the same encoder. With m the pool's mean row,
+ * e = y - m for every pool and query row y, and r^2 = mean over the pool of |e|^2:
+ *   c   = spread^(2U - 1)               concentration: all rows pulled towards the pool
+ *                                       mean (c < 1: higher cosines) or pushed out (c > 1)
+ *   v_1..v_dirs orthonormal directions in the pool's span (Gram-Schmidt of E^T g, g ~ N(0, I_P),
+ *                                       so the pool's high-variance directions are likelier)
+ *   f_l = axes^(2U - 1)                 a factor per direction (anisotropy)
+ *   nu  = noise U                       noise level
+ *   y' = m + c (e + sum_l (f_l - 1) (v_l . e) v_l) + nu r / sqrt(D) n,   n ~ N(0, I_D) per row
+ * (U uniform on [0, 1), one draw each, in the order c, f_1..f_dirs, nu, g, pool noise, query
+ * noise). The mean noise energy of a row is nu^2 r^2. No rotation or global scale is drawn:
+ * they leave every relational feature unchanged. c moves the typicality and the herding and
+ * k-center terms (through the unit rows) but not the centred features (centred cosines,
+ * k-NN density, distance from the mean relative to the pool's); the direction factors and the
+ * noise move all of them. */
+#define MS_GEOMETRY_MAX_DIRS 64
+typedef struct {
+    int on;        /* 0: no change */
+    double noise;  /* largest noise level nu, 0 to 10 (0.5) */
+    double spread; /* concentration factor c within [1/spread, spread], 1 to 100 (2) */
+    double axes;   /* direction factors within [1/axes, axes], 1 to 100 (2) */
+    int dirs;      /* directions, 0 to 64 (4) */
+} ms_geometry_aug;
+
+/* g = the defaults above, on. */
+void ms_geometry_defaults(ms_geometry_aug *g);
+/* "noise=N,spread=S,axes=A,dirs=K" (any subset, any order; NULL or "": the defaults) into
+ * g (on). An unknown key, a value that is not a number or out of its range: MS_ERR_ARG. */
+ms_status ms_geometry_parse(const char *opts, ms_geometry_aug *g);
+/* The options as parse reads them back, e.g. "noise=0.5,spread=2,axes=2,dirs=4". */
+void ms_geometry_format(char *buf, size_t n, const ms_geometry_aug *g);
+
 typedef struct {
     ms_task_shape shape;   /* pool/query of every task (reference 1000/100, half positive) */
     const ms_arch *arch;   /* selector architecture (NULL: the default, bilstm) */
@@ -80,6 +113,9 @@ typedef struct {
                               H S3 H S2 H S1, Hadamard and random signs; the width must be a
                               power of two), so that absolute embedding directions carry no
                               reward; validation tasks are not rotated */
+    ms_geometry_aug geometry; /* .on: every meta-train task's pool and query embeddings get a
+                              random change of geometry (ms_geometry_aug); validation tasks do
+                              not; the reward is computed on the changed rows */
     int baseline_greedy;   /* 1: the REINFORCE baseline is the reward of the greedy decode of
                               the current policy (self-critical); 0: K random items (default) */
     int samples;           /* S > 1: S ordered draws per task, each with the leave-one-out

@@ -269,7 +269,8 @@ def _threads(threads):
 def evaluate(pos, norm, strategies=("random", "kmedoids", "kmeans"), k=20, conditions=None,
              seen=None, unseen=None, pool=1000, pos_frac=0.5, query=100, query_pos_frac=0.5,
              tasks=1000, seed=0, predictor="cosine", uncertain="positive", bootstrap=2000,
-             decode="greedy", versus=None, per_k=False, threads=None):
+             decode="greedy", versus=None, val=None, val_tasks=None, per_task=None, per_k=False,
+             threads=None):
     """The paper's meta-test: every strategy on the same sampled tasks; a dict.
 
     pos, norm: the positives and normals CSVs ('test_pos.csv', or ('test_pos.csv',
@@ -281,37 +282,91 @@ def evaluate(pos, norm, strategies=("random", "kmedoids", "kmeans"), k=20, condi
     the paper's sets (PAPER_SEEN, PAPER_UNSEEN). Task shape, tasks per group, seed,
     predictor ('cosine' or 'euclidean'), uncertain ('positive', 'negative', 'ignore') and
     bootstrap resamples as the CLI's options of the same names. decode: how Selectors pick
-    ('greedy', 'sample' or 'multinomial', as --decode). versus: a strategy's label or name:
-    rows also carry the paired difference against it (as --versus NAME; choosing "best" on a
-    validation split is the CLI's). per_k: run ranking strategies once per K (as --per-k).
+    ('greedy', 'sample' or 'multinomial', as --decode). per_k: run ranking strategies once
+    per K (as --per-k).
+
+    versus: rows also carry the paired difference (bootstrap CI, Wilcoxon p) against a
+    second strategy: a strategy's label or name (as --versus NAME), or "best": per group and
+    K the baseline with the highest mean AUROC on the VALIDATION split val=(val_pos,
+    val_norm) (each a CSV path or a (CSV, embeddings) pair), as ``--versus best`` with
+    --val-pos-csv/--val-norm-csv: same validation tasks (the test tasks' shape, seed and
+    conditions; val_tasks per group, default tasks), same choice, same note in each group's
+    "versus_note". The candidates are the strategies given by name, random included; a
+    Selector or your own object is never chosen. val is only for versus="best".
+    per_task: a path: every task's AUROC per strategy written there as CSV, the file
+    ``--per-task`` writes (group,task,condition,k, one column per strategy label).
 
     Returns the dict ``medselect evaluate --json`` writes (medselect_version, config,
-    seconds, groups: [{name, conditions, rows: [{condition, k, strategy, tasks, auroc:
-    {mean, lo, hi}, difference: {mean, lo, hi, versus}, p_wilcoxon}]}]); with the same
-    settings the numbers are the CLI's. Ctrl-C stops it between tasks (KeyboardInterrupt).
+    seconds, groups: [{name, conditions, [versus_note, versus_best, versus: [{k, strategy}]],
+    rows: [{condition, k, strategy, tasks, auroc: {mean, lo, hi}, difference: {mean, lo, hi,
+    versus}, p_wilcoxon, [versus: {mean, lo, hi, versus, p_wilcoxon}]}]}]), the bracketed
+    entries with versus only; with the same settings the numbers are
+    the CLI's. It also holds every task's AUROC under "per_task", for your own tests:
+    {"strategies": [labels], "k": [budgets], "groups": [names], "auroc": float64 array
+    (groups, K, strategies, tasks), "condition": str array (groups, tasks), each task's
+    condition}; e.g. ``a = r["per_task"]["auroc"]; a[g, ki, 3] - a[g, ki, 0]`` are the paired
+    differences of the fourth strategy against random, task by task.
+    Ctrl-C stops it between tasks (KeyboardInterrupt).
     """
+    import os
     slist = [_strategy_arg(s) for s in strategies]
     if not any(s == "random" for s in slist if isinstance(s, str)):
         slist.insert(0, "random")
     else:
         slist = ["random"] + [s for s in slist if not (isinstance(s, str) and s == "random")]
+    val_data = _val(val, uncertain, "versus", versus)
     _threads(threads)
-    text = _lib()._evaluate(_data(pos, norm, uncertain), _groups(conditions, seen, unseen),
-                            (int(pool), float(pos_frac), int(query), float(query_pos_frac)),
-                            _ks(k), int(tasks), _seed(seed), str(predictor), slist, int(bootstrap),
-                            str(decode), bool(per_k), None if versus is None else str(versus))
-    return _json.loads(text)
+    text, (auroc, task_cond, conds, labels) = _lib()._evaluate(
+        _data(pos, norm, uncertain), _groups(conditions, seen, unseen),
+        (int(pool), float(pos_frac), int(query), float(query_pos_frac)), _ks(k), int(tasks),
+        _seed(seed), str(predictor), slist, int(bootstrap), str(decode), bool(per_k),
+        None if versus is None else str(versus), val_data, _val_tasks(val_tasks),
+        None if per_task is None else os.fspath(per_task))
+    res = _json.loads(text)
+    import numpy as np
+    res["per_task"] = {"strategies": labels, "k": _ks(k), "groups": [g["name"] for g in res["groups"]],
+                       "auroc": auroc, "condition": np.array(conds)[task_cond]}
+    return res
+
+
+def _val(val, uncertain, what, choice):
+    """val=(val_pos, val_norm) -> the data tuple, checked against the choice it serves."""
+    best = isinstance(choice, str) and choice.lower() == "best"
+    if val is None:
+        if best:
+            raise ValueError(f"{what}='best' is chosen on a validation split: give "
+                             "val=(val_pos, val_norm)")
+        return None
+    if not best:
+        raise ValueError(f"val is the validation split for {what}='best'; {what} is {choice!r}")
+    try:
+        vpos, vnorm = val
+    except (TypeError, ValueError):
+        raise TypeError("val is a (val_pos, val_norm) pair") from None
+    return _data(vpos, vnorm, uncertain)
+
+
+def _val_tasks(val_tasks):
+    if val_tasks is None:
+        return 0
+    if int(val_tasks) < 1:
+        raise ValueError(f"val_tasks must be at least 1, got {val_tasks}")
+    return int(val_tasks)
 
 
 def analyze(pos, norm, a, b, k=20, conditions=None, seen=None, unseen=None, pool=1000,
             pos_frac=0.5, query=100, query_pos_frac=0.5, tasks=1000, seed=0,
             predictor="cosine", uncertain="positive", permutations=2000, perm_seed=None,
-            perm_scheme="task-swap", bootstrap=2000, out=None, decode="greedy", threads=None):
+            perm_scheme="task-swap", bootstrap=2000, out=None, decode="greedy", val=None,
+            val_tasks=None, threads=None):
     """What strategies a and b select on the same meta-test tasks; a dict.
 
-    a, b: strategy names, Selectors or your own objects. (The CLI's --b best, which picks B
-    on a validation split, has no counterpart here: choose B with evaluate() on the
-    validation split, e.g. the baseline with the highest mean AUROC there.)
+    a, b: strategy names, Selectors or your own objects; b="best" as the CLI's --b best: B
+    is the built-in strategy other than a with the highest mean AUROC (over every group and
+    K) on the VALIDATION split val=(val_pos, val_norm) (val_tasks per group, default tasks),
+    never on the test tasks it is then analysed on; every built-in strategy is then
+    evaluated on the test tasks too (the AUROC table) and the result says how B was chosen
+    ("b_chosen_as" of the analysis).
     permutations, perm_seed (default: seed), perm_scheme ('task-swap' or 'pooled') as the
     CLI's --permutations, --perm-seed, --perm-scheme; the data and task arguments as in
     evaluate(). out: a directory for report.md and the figures (None: no files). decode: how
@@ -323,18 +378,16 @@ def analyze(pos, norm, a, b, k=20, conditions=None, seen=None, unseen=None, pool
     the CLI with the same settings.
     """
     import os
-    if isinstance(b, str) and b.lower() == "best":
-        raise ValueError("b='best' is chosen on a validation split by the CLI (analyze --b best "
-                         "--val-pos-csv ...); here pass the strategy itself, e.g. the best "
-                         "baseline of evaluate() on the validation split")
-    b_arg = _strategy_arg(b)
+    val_data = _val(val, uncertain, "b", b)
+    b_arg = "best" if val_data is not None else _strategy_arg(b)
     _threads(threads)
     text = _lib()._analyze(_data(pos, norm, uncertain), _groups(conditions, seen, unseen),
                            (int(pool), float(pos_frac), int(query), float(query_pos_frac)),
                            _ks(k), int(tasks), _seed(seed), str(predictor), _strategy_arg(a), b_arg,
                            int(permutations), _seed(seed if perm_seed is None else perm_seed),
                            str(perm_scheme), int(bootstrap),
-                           None if out is None else os.fspath(out), str(decode))
+                           None if out is None else os.fspath(out), str(decode), val_data,
+                           _val_tasks(val_tasks))
     return _json.loads(text)
 
 

@@ -212,7 +212,7 @@ def test_evaluate_matches_cli_json(tmp, selector_ckpt):
                       bootstrap=300, strategies=["random", "kmedoids", "kcenter",
                                                  ms.Selector.load(ckpt)], versus="kmedoids",
                       **PY_TASKS)
-    assert strip(got, "seconds") == strip(want, "seconds")
+    assert strip(got, "seconds", "per_task") == strip(want, "seconds")
     # the selector decoding by sampling (--decode sample)
     js2 = str(tmp / "eval-sample.json")
     cli("evaluate", "--pos-csv", e("test_pos.csv"), "--norm-csv", e("test_norm.csv"), *TASKS,
@@ -221,7 +221,7 @@ def test_evaluate_matches_cli_json(tmp, selector_ckpt):
     got = ms.evaluate(pos=e("test_pos.csv"), norm=e("test_norm.csv"), k=5, tasks=30, seed=5,
                       bootstrap=200, strategies=["random", ms.Selector.load(ckpt)],
                       decode="sample", **PY_TASKS)
-    assert strip(got, "seconds") == strip(json.load(open(js2)), "seconds")
+    assert strip(got, "seconds", "per_task") == strip(json.load(open(js2)), "seconds")
 
     # a strategy written in Python, on the same tasks as the built-in ones
     res = ms.evaluate(pos=(e("test_pos.csv"), e("test_pos.hdf5")), norm=e("test_norm.csv"),
@@ -237,6 +237,113 @@ def test_evaluate_matches_cli_json(tmp, selector_ckpt):
             assert cell["py-kcenter"]["auroc"]["mean"] == cell["kcenter"]["auroc"]["mean"]
             assert cell["py-kcenter"]["difference"]["mean"] == cell["kcenter"]["difference"]["mean"]
             assert cell["py-kcenter"]["p_wilcoxon"] == cell["kcenter"]["p_wilcoxon"]
+
+
+VAL_CLI = ["--val-pos-csv", e("val_pos.csv"), "--val-norm-csv", e("val_norm.csv")]
+VAL_PY = (e("val_pos.csv"), e("val_norm.csv"))
+
+
+@have_nih
+def test_evaluate_versus_best_matches_cli(tmp, selector_ckpt):
+    """versus="best": the baseline chosen per group and K on the validation split, as the
+    CLI's --versus best (NIH val holds too few Atelectasis/Cardiomegaly images for one task,
+    so the unseen group is validated on the other conditions: the note says so), and the
+    per-task CSV and arrays of --per-task."""
+    ckpt = os.path.join(selector_ckpt, "best.safetensors")
+    js, pt = str(tmp / "vb.json"), str(tmp / "vb-tasks.csv")
+    md = cli("evaluate", "--pos-csv", e("test_pos.csv"), "--norm-csv", e("test_norm.csv"), *TASKS,
+             "-k", "5,10", "--tasks", "60", "--seed", "4", "--bootstrap", "300",
+             "--strategies", "random,kmedoids,kcenter,herding", "--model", ckpt, *VAL_CLI,
+             "--val-tasks", "40", "--versus", "best", "--json", js, "--per-task", pt).stdout
+    want = json.load(open(js))
+    py_pt = str(tmp / "vb-tasks-py.csv")
+    got = ms.evaluate(pos=e("test_pos.csv"), norm=e("test_norm.csv"), k=[5, 10], tasks=60, seed=4,
+                      bootstrap=300, strategies=["random", "kmedoids", "kcenter", "herding",
+                                                 ms.Selector.load(ckpt)],
+                      versus="best", val=VAL_PY, val_tasks=40, per_task=py_pt, **PY_TASKS)
+    per = got.pop("per_task")
+    assert strip(got, "seconds") == strip(want, "seconds")
+    # the chosen baselines: one per group and K, a baseline (never the selector), named in
+    # the note the Markdown report prints above the group's table
+    for g, wg in zip(got["groups"], want["groups"]):
+        assert g["versus_best"] is True
+        chosen = [v["strategy"] for v in g["versus"]]
+        assert chosen == [v["strategy"] for v in wg["versus"]]
+        assert set(chosen) <= {"random", "kmedoids", "kcenter", "herding"}
+        assert g["versus_note"].startswith("Best baseline chosen on the validation split")
+        assert g["versus_note"] in md
+        for r in g["rows"]:  # every row but the chosen baseline's own carries the difference
+            vs = chosen[[5, 10].index(r["k"])]
+            assert (r["versus"]["versus"] == vs) if "versus" in r else r["strategy"] == vs
+    assert "because it holds too few images" in got["groups"][1]["versus_note"]
+    # the per-task CSV, byte for byte, and the arrays it was written from
+    assert open(py_pt, "rb").read() == open(pt, "rb").read()
+    assert per["strategies"] == ["random", "kmedoids", "kcenter", "herding", "medselect"]
+    assert per["auroc"].shape == (2, 2, 5, 60) and per["condition"].shape == (2, 60)
+    rows = csv_rows(pt)
+    assert len(rows) == 2 * 60 * 2
+    for row in rows:
+        g = per["groups"].index(row["group"])
+        i, ki = int(row["task"]), per["k"].index(int(row["k"]))
+        assert per["condition"][g, i] == row["condition"]
+        for si, lab in enumerate(per["strategies"]):
+            assert float(f"{per['auroc'][g, ki, si, i]:.9g}") == float(row[lab])
+    # your own paired test from the arrays: the versus difference's mean is theirs
+    for g, grp in enumerate(got["groups"]):
+        for r in grp["rows"]:
+            if r["condition"] is None and r["strategy"] == "medselect":
+                ki = per["k"].index(r["k"])
+                vi = per["strategies"].index(r["versus"]["versus"])
+                d = per["auroc"][g, ki, 4] - per["auroc"][g, ki, vi]
+                assert d.mean() == pytest.approx(r["versus"]["mean"], abs=1e-12)
+
+
+@have_nih
+def test_analyze_best_matches_cli(tmp):
+    js, out = str(tmp / "anb.json"), str(tmp / "anb")
+    cli("analyze", "--pos-csv", e("test_pos.csv"), "--norm-csv", e("test_norm.csv"), *TASKS,
+        "-k", "5", "--tasks", "40", "--seed", "2", "--a", "kcenter", "--b", "best", *VAL_CLI,
+        "--val-tasks", "30", "--permutations", "200", "--bootstrap", "200", "--out", out,
+        "--json", js)
+    want = json.load(open(js))
+    got = ms.analyze(pos=e("test_pos.csv"), norm=e("test_norm.csv"), a="kcenter", b="best",
+                     val=VAL_PY, val_tasks=30, k=5, tasks=40, seed=2, permutations=200,
+                     bootstrap=200, **PY_TASKS)
+    assert got == strip(want, "command")
+    an = got["analyses"][0]
+    assert an["a"] == "kcenter" and an["b"] != "kcenter"
+    assert an["b_chosen_as"].startswith("best baseline on the validation split (30 tasks")
+
+
+@have_nih
+def test_versus_best_bad_input(tmp):
+    kw = dict(pos=e("test_pos.csv"), norm=e("test_norm.csv"), k=5, tasks=5,
+              strategies=["random", "kmedoids"], **PY_TASKS)
+    with pytest.raises(ValueError, match=r"versus='best' is chosen on a validation split: give val="):
+        ms.evaluate(**kw, versus="best")
+    with pytest.raises(ValueError, match="'kcenter' is not one of the evaluated strategies"):
+        ms.evaluate(**kw, versus="kcenter")
+    with pytest.raises(ValueError, match="val is the validation split for versus='best'"):
+        ms.evaluate(**kw, versus="kmedoids", val=VAL_PY)
+    with pytest.raises(ValueError, match="val is the validation split for versus='best'"):
+        ms.evaluate(**kw, val=VAL_PY)
+    with pytest.raises(OSError, match="nowhere_val.csv"):
+        ms.evaluate(**kw, versus="best", val=("/nowhere_val.csv", e("val_norm.csv")))
+    # a validation split of another embedding width
+    n = len(csv_rows(e("val_pos.csv")))
+    narrow = str(tmp / "narrow.npy")
+    np.save(narrow, np.zeros((n, 16), np.float32))
+    narrow_n = str(tmp / "narrow_n.npy")
+    np.save(narrow_n, np.zeros((len(csv_rows(e("val_norm.csv"))), 16), np.float32))
+    with pytest.raises(ValueError, match="embeddings have 16 columns, the evaluated split 512"):
+        ms.evaluate(**kw, versus="best", val=((e("val_pos.csv"), narrow),
+                                              (e("val_norm.csv"), narrow_n)))
+    with pytest.raises(ValueError, match=r"b='best' is chosen on a validation split"):
+        ms.analyze(pos=e("test_pos.csv"), norm=e("test_norm.csv"), a="kcenter", b="best",
+                   **PY_TASKS)
+    with pytest.raises(ValueError, match="val is the validation split for b='best'"):
+        ms.analyze(pos=e("test_pos.csv"), norm=e("test_norm.csv"), a="kcenter", b="kmedoids",
+                   val=VAL_PY, **PY_TASKS)
 
 
 @have_nih

@@ -8,6 +8,7 @@
 #include "medselect/analyze.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,6 +143,24 @@ int ms_analyze_best(const ms_eval_result *res, int exclude) {
         }
     }
     return best;
+}
+
+ms_status ms_analyze_choose_b(int *b, char *note, size_t n, const ms_split *val, const ms_split *test,
+                              const ms_eval_config *cfg, int val_tasks, ms_strategy *const *cand, int n_cand,
+                              ms_progress *prog) {
+    ms_eval_validation v;
+    ms_status st = ms_eval_validate(&v, val, test, cfg, val_tasks, cand, n_cand, prog);
+    if (st) return st;
+    *b = ms_analyze_best(&v.res, -1);
+    size_t len = (size_t)snprintf(note, n, "best baseline on the validation split (%d tasks per group;", v.res.tasks);
+    for (int g = 0; g < v.cfg.n_groups && len < n; g++) {
+        len += (size_t)snprintf(note + len, n - len, "%s %s:", g ? ";" : "", v.cfg.group[g].name);
+        for (int k = 0; k < v.cfg.group[g].n_cond && len < n; k++)
+            len += (size_t)snprintf(note + len, n - len, "%s %s", k ? "," : "", val->cond[v.cfg.group[g].cond[k]]);
+    }
+    if (len < n) snprintf(note + len, n - len, ")");
+    ms_eval_validation_free(&v);
+    return MS_OK;
 }
 
 /* The seed of quantity/test `which`: its own stream so that tests are independent of each

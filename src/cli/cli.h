@@ -124,18 +124,11 @@ typedef struct {
 extern const char ms_cli_val_help[];
 /* Like ms_cli_common_option for the validation options. */
 int ms_cli_val_option(const char *cmd, int opt, const char *arg, ms_cli_val *v);
-/* Loads the validation split and evaluates strats[0..n_base) on it with cfg's shape, K and
- * seed, per group of cfg: the group's conditions that the split can hold a task of, or, when
- * it holds none of them, every condition of cfg that it can hold. On success the caller
- * frees val (ms_split_free), vcfg (ms_cli_config_free) and vres. Returns an exit code. */
-int ms_cli_val_run(const char *cmd, const ms_cli_val *v, const ms_cli_common *c, const ms_split *test,
-                   const ms_eval_config *cfg, ms_strategy *const *strats, int n_base, ms_split *val,
-                   ms_eval_config *vcfg, ms_eval_result *vres);
-/* One sentence naming the validation tasks of group g (and why, when they are not the
- * group's own conditions) and best[ki] with its validation mean per K. */
-void ms_cli_val_note(char *buf, size_t n, const ms_split *test, const ms_eval_config *cfg, const ms_split *val,
-                     const ms_eval_config *vcfg, int g, const ms_eval_result *vres, ms_strategy *const *strats,
-                     const int *best);
+/* Loads the validation split named by v (with c's --uncertain and --group-by); the choice
+ * itself is the library's (evaluate.h: ms_eval_versus_best, analyze.h: ms_analyze_choose_b).
+ * A usage error when --val-pos-csv or --val-norm-csv is missing. On success the caller frees
+ * val (ms_split_free). Returns an exit code. */
+int ms_cli_val_load(const char *cmd, const ms_cli_val *v, const ms_cli_common *c, ms_split *val);
 /* Creates "random" followed by the strategies of the comma-separated list (a repeated
  * "random" is skipped), with `extra` more free slots at the end for the caller. *out is
  * allocated (free each with ms_strategy_free, then the array). Returns an exit code. */

@@ -271,100 +271,13 @@ int ms_cli_val_option(const char *cmd, int opt, const char *arg, ms_cli_val *v) 
     }
 }
 
-int ms_cli_val_run(const char *cmd, const ms_cli_val *v, const ms_cli_common *c, const ms_split *test,
-                   const ms_eval_config *cfg, ms_strategy *const *strats, int n_base, ms_split *val,
-                   ms_eval_config *vcfg, ms_eval_result *vres) {
+int ms_cli_val_load(const char *cmd, const ms_cli_val *v, const ms_cli_common *c, ms_split *val) {
     memset(val, 0, sizeof *val);
-    memset(vcfg, 0, sizeof *vcfg);
-    memset(vres, 0, sizeof *vres);
     if (!v->pos_csv || !v->norm_csv)
         return ms_cli_usage_error(cmd, "choosing the best baseline needs the validation split "
                                        "(--val-pos-csv and --val-norm-csv)");
     ms_status st = ms_split_load(val, v->pos_csv, v->pos_emb, v->norm_csv, v->norm_emb, c->uncertain);
     if (!st && c->group_by && (st = ms_split_group_by(val, c->group_by))) ms_split_free(val);
     if (st) return ms_cli_fail(cmd, st);
-    if (val->d != test->d) {
-        ms_fail(MS_ERR_DATA, "%s: embeddings have %d columns, the evaluated split %d", v->pos_csv, val->d, test->d);
-        ms_split_free(val);
-        return ms_cli_fail(cmd, MS_ERR_DATA);
-    }
-    *vcfg = *cfg;
-    vcfg->tasks = v->tasks > 0 ? (int)v->tasks : cfg->tasks;
-    vcfg->keep_selections = 0;
-    vcfg->versus_on = 0;
-    int rc = MS_EXIT_OK;
-    /* every condition of the command that the validation split can hold, for fallbacks */
-    int *fit_all = ms_xmalloc(sizeof(int) * (size_t)val->n_cond);
-    int n_fit_all = 0;
-    for (int g = 0; g < cfg->n_groups; g++) vcfg->group[g].cond = NULL;
-    for (int g = 0; g < cfg->n_groups && !rc; g++) {
-        const ms_eval_group *tg = &cfg->group[g];
-        char **names = ms_xcalloc((size_t)tg->n_cond, sizeof *names);
-        for (int i = 0; i < tg->n_cond; i++) names[i] = ms_xstrdup(test->cond[tg->cond[i]]);
-        int *idx = ms_xmalloc(sizeof(int) * (size_t)tg->n_cond);
-        if (ms_split_resolve(val, names, tg->n_cond, idx)) rc = ms_cli_fail(cmd, MS_ERR_DATA);
-        ms_strv_free(names, tg->n_cond);
-        int n = 0;
-        for (int i = 0; i < tg->n_cond && !rc; i++)
-            if (ms_task_check(val, &cfg->shape, &idx[i], 1) == MS_OK) {
-                idx[n++] = idx[i];
-                int dup = 0;
-                for (int j = 0; j < n_fit_all; j++) dup |= fit_all[j] == idx[n - 1];
-                if (!dup) fit_all[n_fit_all++] = idx[n - 1];
-            }
-        vcfg->group[g].cond = idx;
-        vcfg->group[g].n_cond = n;
-    }
-    for (int g = 0; g < cfg->n_groups && !rc; g++) {
-        ms_eval_group *vg = &vcfg->group[g];
-        if (vg->n_cond == 0) {
-            if (n_fit_all == 0) {
-                ms_fail(MS_ERR_DATA, "%s: the validation split holds too few images of every condition for "
-                                     "one task (pool %d with %d positive, query %d with %d positive)",
-                        v->pos_csv, cfg->shape.pool, ms_task_pool_pos(&cfg->shape), cfg->shape.query,
-                        ms_task_query_pos(&cfg->shape));
-                rc = ms_cli_fail(cmd, MS_ERR_DATA);
-                break;
-            }
-            vg->cond = ms_xrealloc(vg->cond, sizeof(int) * (size_t)n_fit_all);
-            memcpy(vg->cond, fit_all, sizeof(int) * (size_t)n_fit_all);
-            vg->n_cond = n_fit_all;
-            for (int i = 1; i < vg->n_cond; i++)
-                for (int j = i; j > 0 && canon_cmp(val->cond[vg->cond[j - 1]], val->cond[vg->cond[j]]) > 0; j--) {
-                    int tmp = vg->cond[j];
-                    vg->cond[j] = vg->cond[j - 1];
-                    vg->cond[j - 1] = tmp;
-                }
-        }
-    }
-    free(fit_all);
-    if (!rc) {
-        st = ms_evaluate(vres, val, vcfg, strats, n_base, NULL);
-        if (st) rc = ms_cli_fail(cmd, st);
-    }
-    if (rc) {
-        ms_cli_config_free(vcfg);
-        ms_split_free(val);
-    }
-    return rc;
-}
-
-void ms_cli_val_note(char *buf, size_t n, const ms_split *test, const ms_eval_config *cfg, const ms_split *val,
-                     const ms_eval_config *vcfg, int g, const ms_eval_result *vres, ms_strategy *const *strats,
-                     const int *best) {
-    /* did the validation tasks keep exactly the group's conditions? */
-    int same = vcfg->group[g].n_cond == cfg->group[g].n_cond;
-    for (int c = 0; same && c < cfg->group[g].n_cond; c++)
-        same = canon_cmp(val->cond[vcfg->group[g].cond[c]], test->cond[cfg->group[g].cond[c]]) == 0;
-    size_t len = (size_t)snprintf(buf, n, "Best baseline chosen on the validation split (%s; %d tasks of ",
-                                  val->pos_name ? val->pos_name : "", vres->tasks);
-    for (int c = 0; c < vcfg->group[g].n_cond && len < n; c++)
-        len += (size_t)snprintf(buf + len, n - len, "%s%s", c ? ", " : "", val->cond[vcfg->group[g].cond[c]]);
-    if (!same && len < n)
-        len += (size_t)snprintf(buf + len, n - len, ", because it holds too few images of %s for one task",
-                                vcfg->group[g].n_cond == cfg->group[g].n_cond ? "the group's conditions" : "some of the group's conditions");
-    for (int ki = 0; ki < vcfg->n_k && len < n; ki++)
-        len += (size_t)snprintf(buf + len, n - len, "%s K %d %s %.3f", ki ? "," : "):", vcfg->k[ki],
-                                strats[best[ki]]->label, ms_eval_mean(vres, g, ki, best[ki]));
-    if (len < n) snprintf(buf + len, n - len, ".");
+    return MS_EXIT_OK;
 }

@@ -239,25 +239,14 @@ int ms_cmd_analyze(int argc, char **argv) {
         for (int i = 0; i < n_strat; i++)
             if (i != ia) cand[n_cand++] = strats[i];
         ms_split val;
-        ms_eval_config vcfg;
-        ms_eval_result vres;
-        rc = ms_cli_val_run(cmd, &v, &c, &s, &cfg, cand, n_cand, &val, &vcfg, &vres);
+        rc = ms_cli_val_load(cmd, &v, &c, &val);
         if (!rc) {
-            int b = ms_analyze_best(&vres, -1);
-            for (int i = 0; i < n_strat; i++)
+            int b = -1;
+            ms_status st = ms_analyze_choose_b(&b, best_note, sizeof best_note, &val, &s, &cfg, (int)v.tasks, cand,
+                                               n_cand, NULL);
+            if (st) rc = ms_cli_fail(cmd, st);
+            for (int i = 0; i < n_strat && !rc; i++)
                 if (strats[i] == cand[b]) ib = i;
-            size_t len = (size_t)snprintf(best_note, sizeof best_note,
-                                          "best baseline on the validation split (%d tasks per group;", vres.tasks);
-            for (int g = 0; g < vcfg.n_groups && len < sizeof best_note; g++) {
-                len += (size_t)snprintf(best_note + len, sizeof best_note - len, "%s %s:", g ? ";" : "",
-                                        vcfg.group[g].name);
-                for (int k = 0; k < vcfg.group[g].n_cond && len < sizeof best_note; k++)
-                    len += (size_t)snprintf(best_note + len, sizeof best_note - len, "%s %s", k ? "," : "",
-                                            val.cond[vcfg.group[g].cond[k]]);
-            }
-            if (len < sizeof best_note) snprintf(best_note + len, sizeof best_note - len, ")");
-            ms_eval_result_free(&vres);
-            ms_cli_config_free(&vcfg);
             ms_split_free(&val);
         }
         free(cand);

@@ -86,23 +86,15 @@ static int set_versus(const char *cmd, const char *versus, const ms_cli_val *v, 
             for (int ki = 0; ki < cfg->n_k; ki++) cfg->versus[g][ki] = which;
         return MS_EXIT_OK;
     }
-    cfg->versus_best = 1;
     ms_split val;
-    ms_eval_config vcfg;
-    ms_eval_result vres;
-    int rc = ms_cli_val_run(cmd, v, c, s, cfg, strats, n_base, &val, &vcfg, &vres);
+    int rc = ms_cli_val_load(cmd, v, c, &val);
     if (rc) return rc;
     int *cand = ms_xmalloc(sizeof(int) * (size_t)n_base);
     for (int i = 0; i < n_base; i++) cand[i] = i;
-    for (int g = 0; g < cfg->n_groups; g++) {
-        for (int ki = 0; ki < cfg->n_k; ki++) cfg->versus[g][ki] = ms_eval_best(&vres, g, ki, cand, n_base);
-        ms_cli_val_note(cfg->versus_note[g], sizeof cfg->versus_note[g], s, cfg, &val, &vcfg, g, &vres, strats,
-                        cfg->versus[g]);
-    }
+    ms_status st = ms_eval_versus_best(cfg, s, &val, (int)v->tasks, strats, cand, n_base, NULL);
     free(cand);
-    ms_eval_result_free(&vres);
-    ms_cli_config_free(&vcfg);
     ms_split_free(&val);
+    if (st) return ms_cli_fail(cmd, st);
     return MS_EXIT_OK;
 }
 

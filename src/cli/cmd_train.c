@@ -83,6 +83,17 @@ static void help(void) {
            "      --augment rotate     multiply every meta-train task's embeddings by a fresh random\n"
            "                           rotation (the width must be a power of two), so that\n"
            "                           absolute embedding directions earn no reward (none: off)\n"
+           "      --augment geometry[:noise=N,spread=S,axes=A,dirs=K]\n"
+           "                           change every meta-train task's geometry at random, pool\n"
+           "                           and query alike (the reward is computed on the changed\n"
+           "                           rows; validation tasks are not changed), as another\n"
+           "                           hospital's images might look through the same encoder:\n"
+           "                           every row pulled towards or pushed from the pool mean by\n"
+           "                           a factor in [1/S, S] (2), K random directions of the\n"
+           "                           pool's span (4) each scaled by a factor in [1/A, A] (2),\n"
+           "                           and Gaussian noise of up to N (0.5) times the pool's RMS\n"
+           "                           spread (a level drawn per task); see docs/selectors.md\n");
+    printf(
            "      --baseline B         REINFORCE baseline: random (default: the reward of K random\n"
            "                           items of the pool) or greedy (the reward of the current\n"
            "                           policy's greedy decode, self-critical)\n"
@@ -270,9 +281,13 @@ int ms_cmd_train(int argc, char **argv) {
             break;
         case OPT_CLINICAL: cfg.clinical = 1; break;
         case OPT_AUGMENT:
-            if (!strcmp(optarg, "rotate")) cfg.augment_rotate = 1;
-            else if (!strcmp(optarg, "none")) cfg.augment_rotate = 0;
-            else return ms_cli_usage_error(cmd, "--augment %s: expected rotate or none", optarg);
+            if (!strcmp(optarg, "rotate")) cfg.augment_rotate = 1, cfg.geometry.on = 0;
+            else if (!strcmp(optarg, "none")) cfg.augment_rotate = 0, cfg.geometry.on = 0;
+            else if (!strcmp(optarg, "geometry") || !strncmp(optarg, "geometry:", 9)) {
+                if (ms_geometry_parse(optarg[8] ? optarg + 9 : NULL, &cfg.geometry))
+                    return ms_cli_usage_error(cmd, "--augment %s: %s", optarg, ms_last_error());
+                cfg.augment_rotate = 0;
+            } else return ms_cli_usage_error(cmd, "--augment %s: expected rotate, geometry[:OPTS] or none", optarg);
             break;
         case OPT_BASELINE:
             if (!strcmp(optarg, "random")) cfg.baseline_greedy = 0;

@@ -65,10 +65,15 @@ int ms_lstm_tensor_shape(int i, int D, int H, int64_t shape[2]) {
     }
 }
 
-/* 64-byte aligned, zeroed allocation (aligned_alloc needs a multiple of the alignment). */
+/* 64-byte aligned, zeroed allocation (aligned_alloc needs a multiple of the alignment).
+ * Blocks of 4 MB and more (the training cache: gates, states and their rounded copies,
+ * hundreds of MB at the paper's size) come from ms_xmalloc_large, 2 MB aligned with a
+ * transparent-huge-page hint: each recurrent step reads and writes one row per task in
+ * each of those arrays, rows T apart, so with 4 KB pages nearly every row costs a TLB
+ * miss. */
 static void *alloc64(size_t bytes) {
     size_t n = (bytes + 63) / 64 * 64;
-    void *p = aligned_alloc(64, n ? n : 64);
+    void *p = n >= ((size_t)4 << 20) ? ms_xmalloc_large(n) : aligned_alloc(64, n ? n : 64);
     if (!p) ms_abort_at(__FILE__, __LINE__, "out of memory");
     memset(p, 0, n ? n : 64);
     return p;
@@ -559,10 +564,13 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
     float *dc = cache->dc + (size_t)dir * cache->Bmax * H;          /* (B, H) */
     double *db = cache->dacc + (size_t)dir * 5 * H;                 /* (4H) */
     double *dw = db + H4;                                           /* (H) */
-    /* bf16: each row of dL/d(pre-activation) is rounded once, here, into dg_bf (B*T, 8H)
-     * (the operand of dW_ih and dW_hh) and into a dense (B, 4H) copy, the left operand of
-     * the step's dh product */
-    ms_bf16 *gb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
+    /* bf16: each row of dL/d(pre-activation) is rounded once, here, into dg_bf (B*T, 8H),
+     * the operand of dW_ih and dW_hh and (rows T apart) the left operand of the step's dh
+     * product. Without repeated rows nothing reads the fp32 gradients again, so the gate
+     * loop writes them to a one-row scratch (`rowbuf`, in L1) instead of over the
+     * activations: no fp32 store to the cache and no second pass over it. */
+    const int bf = cache->prec == MS_PREC_BF16;
+    float *rowbuf = bf && cache->U == 0 ? cache->step + (size_t)dir * cache->Bmax * H4 : NULL;
     memset(dh, 0, sizeof(float) * (size_t)B * H);
     memset(dc, 0, sizeof(float) * (size_t)B * H);
     memset(db, 0, sizeof(double) * 5 * (size_t)H);
@@ -577,6 +585,7 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                                     : cache->zeros;
             const float dl = dlogits[(size_t)b * T + t];
             float *dhb = dh + (size_t)b * H, *dcb = dc + (size_t)b * H;
+            float *out = rowbuf ? rowbuf : g; /* dL/d(pre-activation) of row (b, t) */
 #pragma omp simd
             for (int j = 0; j < H; j++) {
                 float gi = g[j], gf = g[H + j], gg = g[2 * H + j], go = g[3 * H + j];
@@ -584,23 +593,19 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                 float dhv = dhb[j] + dl * w[j]; /* from step t+1 (recurrent) and the logit */
                 float dcv = dcb[j] + dhv * go * (1.0f - tc * tc);
                 dcb[j] = dcv * gf; /* dL/dc_{t-1} */
-                g[j] = dcv * gg * gi * (1.0f - gi);
-                g[H + j] = dcv * cp[j] * gf * (1.0f - gf);
-                g[2 * H + j] = dcv * gi * (1.0f - gg * gg);
-                g[3 * H + j] = dhv * tc * go * (1.0f - go);
+                out[j] = dcv * gg * gi * (1.0f - gi);
+                out[H + j] = dcv * cp[j] * gf * (1.0f - gf);
+                out[2 * H + j] = dcv * gi * (1.0f - gg * gg);
+                out[3 * H + j] = dhv * tc * go * (1.0f - go);
             }
-            if (gb) {
-                ms_bf16 *gr = cache->dg_bf + ((size_t)b * T + t) * 8 * H + dir * H4;
-                ms_bf16_round_n(gr, g, H4);
-                memcpy(gb + (size_t)b * H4, gr, sizeof(ms_bf16) * H4);
-            }
+            if (bf) ms_bf16_round_n(cache->dg_bf + ((size_t)b * T + t) * 8 * H + dir * H4, out, H4);
 #pragma omp simd
-            for (size_t r = 0; r < H4; r++) db[r] += (double)g[r];
+            for (size_t r = 0; r < H4; r++) db[r] += (double)out[r];
 #pragma omp simd
             for (int j = 0; j < H; j++) dw[j] += (double)dl * (double)hh[j];
         }
-        if (s > 0 && gb) {
-            ms_gemm_packed_run_bf16(whh, B, gb, (int)H4, dh, H);
+        if (s > 0 && bf) { /* the same product on the rounded rows, T rows apart in dg_bf */
+            ms_gemm_packed_run_bf16(whh, B, cache->dg_bf + (size_t)t * 8 * H + dir * H4, (int)ldg, dh, H);
         } else if (s > 0) { /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
             ms_gemm_packed_run(whh, B, G, (int)ldg, dh, H);
         }

@@ -43,7 +43,7 @@ void ms_train_defaults(ms_train_config *c) {
 
 /* Task streams: meta-train and meta-validation tasks never coincide. */
 enum { STREAM_TRAIN_TASKS = 101, STREAM_VAL_TASKS = 102, STREAM_EPOCH_ORDER = 103, STREAM_POS_FRAC = 105,
-       STREAM_ROTATE = 106 };
+       STREAM_ROTATE = 106, STREAM_GEOMETRY = 107 };
 
 /* In-place fast Walsh-Hadamard transform of v (n, a power of two), scaled by 1/sqrt(n) so
  * that it is orthogonal. */
@@ -120,9 +120,19 @@ ms_status ms_selector_input(float *x, const ms_split *s, const int *rows, int n,
     return MS_OK;
 }
 
-/* Reward of one selection: AUROC on the query set of the predictor built from picks. */
+/* The rows a task's reward reads when they are not the split's own: --augment geometry's
+ * changed pool rows (P, pstride; first D columns) and query rows (Q, D). */
+typedef struct {
+    const float *pool;
+    int pstride;
+    const float *query;
+} task_rows;
+
+/* Reward of one selection: AUROC on the query set of the predictor built from picks, on the
+ * split's rows or (rows non-NULL) on the task's changed rows (normalised here for the cosine
+ * predictor, as the split's unit rows are). */
 static double task_auroc(const ms_split *s, const ms_task *t, const int *picks, int n_picks,
-                         ms_pred_kind pred, ms_arena *ws) {
+                         ms_pred_kind pred, const task_rows *rows, ms_arena *ws) {
     int D = s->d, Q = t->Q;
     const float *feat = pred == MS_PRED_COSINE ? s->unit : s->emb;
     float *sel = MS_ARENA_NEW(ws, float, (size_t)n_picks * D);
@@ -132,10 +142,19 @@ static double task_auroc(const ms_split *s, const ms_task *t, const int *picks, 
     float *work = MS_ARENA_NEW(ws, float, (size_t)Q * n_picks + Q + n_picks);
     int *aw = MS_ARENA_NEW(ws, int, 2 * Q);
     for (int j = 0; j < n_picks; j++) {
-        memcpy(sel + (size_t)j * D, feat + (size_t)t->pool[picks[j]] * D, sizeof(float) * (size_t)D);
+        if (rows) memcpy(sel + (size_t)j * D, rows->pool + (size_t)picks[j] * rows->pstride, sizeof(float) * (size_t)D);
+        else memcpy(sel + (size_t)j * D, feat + (size_t)t->pool[picks[j]] * D, sizeof(float) * (size_t)D);
         sel_y[j] = t->pool_y[picks[j]];
     }
-    ms_gather_rows(qry, feat, t->query, Q, D);
+    if (rows) {
+        memcpy(qry, rows->query, sizeof(float) * (size_t)Q * D);
+        if (pred == MS_PRED_COSINE) {
+            ms_rows_unit(sel, sel, (size_t)n_picks, (size_t)D);
+            ms_rows_unit(qry, qry, (size_t)Q, (size_t)D);
+        }
+    } else {
+        ms_gather_rows(qry, feat, t->query, Q, D);
+    }
     ms_predict(scores, qry, Q, sel, sel_y, n_picks, D, pred, work);
     double auc = 0.5;
     ms_status st = ms_auroc(scores, t->query_y, Q, &auc, aw);
@@ -169,6 +188,9 @@ typedef struct {
     ms_arena *arenas; /* (nthreads) */
     int *scratch;     /* (nthreads, max(n_pos, n_norm)) */
     double *rot_buf;  /* (nthreads, D) for --augment rotate */
+    float *qx;        /* (B, Q, D) --augment geometry: each task's changed query rows */
+    double *geo_work; /* (nthreads, geo_n) */
+    size_t geo_n;
     signed char *rot_sign; /* (nthreads, 3 D) */
     int scratch_n;
     /* --impute-clinical: each split's feature means, computed once (NULL: no imputation) */
@@ -195,18 +217,21 @@ static void trainer_tasks_alloc(trainer *tr, const ms_task_shape *sh) {
  * AUROC over its prefixes of the validation budgets k_min, 2 k_min, ..., k (a multinomial
  * draw with duplicates may hold fewer distinct items: prefixes are capped at n); else the
  * AUROC of all n. */
+/* draw: the block of x the selection was made from; task: its task's index in the batch. */
 static double prefix_auroc(const trainer *tr, const ms_split *s, const ms_task *t, const int *picks,
-                           int n, ms_arena *ws) {
+                           int n, int draw, int task, ms_arena *ws) {
     const ms_train_config *cfg = tr->cfg;
-    if (!(cfg->k_min > 0 && cfg->k_min < cfg->k)) return task_auroc(s, t, picks, n, cfg->pred, ws);
+    task_rows rows_mem = {tr->x + (size_t)draw * tr->P * tr->Din, tr->Din, tr->qx + (size_t)task * t->Q * s->d};
+    const task_rows *rows = cfg->geometry.on ? &rows_mem : NULL;
+    if (!(cfg->k_min > 0 && cfg->k_min < cfg->k)) return task_auroc(s, t, picks, n, cfg->pred, rows, ws);
     double r = 0;
     for (int j = 0; j < tr->n_val_k; j++)
-        r += task_auroc(s, t, picks, tr->val_k[j] < n ? tr->val_k[j] : n, cfg->pred, ws);
+        r += task_auroc(s, t, picks, tr->val_k[j] < n ? tr->val_k[j] : n, cfg->pred, rows, ws);
     return r / tr->n_val_k;
 }
 
 /* Samples tasks ids[0..nb) of `stream` from split s into tr->tasks and, unless with_x is 0,
- * builds their input x. it >= 0: a training iteration (rotation augmentation applies); -1:
+ * builds their input x. it >= 0: a training iteration (the augmentations apply); -1:
  * validation. */
 static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, const int *cond,
                              int n_cond, uint64_t stream, const long *ids, int nb, long it, int with_x) {
@@ -238,6 +263,16 @@ static ms_status build_batch(trainer *tr, const ms_split *s, const float *fill, 
             int th = omp_get_thread_num();
             ms_train_rotate_rows(tr->x + (size_t)b * tr->P * tr->Din, tr->P, tr->Din, s->d, &r,
                         tr->rot_buf + (size_t)th * s->d, tr->rot_sign + (size_t)th * 3 * s->d);
+        }
+        if (!st && cfg->geometry.on && it >= 0) {
+            /* pool and query changed together, so the reward sees the same geometry */
+            const ms_task *t = &tr->tasks[b];
+            float *qx = tr->qx + (size_t)b * t->Q * s->d;
+            ms_gather_rows(qx, s->emb, t->query, t->Q, s->d);
+            ms_rng r;
+            ms_rng_init(&r, cfg->seed, STREAM_GEOMETRY, ((uint64_t)it << 16) ^ (uint64_t)b);
+            ms_train_geometry_rows(tr->x + (size_t)b * tr->P * tr->Din, tr->P, tr->Din, qx, t->Q, s->d, s->d,
+                                   &cfg->geometry, &r, tr->geo_work + (size_t)omp_get_thread_num() * tr->geo_n, NULL);
         }
         if (st) {
 #pragma omp critical(ms_train_err)
@@ -306,7 +341,7 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
             const int *picks = tr->picks + (size_t)b * tr->Kmax;
             double r = 0, rb = 0;
             for (int j = 0; j < tr->n_val_k; j++)
-                r += task_auroc(val, &tr->tasks[b], picks, tr->val_k[j], cfg->pred, ws);
+                r += task_auroc(val, &tr->tasks[b], picks, tr->val_k[j], cfg->pred, NULL, ws);
             tr->reward[b] = r / tr->n_val_k;
             if (random_out) {
                 ms_rng rg;
@@ -315,7 +350,7 @@ static ms_status validate(trainer *tr, const ms_split *val, double *auc_out, dou
                 for (int j = 0; j < tr->n_val_k; j++) {
                     ms_rng_init(&rg, cfg->seed, MS_STREAM_BASELINE, 0x7fffffffULL + (uint64_t)(start + b) + ((uint64_t)j << 40));
                     ms_rng_choose(&rg, tr->P, tr->val_k[j], rp, scr);
-                    rb += task_auroc(val, &tr->tasks[b], rp, tr->val_k[j], cfg->pred, ws);
+                    rb += task_auroc(val, &tr->tasks[b], rp, tr->val_k[j], cfg->pred, NULL, ws);
                 }
                 tr->baseline[b] = rb / tr->n_val_k;
             }
@@ -363,7 +398,7 @@ static ms_status train_step_loo(trainer *tr, long it, int nb) {
     for (int j = 0; j < n; j++) {
         ms_arena *ws = &tr->arenas[omp_get_thread_num()];
         ms_arena_reset(ws);
-        tr->reward[j] = prefix_auroc(tr, tr->s, &tr->tasks[j / S], tr->picks + (size_t)j * tr->Kmax, tr->npicks[j], ws);
+        tr->reward[j] = prefix_auroc(tr, tr->s, &tr->tasks[j / S], tr->picks + (size_t)j * tr->Kmax, tr->npicks[j], j, j / S, ws);
     }
     for (int b = 0; b < nb; b++) {
         double sum = 0;
@@ -399,7 +434,7 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
         for (int b = 0; b < nb; b++) {
             ms_arena *ws = &tr->arenas[omp_get_thread_num()];
             ms_arena_reset(ws);
-            tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], ws);
+            tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], b, b, ws);
         }
     }
     ms_net_mode mode = {.sampler = cfg->sampler, .greedy = 0};
@@ -410,14 +445,14 @@ static ms_status train_step(trainer *tr, long it, const long *ids, int nb) {
         ms_arena *ws = &tr->arenas[omp_get_thread_num()];
         ms_arena_reset(ws);
         uint64_t id = ((uint64_t)it << 16) ^ (uint64_t)b;
-        tr->reward[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], ws);
+        tr->reward[b] = prefix_auroc(tr, s, &tr->tasks[b], tr->picks + (size_t)b * tr->Kmax, tr->npicks[b], b, b, ws);
         if (cfg->baseline_greedy) continue;
         ms_rng r;
         ms_rng_init(&r, cfg->seed, MS_STREAM_BASELINE, id);
         int *rp = MS_ARENA_NEW(ws, int, tr->kb[b]);
         int *scr = MS_ARENA_NEW(ws, int, tr->P);
         ms_rng_choose(&r, tr->P, tr->kb[b], rp, scr);
-        tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], rp, tr->kb[b], ws);
+        tr->baseline[b] = prefix_auroc(tr, s, &tr->tasks[b], rp, tr->kb[b], b, b, ws);
     }
     /* loss = -(1/nb) sum_b adv_b * logp_b  =>  dL/dparams = sum_b -(adv_b / nb) dlogp_b */
     for (int b = 0; b < nb; b++) tr->scale[b] = -(tr->reward[b] - tr->baseline[b]) / nb;
@@ -435,6 +470,11 @@ static void fill_meta(ms_selector_meta *m, const trainer *tr, const ms_split *va
     m->clinical = cfg->clinical;
     m->K = cfg->k;
     if (cfg->arch_opts && *cfg->arch_opts) ms_selector_meta_set_extra(m, "arch_init", cfg->arch_opts);
+    if (cfg->geometry.on) {
+        char g[128];
+        ms_geometry_format(g, sizeof g, &cfg->geometry);
+        ms_selector_meta_set_extra(m, "augment_geometry", g);
+    }
     if (cfg->k_min > 0 && cfg->k_min < cfg->k) {
         char kr[48];
         snprintf(kr, sizeof kr, "%d:%d", cfg->k_min, cfg->k);
@@ -470,6 +510,12 @@ static void run_signature(char *buf, size_t n, const trainer *tr) {
     if (tr->S > 1) {
         size_t len = strlen(buf);
         snprintf(buf + len, n > len ? n - len : 0, " S%d", tr->S);
+    }
+    if (c->geometry.on) {
+        char g[128];
+        ms_geometry_format(g, sizeof g, &c->geometry);
+        size_t len = strlen(buf);
+        snprintf(buf + len, n > len ? n - len : 0, " geometry:%s", g);
     }
 }
 
@@ -534,6 +580,13 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     if (cfg->augment_rotate && (train->d & (train->d - 1)))
         return ms_fail(MS_ERR_ARG, "--augment rotate needs a power-of-two embedding width (%s has %d)", train->pos_name,
                        train->d);
+    if (cfg->geometry.on) {
+        const ms_geometry_aug *g = &cfg->geometry;
+        if (!(g->noise >= 0 && g->noise <= 10 && g->spread >= 1 && g->spread <= 100 && g->axes >= 1 &&
+              g->axes <= 100 && g->dirs >= 0 && g->dirs <= MS_GEOMETRY_MAX_DIRS))
+            return ms_fail(MS_ERR_ARG, "--augment geometry: noise %g (0 to 10), spread %g and axes %g (1 to 100), dirs %d (0 to %d): out of range",
+                           g->noise, g->spread, g->axes, g->dirs, MS_GEOMETRY_MAX_DIRS);
+    }
     if (cfg->k > cfg->shape.pool)
         return ms_fail(MS_ERR_ARG, "K = %d is larger than the pool (%d)", cfg->k, cfg->shape.pool);
     if (cfg->samples < 0 || cfg->samples > 4096)
@@ -614,6 +667,11 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     tr.scratch = ms_xmalloc(sizeof(int) * (size_t)nmax * tr.nthreads);
     tr.rot_buf = ms_xmalloc(sizeof(double) * (size_t)train->d * tr.nthreads);
     tr.rot_sign = ms_xmalloc((size_t)train->d * 3 * tr.nthreads);
+    if (cfg->geometry.on) {
+        tr.qx = ms_xmalloc(sizeof(float) * (size_t)tr.B * cfg->shape.query * train->d);
+        tr.geo_n = ms_train_geometry_work(train->d, cfg->geometry.dirs);
+        tr.geo_work = ms_xmalloc(sizeof(double) * tr.geo_n * tr.nthreads);
+    }
     if (cfg->clinical && cfg->impute_clinical) {
         ms_clin_means(train->clin, train->n, tr.fill_train_mem);
         ms_clin_means(val->clin, val->n, tr.fill_val_mem);
@@ -749,6 +807,8 @@ ms_status ms_train(const ms_split *train, const ms_split *val, const ms_train_co
     free(tr.scratch);
     free(tr.rot_buf);
     free(tr.rot_sign);
+    free(tr.qx);
+    free(tr.geo_work);
     free(perm);
     free(ids);
     free(tr.tasks);

@@ -17,6 +17,20 @@ void ms_adam_step_ref(float *p, float *g, float *m, float *v, size_t n, long t, 
  * matrix drawn from rng (D a power of two). buf: D doubles; sg: 3 D bytes of scratch. */
 void ms_train_rotate_rows(float *x, int T, int stride, int D, ms_rng *rng, double *buf, signed char *sg);
 
+/* --augment geometry (train.h, ms_augment.c): the first D columns of the pool rows (P,
+ * pstride) and the query rows (Q, qstride) changed in place by one draw from rng, with the
+ * pool's mean and spread. work: ms_train_geometry_work(D, g->dirs) doubles; afterwards it
+ * holds the pool mean (D), scratch (D) and the kept orthonormal directions (k, D). out
+ * (NULL: not wanted) receives the draw. */
+typedef struct {
+    double c, nu, r;                  /* concentration, noise level, the pool's RMS spread */
+    int k;                            /* directions kept */
+    double f[MS_GEOMETRY_MAX_DIRS];   /* their factors */
+} ms_geometry_draw;
+size_t ms_train_geometry_work(int D, int dirs);
+void ms_train_geometry_rows(float *pool, int P, int pstride, float *query, int Q, int qstride, int D,
+                            const ms_geometry_aug *g, ms_rng *rng, double *work, ms_geometry_draw *out);
+
 typedef struct {
     long iteration;     /* iterations completed */
     double best_val;
