@@ -65,10 +65,15 @@ int ms_lstm_tensor_shape(int i, int D, int H, int64_t shape[2]) {
     }
 }
 
-/* 64-byte aligned, zeroed allocation (aligned_alloc needs a multiple of the alignment). */
+/* 64-byte aligned, zeroed allocation (aligned_alloc needs a multiple of the alignment).
+ * Blocks of 4 MB and more (the training cache: gates, states and their rounded copies,
+ * hundreds of MB at the paper's size) come from ms_xmalloc_large, 2 MB aligned with a
+ * transparent-huge-page hint: each recurrent step reads and writes one row per task in
+ * each of those arrays, rows T apart, so with 4 KB pages nearly every row costs a TLB
+ * miss. */
 static void *alloc64(size_t bytes) {
     size_t n = (bytes + 63) / 64 * 64;
-    void *p = aligned_alloc(64, n ? n : 64);
+    void *p = n >= ((size_t)4 << 20) ? ms_xmalloc_large(n) : aligned_alloc(64, n ? n : 64);
     if (!p) ms_abort_at(__FILE__, __LINE__, "out of memory");
     memset(p, 0, n ? n : 64);
     return p;
@@ -299,6 +304,8 @@ static inline float fast_tanh(float x) {
  * independent lanes (a byte-wise FNV of a 2 KB row cost more than the projection it saved).
  * The hash only picks the probe slot: equal hashes are confirmed with memcmp, so the
  * numbering is the same for any hash function. */
+uint64_t ms_lstm_row_hash_mask = ~(uint64_t)0;
+
 static uint64_t row_hash(const float *x, int D) {
     uint64_t h[4] = {0x9e3779b97f4a7c15ULL, 0xc2b2ae3d27d4eb4fULL, 0x165667b19e3779f9ULL,
                      0x27d4eb2f165667c5ULL};
@@ -319,7 +326,7 @@ static uint64_t row_hash(const float *x, int D) {
         r = (r ^ h[l]) * 0x9e3779b97f4a7c15ULL;
         r ^= r >> 29;
     }
-    return r;
+    return r & ms_lstm_row_hash_mask;
 }
 typedef struct {
     int *uniq, *first, *htab; /* (n), (n), (hcap) */
@@ -328,11 +335,10 @@ typedef struct {
     int *next;                /* (n) or NULL: the next row of row r's distinct row, -1 after its last */
 } dedupe_buf;
 
-static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) {
+/* The table pass of dedupe_rows, in row order: rows with equal hashes are taken as equal
+ * (exact = 0) or compared (exact = 1). Returns the number of distinct rows, 0 above cap. */
+static int dedupe_fill(dedupe_buf *c, const float *x, size_t n, int D, int cap, int exact) {
     const size_t mask = c->hcap - 1;
-#pragma omp parallel for schedule(static)
-    for (long r = 0; r < (long)n; r++)
-        c->hrow[r] = row_hash(x + (size_t)r * D, D);
     memset(c->htab, 0xff, sizeof(int) * c->hcap);
     int U = 0;
     for (size_t r = 0; r < n; r++) {
@@ -342,7 +348,7 @@ static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) 
             u = c->htab[slot];
             if (u < 0) break;
             if (c->hrow[c->first[u]] == c->hrow[r] &&
-                memcmp(x + (size_t)c->first[u] * D, x + r * D, sizeof(float) * (size_t)D) == 0)
+                (!exact || memcmp(x + (size_t)c->first[u] * D, x + r * D, sizeof(float) * (size_t)D) == 0))
                 break;
             slot = (slot + 1) & mask;
         }
@@ -354,6 +360,28 @@ static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) 
         }
         c->uniq[r] = u;
     }
+    return U;
+}
+
+/* The serial table pass only compares hashes; the rows it took as equal are then compared
+ * on both threads, and only if two differ (a hash collision) is the pass redone comparing
+ * rows. Without a collision the two passes make the same decisions, so the numbering is the
+ * exact one either way. (A pass that finds more than cap by hashes finds at least as many
+ * by rows.) */
+static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) {
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)n; r++)
+        c->hrow[r] = row_hash(x + (size_t)r * D, D);
+    int U = dedupe_fill(c, x, n, D, cap, 0);
+    if (!U) return 0;
+    int differ = 0;
+#pragma omp parallel for schedule(static) reduction(| : differ)
+    for (long r = 0; r < (long)n; r++) {
+        long f = c->first[c->uniq[r]];
+        if (f != r) differ |= memcmp(x + (size_t)f * D, x + (size_t)r * D, sizeof(float) * (size_t)D) != 0;
+    }
+    if (differ) U = dedupe_fill(c, x, n, D, cap, 1);
+    if (!U) return 0;
     if (c->next) { /* linked from the last row back, with htab[u] as row u's latest row */
         for (int u = 0; u < U; u++) c->htab[u] = -1;
         for (size_t r = n; r-- > 0;) {
@@ -536,10 +564,13 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
     float *dc = cache->dc + (size_t)dir * cache->Bmax * H;          /* (B, H) */
     double *db = cache->dacc + (size_t)dir * 5 * H;                 /* (4H) */
     double *dw = db + H4;                                           /* (H) */
-    /* bf16: each row of dL/d(pre-activation) is rounded once, here, into dg_bf (B*T, 8H)
-     * (the operand of dW_ih and dW_hh) and into a dense (B, 4H) copy, the left operand of
-     * the step's dh product */
-    ms_bf16 *gb = cache->prec == MS_PREC_BF16 ? cache->step_bf + (size_t)dir * cache->Bmax * H4 : NULL;
+    /* bf16: each row of dL/d(pre-activation) is rounded once, here, into dg_bf (B*T, 8H),
+     * the operand of dW_ih and dW_hh and (rows T apart) the left operand of the step's dh
+     * product. Without repeated rows nothing reads the fp32 gradients again, so the gate
+     * loop writes them to a one-row scratch (`rowbuf`, in L1) instead of over the
+     * activations: no fp32 store to the cache and no second pass over it. */
+    const int bf = cache->prec == MS_PREC_BF16;
+    float *rowbuf = bf && cache->U == 0 ? cache->step + (size_t)dir * cache->Bmax * H4 : NULL;
     memset(dh, 0, sizeof(float) * (size_t)B * H);
     memset(dc, 0, sizeof(float) * (size_t)B * H);
     memset(db, 0, sizeof(double) * 5 * (size_t)H);
@@ -554,6 +585,7 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                                     : cache->zeros;
             const float dl = dlogits[(size_t)b * T + t];
             float *dhb = dh + (size_t)b * H, *dcb = dc + (size_t)b * H;
+            float *out = rowbuf ? rowbuf : g; /* dL/d(pre-activation) of row (b, t) */
 #pragma omp simd
             for (int j = 0; j < H; j++) {
                 float gi = g[j], gf = g[H + j], gg = g[2 * H + j], go = g[3 * H + j];
@@ -561,23 +593,19 @@ static void backward_direction(ms_lstm_cache *cache, const float *dlogits,
                 float dhv = dhb[j] + dl * w[j]; /* from step t+1 (recurrent) and the logit */
                 float dcv = dcb[j] + dhv * go * (1.0f - tc * tc);
                 dcb[j] = dcv * gf; /* dL/dc_{t-1} */
-                g[j] = dcv * gg * gi * (1.0f - gi);
-                g[H + j] = dcv * cp[j] * gf * (1.0f - gf);
-                g[2 * H + j] = dcv * gi * (1.0f - gg * gg);
-                g[3 * H + j] = dhv * tc * go * (1.0f - go);
+                out[j] = dcv * gg * gi * (1.0f - gi);
+                out[H + j] = dcv * cp[j] * gf * (1.0f - gf);
+                out[2 * H + j] = dcv * gi * (1.0f - gg * gg);
+                out[3 * H + j] = dhv * tc * go * (1.0f - go);
             }
-            if (gb) {
-                ms_bf16 *gr = cache->dg_bf + ((size_t)b * T + t) * 8 * H + dir * H4;
-                ms_bf16_round_n(gr, g, H4);
-                memcpy(gb + (size_t)b * H4, gr, sizeof(ms_bf16) * H4);
-            }
+            if (bf) ms_bf16_round_n(cache->dg_bf + ((size_t)b * T + t) * 8 * H + dir * H4, out, H4);
 #pragma omp simd
-            for (size_t r = 0; r < H4; r++) db[r] += (double)g[r];
+            for (size_t r = 0; r < H4; r++) db[r] += (double)out[r];
 #pragma omp simd
             for (int j = 0; j < H; j++) dw[j] += (double)dl * (double)hh[j];
         }
-        if (s > 0 && gb) {
-            ms_gemm_packed_run_bf16(whh, B, gb, (int)H4, dh, H);
+        if (s > 0 && bf) { /* the same product on the rounded rows, T rows apart in dg_bf */
+            ms_gemm_packed_run_bf16(whh, B, cache->dg_bf + (size_t)t * 8 * H + dir * H4, (int)ldg, dh, H);
         } else if (s > 0) { /* dh_{t-1} (B, H) = dG_t (B, 4H) W_hh (4H, H) */
             ms_gemm_packed_run(whh, B, G, (int)ldg, dh, H);
         }
