@@ -272,6 +272,41 @@ static void test_fast_vs_ref(int B, int T, int D, int H, uint64_t seed, int dup)
     ms_lstm_params_free(&g);
 }
 
+/* The repeated-row search with colliding hashes (only 3 bits kept): as many distinct rows,
+ * logits and gradients, bitwise, as with the full hash. */
+static void test_dedupe_collisions(void) {
+    const int B = 6, T = 30, D = 12, H = 16, dup = 40;
+    printf("-- repeated rows with colliding hashes (B=%d T=%d, %d distinct)\n", B, T, dup);
+    ms_lstm_params p, g[2];
+    ms_lstm_params_init(&p, D, H);
+    ms_lstm_params_randomize(&p, 51);
+    size_t BT = (size_t)B * T;
+    float *x = malloc(sizeof(float) * BT * D), *dlog = malloc(sizeof(float) * BT);
+    float *logits[2] = {malloc(sizeof(float) * BT), malloc(sizeof(float) * BT)};
+    fill_normal(x, BT * D, 52, 1.0);
+    fill_normal(dlog, BT, 53, 1.0);
+    for (size_t r = 0; r < BT; r++) memcpy(x + r * D, x + ((7 * r + 3) % (size_t)dup) * D, sizeof(float) * (size_t)D);
+    int U[2];
+    for (int k = 0; k < 2; k++) {
+        ms_lstm_row_hash_mask = k ? 7 : ~(uint64_t)0;
+        ms_lstm_params_init(&g[k], D, H);
+        ms_lstm_cache c;
+        ms_lstm_cache_init(&c, D, H, B, T);
+        ms_lstm_forward(logits[k], &c, x, &p, B, T);
+        U[k] = c.U;
+        ms_lstm_backward(&g[k], dlog, &c, x, &p);
+        ms_lstm_cache_free(&c);
+    }
+    ms_lstm_row_hash_mask = ~(uint64_t)0;
+    MS_EXPECT(U[0] > 0 && U[0] <= dup && U[1] == U[0]);
+    MS_EXPECT(memcmp(logits[0], logits[1], sizeof(float) * BT) == 0);
+    MS_EXPECT(memcmp(g[0].memory, g[1].memory, sizeof(float) * p.count) == 0);
+    for (int k = 0; k < 2; k++) free(logits[k]), ms_lstm_params_free(&g[k]);
+    free(x);
+    free(dlog);
+    ms_lstm_params_free(&p);
+}
+
 /* ---- bf16 against f32 ------------------------------------------------------------------
  * The paper's layer sizes (D 512, H 256) on unit-scale embeddings. bf16 keeps 8 significant
  * bits of each operand (relative rounding error <= 2^-9), the products accumulate in fp32,
@@ -1100,6 +1135,7 @@ int main(void) {
     test_fast_vs_ref(3, 9, 7, 16, 32, 0);
     test_fast_vs_ref(1, 1, 4, 5, 33, 0);
     test_fast_vs_ref(6, 30, 12, 16, 34, 40);  /* 180 rows, 40 distinct */
+    test_dedupe_collisions();
     test_fast_vs_ref(4, 20, 9, 8, 35, 1);
     test_threads(MS_PREC_F32, 0);
     test_threads(MS_PREC_F32, 300);

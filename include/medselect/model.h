@@ -166,6 +166,10 @@ typedef struct {
     int Ucap;          /* Bmax*Tmax/2 */
 } ms_lstm_cache;
 
+/* For tests: the repeated-row search's hashes are ANDed with this mask (all ones; fewer bits
+ * force hash collisions, which must not change any result). */
+extern uint64_t ms_lstm_row_hash_mask;
+
 void ms_lstm_cache_init(ms_lstm_cache *c, int D, int H, int Bmax, int Tmax);
 void ms_lstm_cache_free(ms_lstm_cache *c);
 /* Selects the precision of the cache's matrix products. MS_PREC_BF16 (the CPU must support

@@ -304,6 +304,8 @@ static inline float fast_tanh(float x) {
  * independent lanes (a byte-wise FNV of a 2 KB row cost more than the projection it saved).
  * The hash only picks the probe slot: equal hashes are confirmed with memcmp, so the
  * numbering is the same for any hash function. */
+uint64_t ms_lstm_row_hash_mask = ~(uint64_t)0;
+
 static uint64_t row_hash(const float *x, int D) {
     uint64_t h[4] = {0x9e3779b97f4a7c15ULL, 0xc2b2ae3d27d4eb4fULL, 0x165667b19e3779f9ULL,
                      0x27d4eb2f165667c5ULL};
@@ -324,7 +326,7 @@ static uint64_t row_hash(const float *x, int D) {
         r = (r ^ h[l]) * 0x9e3779b97f4a7c15ULL;
         r ^= r >> 29;
     }
-    return r;
+    return r & ms_lstm_row_hash_mask;
 }
 typedef struct {
     int *uniq, *first, *htab; /* (n), (n), (hcap) */
@@ -333,11 +335,10 @@ typedef struct {
     int *next;                /* (n) or NULL: the next row of row r's distinct row, -1 after its last */
 } dedupe_buf;
 
-static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) {
+/* The table pass of dedupe_rows, in row order: rows with equal hashes are taken as equal
+ * (exact = 0) or compared (exact = 1). Returns the number of distinct rows, 0 above cap. */
+static int dedupe_fill(dedupe_buf *c, const float *x, size_t n, int D, int cap, int exact) {
     const size_t mask = c->hcap - 1;
-#pragma omp parallel for schedule(static)
-    for (long r = 0; r < (long)n; r++)
-        c->hrow[r] = row_hash(x + (size_t)r * D, D);
     memset(c->htab, 0xff, sizeof(int) * c->hcap);
     int U = 0;
     for (size_t r = 0; r < n; r++) {
@@ -347,7 +348,7 @@ static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) 
             u = c->htab[slot];
             if (u < 0) break;
             if (c->hrow[c->first[u]] == c->hrow[r] &&
-                memcmp(x + (size_t)c->first[u] * D, x + r * D, sizeof(float) * (size_t)D) == 0)
+                (!exact || memcmp(x + (size_t)c->first[u] * D, x + r * D, sizeof(float) * (size_t)D) == 0))
                 break;
             slot = (slot + 1) & mask;
         }
@@ -359,6 +360,28 @@ static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) 
         }
         c->uniq[r] = u;
     }
+    return U;
+}
+
+/* The serial table pass only compares hashes; the rows it took as equal are then compared
+ * on both threads, and only if two differ (a hash collision) is the pass redone comparing
+ * rows. Without a collision the two passes make the same decisions, so the numbering is the
+ * exact one either way. (A pass that finds more than cap by hashes finds at least as many
+ * by rows.) */
+static int dedupe_rows(dedupe_buf *c, const float *x, size_t n, int D, int cap) {
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)n; r++)
+        c->hrow[r] = row_hash(x + (size_t)r * D, D);
+    int U = dedupe_fill(c, x, n, D, cap, 0);
+    if (!U) return 0;
+    int differ = 0;
+#pragma omp parallel for schedule(static) reduction(| : differ)
+    for (long r = 0; r < (long)n; r++) {
+        long f = c->first[c->uniq[r]];
+        if (f != r) differ |= memcmp(x + (size_t)f * D, x + (size_t)r * D, sizeof(float) * (size_t)D) != 0;
+    }
+    if (differ) U = dedupe_fill(c, x, n, D, cap, 1);
+    if (!U) return 0;
     if (c->next) { /* linked from the last row back, with htab[u] as row u's latest row */
         for (int u = 0; u < U; u++) c->htab[u] = -1;
         for (size_t r = n; r-- > 0;) {
