@@ -1,6 +1,7 @@
 /* test_arch.c: the selector architecture registry (arch.h) and the relational selector:
  * parity with PyTorch (tests/fixtures/gen_relational.py; r1, r2 without the k-center term
- * and schedule, i.e. older checkpoints, r3 with them), finite differences, rotation and
+ * and schedule, i.e. older checkpoints, r3 with them, r4 also with features=rank and
+ * static_max=0.5 and tied rows), finite differences, rotation and
  * order invariance of its features, determinism across thread counts, checkpoints of any
  * architecture (older files load as bilstm), and training through the same trainer. */
 #include <math.h>
@@ -104,9 +105,10 @@ static void load_case(const char *cs, ms_net *net, float **x, int *T, int *D) {
     *D = (int)(nx / (size_t)*T);
     free(feat);
     MS_CHECK(ms_net_init(net, &ms_arch_relational, *D, H) == MS_OK);
-    /* kc, sched: only in cases with the k-center term and schedule (else they stay 0) */
-    const char *names[7] = {"W1", "b1", "w2", "a", "b", "kc", "sched"};
-    for (int i = 0; i < 7; i++) {
+    /* kc, sched: only in cases with the k-center term and schedule (else they stay 0);
+     * config (rel.config): only in cases with rank features and a static bound */
+    const char *names[8] = {"W1", "b1", "w2", "a", "b", "kc", "sched", "config"};
+    for (int i = 0; i < 8; i++) {
         size_t n;
         if (i >= 5 && !fx_exists(cs, names[i])) continue;
         float *v = ms_load_npy_f32(fx(cs, names[i]), &n);
@@ -135,6 +137,7 @@ static void test_pytorch_case(const char *cs) {
     double *feat = malloc(sizeof(double) * nf), *scr = malloc(sizeof(double) * ms_rel_scratch(T, D));
     float *z = malloc(sizeof(float) * (size_t)T * D), *kern = malloc(sizeof(float) * (size_t)T * R);
     ms_rel_features(feat, z, kern, x, T, D, scr);
+    if (ms_net_tensor_data(&net, 7)[0] != 0) ms_rel_rank_features(feat, T, scr);
     char what[96];
     snprintf(what, sizeof what, "%s features vs PyTorch", cs);
     ms_expect_close_d(what, feat, ref_feat, nf, 1e-9, 1e-7);
@@ -700,6 +703,7 @@ int main(void) {
     test_pytorch_case("r1");
     test_pytorch_case("r2");
     test_pytorch_case("r3");
+    test_pytorch_case("r4");
     test_finite_differences(0, 0);
     test_finite_differences(1, 0);
     test_finite_differences(1, 0.4f);
