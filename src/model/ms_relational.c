@@ -117,30 +117,26 @@ static const char *const rel_opts[] = {"redundancy", "coverage", "kcenter", "red
                                        "features", NULL};
 enum { N_NUM_OPTS = 7 }; /* the numeric options come first (static_max last of them) */
 
-/* static=: 1 frozen, 0 free (also when absent); MS_ERR_ARG for another value */
-static ms_status rel_static_frozen(const char *opts, int *frozen) {
+/* A two-valued option key=OFF|ON: *on = 1 for ON, 0 for OFF (also when absent); MS_ERR_ARG
+ * for another value. static=free|frozen and features=raw|rank. */
+static ms_status rel_flag(const char *opts, const char *key, const char *off, const char *on_name, int *on) {
     char buf[16];
     int found = 0;
-    *frozen = 0;
-    ms_status st = ms_opt_string(opts, "static", buf, sizeof buf, &found);
+    *on = 0;
+    ms_status st = ms_opt_string(opts, key, buf, sizeof buf, &found);
     if (st || !found) return st;
-    if (strcmp(buf, "frozen") == 0) *frozen = 1;
-    else if (strcmp(buf, "free") != 0)
-        return ms_fail(MS_ERR_ARG, "selector relational: static=%.15s is not free or frozen", buf);
+    if (strcmp(buf, on_name) == 0) *on = 1;
+    else if (strcmp(buf, off) != 0)
+        return ms_fail(MS_ERR_ARG, "selector relational: %s=%.15s is not %s or %s", key, buf, off, on_name);
     return MS_OK;
 }
 
-/* features=: 1 rank, 0 raw (also when absent); MS_ERR_ARG for another value */
+static ms_status rel_static_frozen(const char *opts, int *frozen) {
+    return rel_flag(opts, "static", "free", "frozen", frozen);
+}
+
 static ms_status rel_rank_features(const char *opts, int *rank) {
-    char buf[16];
-    int found = 0;
-    *rank = 0;
-    ms_status st = ms_opt_string(opts, "features", buf, sizeof buf, &found);
-    if (st || !found) return st;
-    if (strcmp(buf, "rank") == 0) *rank = 1;
-    else if (strcmp(buf, "raw") != 0)
-        return ms_fail(MS_ERR_ARG, "selector relational: features=%.15s is not raw or rank", buf);
-    return MS_OK;
+    return rel_flag(opts, "features", "raw", "rank", rank);
 }
 
 static ms_status rel_check_opts(const char *opts) {
