@@ -38,34 +38,7 @@
 #include <string.h>
 #include <time.h>
 
-#define CK(call)                                                                           \
-    do {                                                                                   \
-        dnnl_status_t s_ = (call);                                                         \
-        if (s_ != dnnl_success) {                                                          \
-            fprintf(stderr, "%s:%d: %s failed (status %d)\n", __FILE__, __LINE__, #call,   \
-                    (int)s_);                                                              \
-            exit(3);                                                                       \
-        }                                                                                  \
-    } while (0)
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n) {
-    double s[64];
-    memcpy(s, v, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-}
-
-/* CPU seconds of all threads of the process: steadier than wall time on a shared machine */
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_common.h"
 
 static dnnl_engine_t eng;
 static dnnl_stream_t strm;

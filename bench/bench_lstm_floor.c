@@ -33,31 +33,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
+
 /* oneDNN's bf16 GEMM (exported, not declared by the 2.x header; see ms_gemm.c) */
 dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t M, dnnl_dim_t N,
                                     dnnl_dim_t K, float alpha, const ms_bf16 *A, dnnl_dim_t lda,
                                     const ms_bf16 *B, dnnl_dim_t ldb, float beta, float *C,
                                     dnnl_dim_t ldc);
-
-#define CK(call)                                                                           \
-    do {                                                                                   \
-        dnnl_status_t s_ = (call);                                                         \
-        if (s_ != dnnl_success) {                                                          \
-            fprintf(stderr, "%s:%d: %s failed (status %d)\n", __FILE__, __LINE__, #call,   \
-                    (int)s_);                                                              \
-            exit(3);                                                                       \
-        }                                                                                  \
-    } while (0)
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void *xalloc(size_t bytes) {
     void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -307,13 +289,6 @@ static void call_dn(void *c, int a) {
     else if (a == 3) dn_wgrad(q);
     else if (a == 4) dn_rec(q, 0, 1);
     else dn_rec(q, 1, 1);
-}
-
-/* CPU seconds of all threads of the process (steadier than wall time on a shared machine) */
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* median wall seconds; *cpu = median CPU seconds */

@@ -12,6 +12,7 @@
 
 #include "medselect/arch.h"
 #include "medselect/io.h"
+#include "medselect/synth.h"
 
 int ms_test_passed = 0, ms_test_failed = 0;
 
@@ -283,4 +284,15 @@ void ms_expect_net_thread_independent(ms_net *net, int B, int T, int K) {
     MS_EXPECT(nz > (int)net->count / 2);
     for (int rep = 0; rep < 2; rep++) free(picks[rep]), free(logp[rep]), free(g[rep]);
     free(x), free(k), free(n), free(scale), free(rng);
+}
+
+void ms_test_small_splits(ms_split *tr, ms_split *va) {
+    ms_synth_config sc;
+    ms_synth_defaults(&sc);
+    sc.d = 16;
+    sc.n_pos[0] = 400, sc.n_pos[1] = 200, sc.n_pos[2] = 50;
+    sc.n_norm[0] = 300, sc.n_norm[1] = 150, sc.n_norm[2] = 50;
+    ms_split te;
+    ms_synth_generate(&sc, tr, va, &te);
+    ms_split_free(&te);
 }

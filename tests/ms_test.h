@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "medselect/arch.h"
+#include "medselect/io.h"
 
 extern int ms_test_passed, ms_test_failed;
 
@@ -50,6 +51,11 @@ int ms_file_exists(const char *path);
 char *ms_read_file(const char *path, size_t *len);
 /* Writes a text file (aborts on failure). */
 void ms_write_text(const char *path, const char *text);
+
+/* The small synthetic meta-dataset the training tests share: 16-d embeddings, 400/200/50
+ * positives and 300/150/50 normals in train/val/test (ms_synth_generate with those sizes);
+ * fills the train and validation splits (the caller frees them), the test split is dropped. */
+void ms_test_small_splits(ms_split *tr, ms_split *va);
 
 /* Reads an NPY fixture (float32/float64/int64 -> double) into a malloc'd array;
  * shape[0..ndim) filled when shape != NULL. Aborts with a message if missing. */

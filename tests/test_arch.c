@@ -495,14 +495,8 @@ static void train_last(const ms_split *tr, const ms_split *va, ms_train_config c
 /* The trainer runs any architecture: a short relational run with K and prevalence ranges
  * writes a relational checkpoint that works as a strategy and gives rankings. */
 static void test_training(void) {
-    ms_synth_config sc;
-    ms_synth_defaults(&sc);
-    sc.d = 16;
-    sc.n_pos[0] = 400, sc.n_pos[1] = 200, sc.n_pos[2] = 50;
-    sc.n_norm[0] = 300, sc.n_norm[1] = 150, sc.n_norm[2] = 50;
-    ms_split tr, va, te;
-    ms_synth_generate(&sc, &tr, &va, &te);
-    ms_split_free(&te);
+    ms_split tr, va;
+    ms_test_small_splits(&tr, &va);
     int cond[2] = {0, 1};
     ms_train_config c;
     ms_train_defaults(&c);

@@ -12,7 +12,6 @@
 
 #include "medselect/arch.h"
 #include "medselect/checkpoint.h"
-#include "medselect/synth.h"
 #include "medselect/train.h"
 #include "model/ms_relational.h"
 #include "training/ms_train_internal.h"
@@ -199,14 +198,8 @@ static void test_parse(void) {
 }
 
 static void test_training(void) {
-    ms_synth_config sc;
-    ms_synth_defaults(&sc);
-    sc.d = 16;
-    sc.n_pos[0] = 400, sc.n_pos[1] = 200, sc.n_pos[2] = 50;
-    sc.n_norm[0] = 300, sc.n_norm[1] = 150, sc.n_norm[2] = 50;
-    ms_split tr, va, te;
-    ms_synth_generate(&sc, &tr, &va, &te);
-    ms_split_free(&te);
+    ms_split tr, va;
+    ms_test_small_splits(&tr, &va);
     int cond[2] = {0, 1};
     ms_train_config c;
     ms_train_defaults(&c);

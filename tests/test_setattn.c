@@ -13,7 +13,6 @@
 
 #include "medselect/arch.h"
 #include "medselect/checkpoint.h"
-#include "medselect/synth.h"
 #include "medselect/train.h"
 #include "model/ms_relational.h"
 #include "model/ms_setattn.h"
@@ -299,14 +298,8 @@ static void test_checkpoint(void) {
 
 /* The common trainer runs setattn; its checkpoint works as a strategy giving rankings. */
 static void test_training(void) {
-    ms_synth_config sc;
-    ms_synth_defaults(&sc);
-    sc.d = 16;
-    sc.n_pos[0] = 400, sc.n_pos[1] = 200, sc.n_pos[2] = 50;
-    sc.n_norm[0] = 300, sc.n_norm[1] = 150, sc.n_norm[2] = 50;
-    ms_split tr, va, te;
-    ms_synth_generate(&sc, &tr, &va, &te);
-    ms_split_free(&te);
+    ms_split tr, va;
+    ms_test_small_splits(&tr, &va);
     int cond[2] = {0, 1};
     ms_train_config c;
     ms_train_defaults(&c);
